@@ -1,0 +1,74 @@
+// swift-tools-version: 6.2
+// Successive refinement for large-scale computation: a worker pool on RabbitMQ where every
+// job yields a coarse result early and refines it layer by layer (arXiv 2402.07229).
+import PackageDescription
+
+/// Every target of ours: Swift 6 mode (the tools version implies it) and no warnings.
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+
+let package = Package(
+    name: "successive-refinement",
+    products: [
+        .executable(name: "srproduce", targets: ["Producer"]),
+        .executable(name: "srconsume", targets: ["Consumer"]),
+        .executable(name: "sraggregate", targets: ["Aggregator"]),
+        .executable(name: "srbench", targets: ["SRBench"]),
+        .library(name: "SuccessiveRefinement", targets: ["SuccessiveRefinement"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // The C boundary: two system-library modules, nested under Sources/Shared so that
+        // Sources/ keeps exactly the four folders the user named.
+        .systemLibrary(
+            name: "CSRBLAS", path: "Sources/Shared/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CSRRabbitMQ", path: "Sources/Shared/CRabbitMQ", pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]),
+        .target(
+            name: "SuccessiveRefinement",
+            dependencies: ["CSRBLAS", "CSRRabbitMQ"],
+            path: "Sources/Shared",
+            exclude: ["CBLAS", "CRabbitMQ"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "Producer",
+            dependencies: [
+                "SuccessiveRefinement",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Producer",
+            swiftSettings: strict),
+        .executableTarget(
+            name: "Consumer",
+            dependencies: [
+                "SuccessiveRefinement",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Consumer",
+            swiftSettings: strict),
+        .executableTarget(
+            name: "Aggregator",
+            dependencies: [
+                "SuccessiveRefinement",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/Aggregator",
+            swiftSettings: strict),
+        .executableTarget(
+            name: "SRBench",
+            dependencies: [
+                "SuccessiveRefinement",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/SRBench",
+            swiftSettings: strict),
+        .testTarget(
+            name: "SuccessiveRefinementTests",
+            dependencies: ["SuccessiveRefinement"],
+            path: "Tests/SuccessiveRefinementTests",
+            swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,80 @@
+// A chunk plane made ready for a kernel: the arithmetic in which its products are provably
+// exact, and (for BLAS) a floating-point copy made once and reused for every vector.
+
+/// A chunk plane of A, prepared for products with chunk planes of x whose elements are at most
+/// `partnerMagnitude` in absolute value. Every partial sum of a row product is an integer of
+/// magnitude ≤ n · max|A_i| · partnerMagnitude, so:
+/// - ≤ 2^24: float32 BLAS is exact (every partial sum is a representable integer);
+/// - ≤ 2^53: float64 BLAS is exact;
+/// - otherwise: 64-bit integer loops.
+public struct PreparedPlane: Sendable {
+    /// The arithmetic a product runs in.
+    public enum Path: String, Sendable {
+        case float32BLAS = "float32 BLAS"
+        case float64BLAS = "float64 BLAS"
+        case integer = "int64 loop"
+
+        /// Wider arithmetic has a higher rank; a path is exact for anything a lower rank is.
+        var rank: Int {
+            switch self {
+            case .float32BLAS: 0
+            case .float64BLAS: 1
+            case .integer: 2
+            }
+        }
+    }
+
+    public let plane: ChunkPlane
+    public let path: Path
+    /// The largest |x chunk| this preparation is exact for.
+    public let partnerMagnitude: Int64
+    let float32: [Float]
+    let float64: [Double]
+
+    /// Largest magnitude of an exact partial sum for each floating-point path.
+    static let float32Limit: Double = 0x1p24
+    static let float64Limit: Double = 0x1p53
+
+    public static func path(columns n: Int, magnitude: Int64, partnerMagnitude: Int64) -> Path {
+        let worst = Double(n) * Double(magnitude) * Double(partnerMagnitude)
+        return worst <= float32Limit ? .float32BLAS : worst <= float64Limit ? .float64BLAS : .integer
+    }
+
+    /// Prepares `plane` (O(rows · stride) time and memory for the BLAS paths).
+    public init(_ plane: ChunkPlane, partnerMagnitude: Int64) {
+        self.plane = plane
+        self.partnerMagnitude = partnerMagnitude
+        self.path = Self.path(columns: plane.columns, magnitude: plane.maxMagnitude, partnerMagnitude: partnerMagnitude)
+        switch path {
+        case .float32BLAS:
+            float32 = plane.converted(to: Float.self)
+            float64 = []
+        case .float64BLAS:
+            float32 = []
+            float64 = plane.converted(to: Double.self)
+        case .integer:
+            float32 = []
+            float64 = []
+        }
+    }
+
+    /// Bytes the kernel reads per full pass over the plane.
+    public var bytesPerPass: Int {
+        switch path {
+        case .float32BLAS: plane.rows * plane.rowStride * 4
+        case .float64BLAS: plane.rows * plane.rowStride * 8
+        case .integer: plane.byteCount
+        }
+    }
+}
+
+extension ChunkPlane {
+    /// The plane's elements (with padding) as floating-point numbers; exact for |v| ≤ 2^24.
+    func converted<F: BinaryFloatingPoint>(to: F.Type) -> [F] {
+        switch storage {
+        case .int8(let s): s.map { F($0) }
+        case .int16(let s): s.map { F($0) }
+        case .int32(let s): s.map { F($0) }
+        }
+    }
+}

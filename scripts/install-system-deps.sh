@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages this project needs, skipping what is already there.
+# Used by scripts/test.sh (and so by CI) on a fresh machine; safe to run repeatedly.
+set -euo pipefail
+
+packages=(pkg-config librabbitmq-dev libopenblas-dev rabbitmq-server)
+# docker-compose (v1) validates compose/compose.yaml without a Docker engine.
+packages+=(docker-compose)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "system packages: all present (${packages[*]})"
+  exit 0
+fi
+
+echo "system packages: installing ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
