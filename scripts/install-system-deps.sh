@@ -14,6 +14,12 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# numpy: the independent reference of the cross-check tests (pinned; skipped if present).
+if ! python3 -c "import numpy" 2>/dev/null; then
+  echo "python: installing numpy"
+  python3 -m pip install --quiet "numpy==2.4.6" || echo "warning: numpy unavailable; the numpy cross-check will be skipped"
+fi
+
 if ((${#missing[@]} == 0)); then
   echo "system packages: all present (${packages[*]})"
   exit 0

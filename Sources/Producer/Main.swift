@@ -8,11 +8,8 @@ struct Produce: ParsableCommand {
         commandName: "srproduce",
         abstract: "Submit successive-refinement jobs to the worker pool.",
         discussion: """
-            The distributed pipeline (register, matvec, deadline, stream, demo) arrives with \
-            issue B. This build contains the exact layered-resolution core; see README.md.
-            """)
-
-    mutating func run() throws {
-        print(Self.helpMessage())
-    }
+            Every job yields a coarse result early and refines it layer by layer; at its \
+            deadline the best result so far is emitted. See README.md.
+            """,
+        subcommands: [Demo.self])
 }

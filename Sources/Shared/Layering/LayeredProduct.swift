@@ -16,7 +16,19 @@ public struct LayeredProduct: Sendable {
         guard a.columns == x.rows else {
             throw LayeringError(.shapeMismatch, "A is \(a.rows)×\(a.columns) but x has \(x.rows) rows; A·x needs them equal")
         }
-        self.matrix = try ChunkedOperand(decomposing: a, partition: partitionA)
+        try self.init(matrix: ChunkedOperand(decomposing: a, partition: partitionA),
+                      vectors: x, partitionX: partitionX, schedule: schedule)
+    }
+
+    /// A product against an already decomposed matrix (a registered operand): only the
+    /// vectors are split per job.
+    public init(matrix: ChunkedOperand, vectors x: Matrix<Double>, partitionX: PartitionVector,
+                schedule: LayerSchedule? = nil) throws(LayeringError) {
+        guard matrix.columns == x.rows else {
+            throw LayeringError(.shapeMismatch, "A is \(matrix.rows)×\(matrix.columns) but x has \(x.rows) rows; A·x needs them equal")
+        }
+        let partitionA = matrix.partition
+        self.matrix = matrix
         self.vectors = try ChunkedOperand.vectors(x, partition: partitionX)
         if let schedule {
             self.schedule = schedule
@@ -27,6 +39,7 @@ public struct LayeredProduct: Sendable {
             throw LayeringError(.invalidSchedule, "the schedule is for \(self.schedule.chunksA)×\(self.schedule.chunksX) chunks, the partitions give \(partitionA.chunkCount)×\(partitionX.chunkCount)")
         }
         self.bounds = ErrorBoundModel(matrix: matrix, vectors: vectors)
+        _ = try makeAccumulator()   // validates that the exact sums fit
     }
 
     /// A fresh accumulator for this product.
@@ -38,7 +51,12 @@ public struct LayeredProduct: Sendable {
 
     /// Prepares A's planes for kernels (done once per registered matrix in the pool).
     public func preparedPlanes() -> [PreparedPlane] {
-        let partner = (0..<vectors.partition.chunkCount).map(vectors.partition.chunkMagnitudeLimit(ofChunk:)).max() ?? 0
+        Self.preparedPlanes(matrix, partitionX: vectors.partition)
+    }
+
+    /// Prepares `matrix`'s planes for products with vectors split by `partitionX`.
+    public static func preparedPlanes(_ matrix: ChunkedOperand, partitionX: PartitionVector) -> [PreparedPlane] {
+        let partner = (0..<partitionX.chunkCount).map(partitionX.chunkMagnitudeLimit(ofChunk:)).max() ?? 0
         return matrix.planes.map { PreparedPlane($0, partnerMagnitude: partner) }
     }
 

@@ -85,11 +85,19 @@ public struct ResolutionAccumulator: Sendable {
         }
     }
 
+    /// `v` rounded to the nearest Double. The generic Int128 conversion is slow; values that
+    /// fit 64 bits (almost all) take the hardware conversion, which rounds the same way.
+    @inline(__always)
+    static func double(_ v: Int128) -> Double {
+        if let small = Int64(exactly: v) { return Double(small) }
+        return Double(v)
+    }
+
     /// The current running sum as resolution `index` (every layer ≤ index must have arrived).
     func resolution(index: Int) -> Resolution {
         let e = unitExponent
         let values = Matrix(rows: rows, columns: vectors,
-                            elements: units.map { Double($0).scaled(byPowerOfTwo: e) })
+                            elements: units.map { Self.double($0).scaled(byPowerOfTwo: e) })
         let remaining = schedule.layers[(index + 1)...].joined()
         let bound = bounds?.bound(remaining: remaining, values: values)
             ?? Matrix(rows: rows, columns: vectors, repeating: Double.infinity)

@@ -1,0 +1,124 @@
+// The kernel benchmark of docs/BENCHMARKS.md: one-shot sgemv versus chunk-plane products,
+// first resolution and all resolutions, for square matrices of several sizes.
+import ArgumentParser
+import SuccessiveRefinement
+
+struct KernelBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Time one-shot sgemv against the layered product of the same matrix.",
+        discussion: """
+            For each size n and chunk count m, builds a random n×n float32 matrix A and vector x \
+            in [-1, 1), splits both into m chunks of --bits bits, and reports medians of --repeat \
+            runs: the one-shot sgemv, one chunk-plane product (BLAS path and the portable int8 \
+            loop), time to the first resolution and to all resolutions (each ÷ one shot, x's \
+            decomposition and accumulation included; A's planes are prepared once, as a consumer \
+            caches a registered matrix), and the bytes per second each kernel reads.
+            """)
+
+    @Option(help: "Matrix sizes n (n×n), comma separated.")
+    var sizes: String = "1024,4096,8192"
+
+    @Option(help: "Chunk counts m for both operands, comma separated.")
+    var chunks: String = "2,4"
+
+    @Option(help: "Magnitude bits per chunk.")
+    var bits: Int = 4
+
+    @Option(help: "Timed runs per figure (the median is reported); 0 picks by size.")
+    var `repeat`: Int = 0
+
+    @Option(help: "OpenBLAS threads (consumers run 1).")
+    var threads: Int = 1
+
+    func validate() throws {
+        guard parse(sizes).allSatisfy({ $0 >= 1 }), !parse(sizes).isEmpty else {
+            throw ValidationError("--sizes must be positive integers, e.g. 1024,4096")
+        }
+        guard parse(chunks).allSatisfy({ $0 >= 1 }), !parse(chunks).isEmpty else {
+            throw ValidationError("--chunks must be positive integers, e.g. 2,4")
+        }
+        guard (1...7).contains(bits) else { throw ValidationError("--bits must be in 1...7 (int8 chunk planes)") }
+    }
+
+    func parse(_ list: String) -> [Int] { list.split(separator: ",").compactMap { Int($0) } }
+
+    func run() throws {
+        BLAS.setThreadCount(threads)
+        print("OpenBLAS threads: \(BLAS.threadCount); medians; times in ms; ratios ÷ one-shot sgemv\n")
+        print("| n | m | bits | path | one-shot sgemv | plane product (BLAS) | plane product (int8 loop) | first ÷ one-shot | all ÷ one-shot | GB/s one-shot | GB/s plane |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for n in parse(sizes) {
+            var g = SplitMix(seed: UInt64(n))
+            let a = Matrix(rows: n, columns: n, elements: (0..<(n * n)).map { _ in Float.random(in: -1..<1, using: &g) })
+            let x = Matrix(column: (0..<n).map { _ in Float.random(in: -1..<1, using: &g) })
+            let a64 = a.map(Double.init), x64 = x.map(Double.init)
+            let reps = `repeat` > 0 ? `repeat` : max(5, min(50, 400_000_000 / (n * n)))
+            let oneShot = median(reps) { _ = OneShotProduct.product(a, x) }
+            for m in parse(chunks) {
+                let p = try PartitionVector.fitted(maxMagnitude: a64.maxMagnitude, chunks: m, bits: bits)
+                let q = try PartitionVector.fitted(maxMagnitude: x64.maxMagnitude, chunks: m, bits: bits)
+                let matrix = try ChunkedOperand(decomposing: a64, partition: p)
+                let prepared = LayeredProduct.preparedPlanes(matrix, partitionX: q)
+                let integerPlane = PreparedPlane(matrix.planes[0], partnerMagnitude: Int64.max / Int64(n) / 128)
+                let probe = try LayeredProduct(matrix: matrix, vectors: x64, partitionX: q)
+                let xPlane = probe.vectors.planes[0]
+                let plane = median(reps) { _ = prepared[0].product(xPlane) }
+                let planeInt = median(max(3, reps / 4)) { _ = integerPlane.product(xPlane) }
+                let first = median(reps) {
+                    let job = try! LayeredProduct(matrix: matrix, vectors: x64, partitionX: q)
+                    var acc = try! job.makeAccumulator()
+                    for pair in job.schedule.layers[0] {
+                        _ = try! acc.add(pair, product: prepared[pair.a].product(job.vectors.planes[pair.x]))
+                    }
+                }
+                let all = median(max(3, reps / 2)) {
+                    let job = try! LayeredProduct(matrix: matrix, vectors: x64, partitionX: q)
+                    _ = try! job.run(prepared: prepared)
+                }
+                let gbOneShot = Double(n * n * 4) / oneShot / 1e9
+                let gbPlane = Double(prepared[0].bytesPerPass) / plane / 1e9
+                print("| \(n) | \(m) | \(bits) | \(prepared[0].path.rawValue) | \(ms(oneShot)) | \(ms(plane)) | \(ms(planeInt)) | \(ratio(first / oneShot)) | \(ratio(all / oneShot)) | \(ratio(gbOneShot)) | \(ratio(gbPlane)) |")
+            }
+        }
+    }
+
+    func ms(_ seconds: Double) -> String { String(format3: seconds * 1000) }
+    func ratio(_ r: Double) -> String { String(format3: r) }
+
+    /// The median wall time of `count` runs of `body`, in seconds (after one warm-up run).
+    func median(_ count: Int, _ body: () throws -> Void) rethrows -> Double {
+        try body()
+        let clock = ContinuousClock()
+        var times: [Double] = []
+        for _ in 0..<count {
+            let t = try clock.measure(body)
+            times.append(Double(t.components.seconds) + Double(t.components.attoseconds) * 1e-18)
+        }
+        times.sort()
+        return times[times.count / 2]
+    }
+}
+
+/// SplitMix64, for reproducible benchmark data without Foundation.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension String {
+    /// Three significant decimals without Foundation's String(format:).
+    init(format3 v: Double) {
+        let scaled = (v * 1000).rounded()
+        let whole = Int(scaled) / 1000, frac = abs(Int(scaled) % 1000)
+        let f = String(frac)
+        self = "\(whole).\(String(repeating: "0", count: 3 - f.count))\(f)"
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this) and as the README says:
+# installs missing system packages, builds with warnings as errors, starts a private
+# RabbitMQ on 127.0.0.1, runs unit and integration tests, validates the compose file and
+# stops the broker it started (and only that one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+started=$(date +%s)
+
+step() { echo; echo "==> $* ($(( $(date +%s) - started )) s)"; }
+
+step "system packages"
+bash scripts/install-system-deps.sh
+
+step "build (debug, tests included; warnings are errors)"
+swift build --build-tests
+
+broker_dir=""
+cleanup() {
+  if [[ -n "$broker_dir" && -d "$broker_dir" ]]; then
+    step "stopping the private RabbitMQ"
+    bash scripts/rabbitmq-stop.sh "$broker_dir" || echo "warning: could not stop the broker in $broker_dir"
+  fi
+}
+trap cleanup EXIT
+
+if [[ -x scripts/rabbitmq-start.sh || -f scripts/rabbitmq-start.sh ]]; then
+  step "private RabbitMQ"
+  broker_dir="$root/.rabbitmq/test-$$"
+  env_file=$(SR_RABBITMQ_DIR="$broker_dir" bash scripts/rabbitmq-start.sh --management | tail -n 1)
+  # shellcheck disable=SC1090
+  source "$env_file"
+  export SR_AMQP_URL SR_RABBITMQ_DIR
+  # Integration tests fail (not skip) when the broker is missing in this run.
+  export SR_REQUIRE_BROKER=1
+  echo "broker: $SR_AMQP_URL"
+fi
+
+step "tests (unit + integration)"
+swift test --skip-build
+
+if [[ -f compose/compose.yaml ]]; then
+  step "compose file"
+  bash scripts/validate-compose.sh
+fi
+
+step "all passed in $(( $(date +%s) - started )) s"
