@@ -17,6 +17,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // The C boundary: two system-library modules, nested under Sources/Shared so that
@@ -29,7 +31,11 @@ let package = Package(
             providers: [.apt(["librabbitmq-dev"])]),
         .target(
             name: "SuccessiveRefinement",
-            dependencies: ["CSRBLAS", "CSRRabbitMQ"],
+            dependencies: [
+                "CSRBLAS", "CSRRabbitMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Sources/Shared",
             exclude: ["CBLAS", "CRabbitMQ"],
             swiftSettings: strict),
@@ -65,10 +71,23 @@ let package = Package(
             ],
             path: "Benchmarks/SRBench",
             swiftSettings: strict),
+        // Behavioural tests every Transport must pass; run by the unit tests on the in-memory
+        // transport and by the integration tests on AMQP against a real RabbitMQ.
+        .target(
+            name: "TransportConformance",
+            dependencies: ["SuccessiveRefinement"],
+            path: "Tests/TransportConformance",
+            swiftSettings: strict),
         .testTarget(
             name: "SuccessiveRefinementTests",
-            dependencies: ["SuccessiveRefinement"],
+            dependencies: ["SuccessiveRefinement", "TransportConformance"],
             path: "Tests/SuccessiveRefinementTests",
+            swiftSettings: strict),
+        // Needs a real RabbitMQ: scripts/test.sh starts one and sets SR_AMQP_URL.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["SuccessiveRefinement", "TransportConformance"],
+            path: "Tests/IntegrationTests",
             swiftSettings: strict),
     ]
 )
