@@ -90,7 +90,7 @@ port_free() {
   elif command -v ss >/dev/null; then
     [[ -z $(ss -Htan "( sport = :$p )") ]]
   else
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then return 1; fi
   fi
 }
 
@@ -102,7 +102,7 @@ declare -A picked=()
 pick_port() {
   local var=$1 fixed=${2:-} p i
   if [[ -n $fixed ]]; then
-    [[ $fixed =~ ^[0-9]+$ ]] && ((fixed > 0 && fixed < 65536)) || die "$var: '$fixed' is not a port number"
+    if ! [[ $fixed =~ ^[0-9]+$ ]] || ((fixed < 1 || fixed > 65535)); then die "$var: '$fixed' is not a port number"; fi
     port_free "$fixed" || die "port $fixed (for $var) is already in use on 127.0.0.1"
     picked[$fixed]=1
     printf -v "$var" '%s' "$fixed"
@@ -152,6 +152,7 @@ urlencode() {
 }
 
 # ---------------------------------------------------------------- directory and ports
+port="" dist_port="" epmd_port="" tls_port="" mgmt_port="" # set by pick_port (printf -v)
 pick_port port "${SR_RABBITMQ_PORT:-}"
 if [[ -z $dir ]]; then dir=$PWD/.rabbitmq/${name:-sr-$port}; fi
 dir=$(realpath -m -- "$dir")
@@ -182,7 +183,6 @@ fi
 
 pick_port dist_port ""
 pick_port epmd_port "${SR_RABBITMQ_EPMD_PORT:-}"
-tls_port="" mgmt_port=""
 if ((tls)); then pick_port tls_port "${SR_RABBITMQ_TLS_PORT:-}"; fi
 if ((mgmt)); then pick_port mgmt_port "${SR_RABBITMQ_MGMT_PORT:-}"; fi
 nodename=sr-$port@localhost
@@ -215,6 +215,9 @@ export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127
 export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 export ERL_EPMD_ADDRESS=127.0.0.1
 export ERL_EPMD_PORT=$epmd_port
+# A VM that dies at boot writes erl_crash.dump into its working directory; keep it with the logs
+# (the node is also launched from inside $dir, see below).
+export ERL_CRASH_DUMP=$dir/log/erl_crash.dump
 
 # The Erlang cookie lives in $HOME/.erlang.cookie; a private HOME gives the node its own cookie.
 # od reads exactly 16 bytes, so no pipe is closed early (which pipefail would turn into a failure).
@@ -228,6 +231,7 @@ state_lines() {
   local v
   printf '# Private RabbitMQ node started by scripts/rabbitmq-start.sh on %s.\n' "$(date -Is)"
   printf '# Source it (". %s") to reach the node; run CLI tools via scripts/rabbitmqctl.sh %s,\n' "$dir/env" "$dir"
+  # shellcheck disable=SC2016 # a literal $SR_RABBITMQ_HOME in the comment
   printf '# which also sets HOME=$SR_RABBITMQ_HOME (the Erlang cookie is there). Stop: scripts/rabbitmq-stop.sh %s\n' "$dir"
   printf 'export SR_RABBITMQ_DIR=%s\n' "$(shq "$dir")"
   printf 'export SR_RABBITMQ_NODENAME=%s\n' "$(shq "$nodename")"
@@ -246,7 +250,7 @@ state_lines() {
     RABBITMQ_CONFIG_FILE RABBITMQ_CONFIG_FILES RABBITMQ_ADVANCED_CONFIG_FILE RABBITMQ_CONF_ENV_FILE \
     RABBITMQ_ENABLED_PLUGINS_FILE RABBITMQ_MNESIA_BASE RABBITMQ_LOG_BASE RABBITMQ_PID_FILE \
     RABBITMQ_MOTD_FILE RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS RABBITMQ_CTL_ERL_ARGS \
-    ERL_EPMD_ADDRESS ERL_EPMD_PORT; do
+    ERL_EPMD_ADDRESS ERL_EPMD_PORT ERL_CRASH_DUMP; do
     printf 'export %s=%s\n' "$v" "$(shq "${!v}")"
   done
 }
@@ -261,10 +265,16 @@ save_state
 ok=0
 print_logs() {
   local f
+  # The first error lines usually name the cause (e.g. "ssl_options.keyfile invalid, file does
+  # not exist"); the tail shows how it ended.
+  if [[ -s $dir/log/console.log ]] && grep -q '\[error\]' "$dir/log/console.log"; then
+    printf '\n----- first errors in %s -----\n' "$dir/log/console.log" >&2
+    grep -m 8 '\[error\]' "$dir/log/console.log" >&2 || true
+  fi
   for f in "$dir"/log/*.log; do
     [[ -s $f ]] || continue
     printf '\n----- last lines of %s -----\n' "$f" >&2
-    tail -n 40 -- "$f" >&2
+    tail -n 25 -- "$f" >&2
   done
 }
 # On any failure (or Ctrl-C) stop whatever this run started — by recorded PID only — and keep the
@@ -284,7 +294,11 @@ cleanup_on_failure() {
   for pid in "$beam_pid" "$wrapper_pid" "$epmd_pid"; do
     if ours "$pid" "$dir"; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
-  note "start failed; processes it had started are stopped; logs kept in $dir/log"
+  if [[ -n $epmd_pid$wrapper_pid ]]; then
+    note "start failed; the processes it had started are stopped; logs kept in $dir/log"
+  else
+    note "start failed before anything was launched"
+  fi
   note "remove the directory with: $script_dir/rabbitmq-stop.sh $dir"
   exit $((rc == 0 ? 1 : rc))
 }
@@ -397,6 +411,10 @@ CNF
   done
   openssl verify -CAfile "$ca_file" "$cert_file" >/dev/null 2>&1 ||
     die "server certificate $cert_file does not verify against CA $ca_file"
+  # A key that does not belong to the certificate does not stop the node from booting; handshakes
+  # would fail later with an obscure alert. Compare the public keys now.
+  [[ $(openssl x509 -in "$cert_file" -noout -pubkey 2>/dev/null) == "$(openssl pkey -in "$key_file" -pubout 2>/dev/null)" ]] ||
+    die "TLS key $key_file does not match certificate $cert_file (or cannot be read)"
 fi
 
 # ---------------------------------------------------------------- configuration
@@ -430,7 +448,7 @@ echo "# intentionally empty (private node; see scripts/rabbitmq-start.sh)" >"$RA
 if epmd -port "$epmd_port" -names >/dev/null 2>&1; then
   note "epmd already answers on port $epmd_port; using it (it will not be stopped by rabbitmq-stop.sh)"
 else
-  HOME=$dir/home setsid epmd -port "$epmd_port" -address 127.0.0.1 </dev/null >"$dir/log/epmd.out" 2>&1 &
+  (cd "$dir" && HOME=$dir/home exec setsid epmd -port "$epmd_port" -address 127.0.0.1 </dev/null >"$dir/log/epmd.out" 2>&1) &
   epmd_pid=$!
   save_state
   for ((i = 0; i < 50; i++)); do
@@ -445,7 +463,7 @@ fi
 # rabbitmq-server in the foreground (in the background of this script): a small sh wrapper that runs
 # the Erlang VM and turns TERM into a clean stop. setsid detaches both from our terminal/session.
 note "starting $nodename in $dir (AMQP 127.0.0.1:$port${tls_port:+, AMQPS $tls_port}${mgmt_port:+, management $mgmt_port}, epmd $epmd_port)"
-HOME=$dir/home setsid "$SR_RABBITMQ_BIN/rabbitmq-server" </dev/null >"$dir/log/console.log" 2>&1 &
+(cd "$dir" && HOME=$dir/home exec setsid "$SR_RABBITMQ_BIN/rabbitmq-server" </dev/null >"$dir/log/console.log" 2>&1) &
 wrapper_pid=$!
 save_state
 
@@ -502,8 +520,10 @@ amqp_url=amqp://$creds@127.0.0.1:$port/$vpath
   state_lines
   printf '# Connection settings.\n'
   printf 'export SR_AMQP_URL=%s\n' "$(shq "$amqp_url")"
-  printf 'export SR_RABBITMQ_USER=%s\n' "$(shq "$login_user")"
-  printf 'export SR_RABBITMQ_VHOST=%s\n' "$(shq "${vhost:-/}")"
+  # SR_AMQP_* rather than SR_RABBITMQ_USER/_VHOST: compose/compose.yaml reads those names from the
+  # shell, and a sourced env file must not leak into a `docker compose up`.
+  printf 'export SR_AMQP_USER=%s\n' "$(shq "$login_user")"
+  printf 'export SR_AMQP_VHOST=%s\n' "$(shq "${vhost:-/}")"
   if ((tls)); then
     # 127.0.0.1 passes hostname verification thanks to the DNS:127.0.0.1 entry (see above).
     printf 'export SR_AMQPS_URL=%s\n' "$(shq "amqps://$creds@127.0.0.1:$tls_port/$vpath")"

@@ -113,7 +113,9 @@ fi
 # ---------------------------------------------------------------- epmd
 epmd_pid=${SR_RABBITMQ_EPMD_PID:-}
 if [[ -z $epmd_pid ]]; then
-  [[ -z $epmd_port ]] || note "epmd on port $epmd_port was not started by rabbitmq-start.sh; left alone"
+  if [[ -n $epmd_port ]] && epmd -port "$epmd_port" -names >/dev/null 2>&1; then
+    note "the epmd on port $epmd_port was not started by rabbitmq-start.sh; left alone"
+  fi
 elif ours "$epmd_pid"; then
   # Only stop it if no other node is registered (someone may have pointed another node at it).
   others=$(epmd -port "$epmd_port" -names 2>/dev/null | awk '$1 == "name" { print $2 }' || true)

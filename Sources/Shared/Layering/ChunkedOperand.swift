@@ -25,6 +25,12 @@ public struct ChunkedOperand: Sendable {
         public let planeRowMax: [[Double]]
         /// valueRowL1[row] = Σ_c |v[row, c]| of the original values (rounded to nearest).
         public let valueRowL1: [Double]
+
+        public init(planeRowL1: [[Double]], planeRowMax: [[Double]], valueRowL1: [Double]) {
+            self.planeRowL1 = planeRowL1
+            self.planeRowMax = planeRowMax
+            self.valueRowL1 = valueRowL1
+        }
     }
 
     /// Splits every element of `matrix` with `partition`. Throws on NaN/Inf or on a value

@@ -16,6 +16,8 @@ public struct ErrorBoundModel: Sendable {
     public let vectors: Int
     let pairTerms: [ChunkPair: [Double]]
     let residual: [Double]
+    /// ‖A_k‖₁ · ‖x_b‖₁ (rows × vectors): bounds |(A·X)[k, b]| itself.
+    let magnitude: [Double]
 
     static let inflation = 1 + 0x1p-30
     static let valueRounding = 0x1p-52
@@ -24,9 +26,14 @@ public struct ErrorBoundModel: Sendable {
     /// O(m_A · m_x · rows · vectors).
     public init(matrix: ChunkedOperand, vectors: ChunkedOperand) {
         precondition(matrix.columns == vectors.columns, "A·X needs A's columns = X's rows")
-        let r = matrix.rows, nv = vectors.rows
-        let p = matrix.partition, q = vectors.partition
-        let sa = matrix.statistics, sx = vectors.statistics
+        self.init(partitionA: matrix.partition, statisticsA: matrix.statistics,
+                  partitionX: vectors.partition, statisticsX: vectors.statistics)
+    }
+
+    /// The same from statistics alone (what a job's open record carries to the aggregator).
+    public init(partitionA p: PartitionVector, statisticsA sa: ChunkedOperand.Statistics,
+                partitionX q: PartitionVector, statisticsX sx: ChunkedOperand.Statistics) {
+        let r = sa.valueRowL1.count, nv = sx.valueRowL1.count
         var terms = [ChunkPair: [Double]]()
         for i in 0..<p.chunkCount {
             for j in 0..<q.chunkCount {
@@ -53,7 +60,15 @@ public struct ErrorBoundModel: Sendable {
         self.vectors = nv
         self.pairTerms = terms
         self.residual = res
+        var mag = [Double](repeating: 0, count: r * nv)
+        for k in 0..<r {
+            for b in 0..<nv { mag[k * nv + b] = sa.valueRowL1[k] * sx.valueRowL1[b] * Self.inflation }
+        }
+        self.magnitude = mag
     }
+
+    /// An upper bound on |(A·X)[k, b]|: the error of answering 0.
+    public func residualFreeMagnitude(row k: Int, vector b: Int) -> Double { magnitude[k * vectors + b] }
 
     /// The elementwise bound (rows × vectors) for a result `values` that includes every pair
     /// except `remaining`.

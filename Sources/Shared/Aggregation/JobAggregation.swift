@@ -1,0 +1,175 @@
+// The aggregator's per-job logic as a pure state machine: partials and the deadline in,
+// outputs out. No I/O and no clock: callers pass the current time, so tests drive it directly.
+
+/// One job at the aggregator: collects row blocks into mini-jobs, mini-jobs into resolutions,
+/// emits each resolution once, and at the deadline emits the best available result exactly once.
+public struct JobAggregation: Sendable {
+    /// What the caller must do after an input.
+    public enum Action: Sendable {
+        /// Publish this output (to sr.outputs) and log one line for it.
+        case emit(OutputMessage)
+        /// The job is finished: acknowledge everything held for it and forget it.
+        case close
+    }
+
+    /// How a partial was taken.
+    public enum PartialOutcome: Sendable, Equatable {
+        case accepted
+        /// Same task seen before (at-least-once delivery): ignore it.
+        case duplicate
+        /// Arrived after the job closed: count and drop it.
+        case late
+        /// Does not belong to this job's plan: dead-letter it with this reason.
+        case invalid(String)
+    }
+
+    public let job: MatVecJob
+    let bounds: ErrorBoundModel
+    let schedule: LayerSchedule
+    var accumulator: ResolutionAccumulator?
+    /// Row blocks received per mini-job (layered) or for the one pass (one-shot).
+    var blocks: [ChunkPair: [Int: [Int64]]] = [:]
+    var oneShotValues: [Double]
+    var oneShotBlocks: Set<Int> = []
+    var seenTasks: Set<String> = []
+    var last: Resolution?
+    public private(set) var closedWith: OutputStatus?
+    public private(set) var latePartials = 0
+    public private(set) var duplicatePartials = 0
+
+    public init(_ record: OpenRecord) throws(WireError) {
+        job = record.job
+        try job.validate()
+        do {
+            let p = try PartitionVector(job.partitionA), q = try PartitionVector(job.partitionX)
+            schedule = try job.schedule()
+            guard record.statisticsA.valueRowL1.count == job.rows, record.statisticsX.valueRowL1.count == job.vectors else {
+                throw WireError("job \(job.id): statistics do not match the shape")
+            }
+            bounds = ErrorBoundModel(partitionA: p, statisticsA: record.statisticsA, partitionX: q, statisticsX: record.statisticsX)
+            if job.mode == .layered {
+                accumulator = try ResolutionAccumulator(schedule: schedule, partitionA: p, partitionX: q, rows: job.rows,
+                                                        vectors: job.vectors, innerDimension: job.columns, bounds: bounds)
+            }
+        } catch let e as WireError {
+            throw e
+        } catch {
+            throw WireError("job \(job.id): \(error)")
+        }
+        oneShotValues = job.mode == .oneShot ? [Double](repeating: 0, count: job.rows * job.vectors) : []
+    }
+
+    public var isClosed: Bool { closedWith != nil }
+
+    /// Elapsed milliseconds since the job was created (wall clock, shared across machines).
+    func elapsed(_ nowMs: Int64) -> Double { Double(nowMs - job.createdMs) }
+
+    /// Takes one partial result.
+    public mutating func receive(_ p: PartialMessage, nowMs: Int64) -> (PartialOutcome, [Action]) {
+        guard p.job == job.id else { return (.invalid("partial for job \(p.job) routed to job \(job.id)"), []) }
+        if isClosed {
+            latePartials += 1
+            return (.late, [])
+        }
+        guard seenTasks.insert(p.task).inserted else {
+            duplicatePartials += 1
+            return (.duplicate, [])
+        }
+        let block = p.rows.lowerBound / job.rowBlock
+        guard p.mode == job.mode, p.vectors == job.vectors, block < job.blockCount, p.rows == job.rowRange(block: block) else {
+            seenTasks.remove(p.task)
+            return (.invalid("partial \(p.task) (rows \(p.rows), mode \(p.mode.rawValue)) does not match job \(job.id)'s plan"), [])
+        }
+        if job.mode == .oneShot {
+            guard oneShotBlocks.insert(block).inserted else { duplicatePartials += 1; return (.duplicate, []) }
+            for (i, v) in p.values.enumerated() { oneShotValues[p.rows.lowerBound * job.vectors + i] = v }
+            guard oneShotBlocks.count == job.blockCount else { return (.accepted, []) }
+            let values = Matrix(rows: job.rows, columns: job.vectors, elements: oneShotValues)
+            closedWith = .complete
+            return (.accepted, [.emit(OutputMessage(job: job.id, resolution: 1, of: 1, status: .complete, elapsedMs: elapsed(nowMs),
+                                                    values: values, bound: oneShotBound(values))), .close])
+        }
+        let pair = ChunkPair(a: p.chunkA, x: p.chunkX)
+        guard let layer = schedule.layer(of: pair), layer == p.layer else {
+            seenTasks.remove(p.task)
+            return (.invalid("partial \(p.task): mini-job \(pair) is not in layer \(p.layer) of job \(job.id)"), [])
+        }
+        guard blocks[pair, default: [:]][block] == nil, !(accumulator?.contains(pair) ?? true) else {
+            duplicatePartials += 1
+            return (.duplicate, [])
+        }
+        blocks[pair, default: [:]][block] = p.exact
+        guard blocks[pair]!.count == job.blockCount else { return (.accepted, []) }
+        // The mini-job is complete: assemble its rows in order and fold it in.
+        var product = [Int64]()
+        product.reserveCapacity(job.rows * job.vectors)
+        for b in 0..<job.blockCount { product += blocks[pair]![b]! }
+        blocks[pair] = nil
+        var actions: [Action] = []
+        do {
+            let released = try accumulator!.add(pair, product: Matrix(rows: job.rows, columns: job.vectors, elements: product))
+            for r in released {
+                last = r
+                let status: OutputStatus = r.isFinal ? .complete : .partial
+                actions.append(.emit(OutputMessage(job: job.id, resolution: r.index + 1, of: r.count, status: status,
+                                                   elapsedMs: elapsed(nowMs), values: r.values, bound: r.bound)))
+                if r.isFinal {
+                    closedWith = .complete
+                    actions.append(.close)
+                }
+            }
+        } catch {
+            return (.invalid("partial \(p.task): \(error)"), [])
+        }
+        return (.accepted, actions)
+    }
+
+    /// The deadline fired (message or safety timer): emits the best available result, once.
+    /// `lateMs` is how late the deadline message was relative to the job's deadline.
+    public mutating func deadlineFired(nowMs: Int64) -> [Action] {
+        guard !isClosed else { return [] }
+        closedWith = .deadline
+        let late = Double(nowMs - job.deadlineMs)
+        if job.mode == .oneShot {
+            // Finished row blocks are exact float32 results; the rest are 0 with the a-priori bound.
+            let values = Matrix(rows: job.rows, columns: job.vectors, elements: oneShotValues)
+            var bound = oneShotBound(values)
+            for b in 0..<job.blockCount where !oneShotBlocks.contains(b) {
+                for k in job.rowRange(block: b) {
+                    for v in 0..<job.vectors { bound[k, v] = aPrioriBound(row: k, vector: v) }
+                }
+            }
+            return [.emit(OutputMessage(job: job.id, resolution: oneShotBlocks.count == job.blockCount ? 1 : 0, of: 1,
+                                        status: .deadline, elapsedMs: elapsed(nowMs), values: values, bound: bound, lateMs: late)),
+                    .close]
+        }
+        let output: OutputMessage
+        if let last {
+            output = OutputMessage(job: job.id, resolution: last.index + 1, of: schedule.resolutionCount, status: .deadline,
+                                   elapsedMs: elapsed(nowMs), values: last.values, bound: last.bound, lateMs: late)
+        } else {
+            let zeros = Matrix(rows: job.rows, columns: job.vectors, repeating: 0.0)
+            output = OutputMessage(job: job.id, resolution: 0, of: schedule.resolutionCount, status: .deadline,
+                                   elapsedMs: elapsed(nowMs), values: zeros,
+                                   bound: bounds.bound(remaining: schedule.layers.joined(), values: zeros), lateMs: late)
+        }
+        return [.emit(output), .close]
+    }
+
+    /// |A_k·x_b| ≤ ‖A_k‖₁·‖x_b‖₁ (‖x‖∞ ≤ ‖x‖₁): the bound of answering 0.
+    func aPrioriBound(row k: Int, vector b: Int) -> Double {
+        bounds.residualFreeMagnitude(row: k, vector: b)
+    }
+
+    /// Float32 one-shot error: inputs rounded to float32 (2·2^−24 relative) and an n-term float32
+    /// dot product (γ_n = n·2^−24 / (1 − n·2^−24)), both times Σ|a||x| ≤ ‖A_k‖₁·‖x_b‖₁.
+    func oneShotBound(_ values: Matrix<Double>) -> Matrix<Double> {
+        let u = 0x1p-24, n = Double(job.columns + 2)
+        let gamma = n * u / (1 - n * u)
+        var out = values
+        for k in 0..<job.rows {
+            for b in 0..<job.vectors { out[k, b] = gamma * aPrioriBound(row: k, vector: b) * (1 + 0x1p-30) }
+        }
+        return out
+    }
+}

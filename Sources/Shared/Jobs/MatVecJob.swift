@@ -1,0 +1,89 @@
+// A matrix–vector (or matrix–batch) job as the producer plans it and the aggregator tracks it.
+
+/// Y = A·X with a deadline, in resolutions (layered) or in one float32 pass (the baseline).
+/// Serialised as JSON in the job's open record (docs/WIRE.md).
+public struct MatVecJob: Sendable, Codable, Equatable {
+    public enum Mode: String, Sendable, Codable {
+        /// Successive refinement by chunk-pair layers.
+        case layered
+        /// One float32 pass over the same row blocks: what every benchmark compares against.
+        case oneShot = "one-shot"
+    }
+
+    /// Letters, digits, '-' and '_' (it appears in routing keys); at most 64 characters.
+    public var id: String
+    public var mode: Mode
+    /// SHA-256 digest of the registered matrix, or "inline" when tasks carry A's rows.
+    public var matrix: String
+    public var rows: Int
+    public var columns: Int
+    /// B, the number of vectors (1 for a mat-vec).
+    public var vectors: Int
+    public var partitionA: [Int]
+    public var partitionX: [Int]
+    /// The schedule: layers of [a, x] chunk pairs (0-based).
+    public var layers: [[[Int]]]
+    /// Rows per task: each mini-job is split into ⌈rows / rowBlock⌉ row-block tasks.
+    public var rowBlock: Int
+    /// Wall-clock milliseconds since the Unix epoch.
+    public var createdMs: Int64
+    public var deadlineMs: Int64
+
+    public init(id: String, mode: Mode, matrix: String, rows: Int, columns: Int, vectors: Int,
+                partitionA: [Int], partitionX: [Int], layers: [[[Int]]], rowBlock: Int,
+                createdMs: Int64, deadlineMs: Int64) {
+        self.id = id
+        self.mode = mode
+        self.matrix = matrix
+        self.rows = rows
+        self.columns = columns
+        self.vectors = vectors
+        self.partitionA = partitionA
+        self.partitionX = partitionX
+        self.layers = layers
+        self.rowBlock = rowBlock
+        self.createdMs = createdMs
+        self.deadlineMs = deadlineMs
+    }
+
+    public static func isValidID(_ id: String) -> Bool {
+        (1...64).contains(id.count) && id.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_"
+        }
+    }
+
+    /// Tasks per mini-job.
+    public var blockCount: Int { (rows + rowBlock - 1) / rowBlock }
+
+    public func rowRange(block: Int) -> Range<Int> {
+        (block * rowBlock)..<min(rows, (block + 1) * rowBlock)
+    }
+
+    public var relativeDeadlineMs: Int64 { deadlineMs - createdMs }
+
+    /// R: resolutions this job can reach.
+    public var resolutionCount: Int { mode == .oneShot ? 1 : layers.count }
+
+    public func schedule() throws(LayeringError) -> LayerSchedule {
+        try LayerSchedule(chunksA: partitionA.count - 1, chunksX: partitionX.count - 1,
+                          layers: layers.map { $0.map { ChunkPair(a: $0.first ?? -1, x: $0.count == 2 ? $0[1] : -1) } })
+    }
+
+    /// Checks everything a consumer or aggregator relies on; the message says what is wrong.
+    public func validate() throws(WireError) {
+        guard Self.isValidID(id) else { throw WireError("job id '\(id)' must be 1–64 letters, digits, '-' or '_'") }
+        guard rows >= 1, columns >= 1, vectors >= 1 else { throw WireError("job \(id): empty shape \(rows)×\(columns)·\(vectors)") }
+        guard rowBlock >= 1 else { throw WireError("job \(id): rowBlock must be ≥ 1") }
+        guard matrix == "inline" || OperandStore.isDigest(matrix) else {
+            throw WireError("job \(id): matrix must be a SHA-256 digest or \"inline\"")
+        }
+        guard deadlineMs > createdMs else { throw WireError("job \(id): the deadline must be after creation") }
+        do {
+            _ = try PartitionVector(partitionA)
+            _ = try PartitionVector(partitionX)
+            _ = try schedule()
+        } catch {
+            throw WireError("job \(id): \(error)")
+        }
+    }
+}

@@ -1,0 +1,88 @@
+// Header names of wire format version 1 and typed access to them.
+
+public enum Header {
+    public static let version = "sr-version"
+    public static let kind = "sr-kind"
+    public static let job = "sr-job"
+    public static let task = "sr-task"
+    public static let layer = "sr-layer"
+    public static let chunkA = "sr-chunk-a"
+    public static let chunkX = "sr-chunk-x"
+    public static let rowBegin = "sr-row-begin"
+    public static let rowEnd = "sr-row-end"
+    public static let rows = "sr-rows"
+    public static let columns = "sr-columns"
+    public static let vectors = "sr-vectors"
+    public static let deadline = "sr-deadline-ms"
+    public static let matrix = "sr-matrix"
+    public static let partitionA = "sr-partition-a"
+    public static let partitionX = "sr-partition-x"
+    public static let mode = "sr-mode"
+    public static let computeMicroseconds = "sr-compute-us"
+    public static let worker = "sr-worker"
+    public static let resolution = "sr-resolution"
+    public static let of = "sr-of"
+    public static let status = "sr-status"
+    public static let elapsed = "sr-elapsed-ms"
+    public static let maxBound = "sr-max-bound"
+    public static let deadReason = "sr-dead-reason"
+    public static let lateMilliseconds = "sr-late-ms"
+
+    public static let currentVersion: Int64 = 1
+}
+
+/// Typed, validating reads of a message's headers; every failure names the header.
+struct HeaderReader {
+    let headers: [String: HeaderValue]
+
+    init(_ message: Message, kind: String) throws(WireError) {
+        headers = message.headers
+        guard let v = headers[Header.version]?.intValue else {
+            throw WireError("missing header \(Header.version); this is not a successive-refinement message")
+        }
+        guard v == Header.currentVersion else {
+            throw WireError("wire format version \(v) is not supported (this build speaks \(Header.currentVersion))")
+        }
+        let k = try string(Header.kind)
+        guard k == kind else { throw WireError("expected \(Header.kind)=\(kind), got \(k)") }
+    }
+
+    func string(_ key: String) throws(WireError) -> String {
+        guard let v = headers[key] else { throw WireError("missing header \(key)") }
+        switch v {
+        case .string(let s): return s
+        case .bytes(let b): return String(decoding: b, as: UTF8.self)
+        default: throw WireError("header \(key) must be a string")
+        }
+    }
+
+    func int(_ key: String, in range: ClosedRange<Int64>? = nil) throws(WireError) -> Int64 {
+        guard let v = headers[key] else { throw WireError("missing header \(key)") }
+        guard let i = v.intValue else { throw WireError("header \(key) must be an integer") }
+        if let range, !range.contains(i) { throw WireError("header \(key)=\(i) is outside \(range)") }
+        return i
+    }
+
+    func count(_ key: String, max: Int = 1 << 30) throws(WireError) -> Int {
+        Int(try int(key, in: 0...Int64(max)))
+    }
+
+    func double(_ key: String) throws(WireError) -> Double {
+        guard let v = headers[key]?.doubleValue else { throw WireError("missing or non-numeric header \(key)") }
+        return v
+    }
+
+    func optionalString(_ key: String) -> String? { headers[key]?.stringValue }
+}
+
+extension Message {
+    /// A message of wire format version 1 of the given kind.
+    static func wire(kind: String, headers: [String: HeaderValue], body: [UInt8] = [],
+                     priority: UInt8? = nil, expiration: Duration? = nil, messageID: String? = nil) -> Message {
+        var h = headers
+        h[Header.version] = .int(Header.currentVersion)
+        h[Header.kind] = .string(kind)
+        return Message(body: body, headers: h, priority: priority, expiration: expiration,
+                       messageID: messageID, contentType: "application/octet-stream", persistent: true)
+    }
+}

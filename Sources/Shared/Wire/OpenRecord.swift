@@ -1,0 +1,84 @@
+// A job's open record: the job spec and the bound statistics, for the aggregator.
+
+/// Body: UInt32 LE length L, L bytes of JSON (MatVecJob), then Float64 LE arrays:
+/// A's planeRowL1 (m_A × rows), planeRowMax (m_A × rows), valueRowL1 (rows), then the same
+/// for X with B in place of rows. These let the aggregator bound every resolution.
+public struct OpenRecord: Sendable {
+    public var job: MatVecJob
+    public var statisticsA: ChunkedOperand.Statistics
+    public var statisticsX: ChunkedOperand.Statistics
+
+    public static let kind = "open"
+
+    public init(job: MatVecJob, statisticsA: ChunkedOperand.Statistics, statisticsX: ChunkedOperand.Statistics) {
+        self.job = job
+        self.statisticsA = statisticsA
+        self.statisticsX = statisticsX
+    }
+
+    public func encode() throws -> Message {
+        let json = try JSONCoding.encode(job)
+        var body = withUnsafeBytes(of: UInt32(json.count).littleEndian) { Array($0) } + json
+        for s in [statisticsA, statisticsX] {
+            body += LittleEndian.bytes(s.planeRowL1.flatMap { $0 })
+            body += LittleEndian.bytes(s.planeRowMax.flatMap { $0 })
+            body += LittleEndian.bytes(s.valueRowL1)
+        }
+        return .wire(kind: Self.kind, headers: [Header.job: .string(job.id), Header.deadline: .int(job.deadlineMs)],
+                     body: body, messageID: "\(job.id)/open")
+    }
+
+    public init(decoding message: Message) throws(WireError) {
+        _ = try HeaderReader(message, kind: Self.kind)
+        let b = message.body
+        guard b.count >= 4 else { throw WireError("open record body too short") }
+        let length = Int(UInt32(b[0]) | UInt32(b[1]) << 8 | UInt32(b[2]) << 16 | UInt32(b[3]) << 24)
+        guard 4 + length <= b.count else { throw WireError("open record JSON length \(length) exceeds the body") }
+        do {
+            job = try JSONCoding.decode(MatVecJob.self, from: Array(b[4..<(4 + length)]))
+        } catch {
+            throw WireError("open record JSON: \(error)")
+        }
+        try job.validate()
+        let ma = job.partitionA.count - 1, mx = job.partitionX.count - 1
+        let r = job.rows, nv = job.vectors
+        let expected = 8 * ((2 * ma + 1) * r + (2 * mx + 1) * nv)
+        guard b.count - 4 - length == expected else {
+            throw WireError("open record statistics are \(b.count - 4 - length) bytes; expected \(expected)")
+        }
+        let values = LittleEndian.doubles(b[(4 + length)...])
+        var at = 0
+        func take(_ n: Int) -> [Double] { defer { at += n }; return Array(values[at..<(at + n)]) }
+        func stats(_ m: Int, _ rows: Int) -> ChunkedOperand.Statistics {
+            let l1 = (0..<m).map { _ in take(rows) }
+            let mx = (0..<m).map { _ in take(rows) }
+            return ChunkedOperand.Statistics(planeRowL1: l1, planeRowMax: mx, valueRowL1: take(rows))
+        }
+        statisticsA = stats(ma, r)
+        statisticsX = stats(mx, nv)
+        guard values.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw WireError("open record statistics must be finite and ≥ 0") }
+    }
+}
+
+/// The deadline message: empty body; dead-lettered from a delay queue into sr.deadlines.
+public struct DeadlineMessage: Sendable, Equatable {
+    public var job: String
+    public var deadlineMs: Int64
+    public static let kind = "deadline"
+
+    public init(job: String, deadlineMs: Int64) {
+        self.job = job
+        self.deadlineMs = deadlineMs
+    }
+
+    public func encode() -> Message {
+        .wire(kind: Self.kind, headers: [Header.job: .string(job), Header.deadline: .int(deadlineMs)],
+              messageID: "\(job)/deadline")
+    }
+
+    public init(decoding message: Message) throws(WireError) {
+        let h = try HeaderReader(message, kind: Self.kind)
+        job = try h.string(Header.job)
+        deadlineMs = try h.int(Header.deadline)
+    }
+}

@@ -1,0 +1,70 @@
+// A refinement published by the aggregator to sr.outputs.
+
+/// Status of an output: a new resolution, the last one, or the best available at the deadline.
+public enum OutputStatus: String, Sendable, Codable {
+    case partial, complete, deadline
+}
+
+/// Body: Float64 LE values (rows × B, row-major), then Float64 LE bounds (rows × B).
+/// `resolution` is 1-based (k of R); 0 means no resolution completed before the deadline: the
+/// values are then 0 and the bound is the a-priori bound of the whole product.
+public struct OutputMessage: Sendable {
+    public var job: String
+    public var resolution: Int
+    public var of: Int
+    public var status: OutputStatus
+    public var elapsedMs: Double
+    public var values: Matrix<Double>
+    public var bound: Matrix<Double>
+    public var lateMs: Double?
+
+    public static let kind = "output"
+
+    public init(job: String, resolution: Int, of: Int, status: OutputStatus, elapsedMs: Double,
+                values: Matrix<Double>, bound: Matrix<Double>, lateMs: Double? = nil) {
+        self.job = job
+        self.resolution = resolution
+        self.of = of
+        self.status = status
+        self.elapsedMs = elapsedMs
+        self.values = values
+        self.bound = bound
+        self.lateMs = lateMs
+    }
+
+    public var maxBound: Double { bound.elements.max() ?? 0 }
+
+    /// Routing key: `job.<id>.final` for complete/deadline, else `job.<id>.resolution.<k>`.
+    public var routingKey: String {
+        status == .partial ? Topology.resolutionKey(job: job, resolution: resolution) : Topology.finalKey(job: job)
+    }
+
+    public func encode() -> Message {
+        var headers: [String: HeaderValue] = [
+            Header.job: .string(job), Header.resolution: .int(Int64(resolution)), Header.of: .int(Int64(of)),
+            Header.status: .string(status.rawValue), Header.elapsed: .double(elapsedMs),
+            Header.maxBound: .double(maxBound), Header.rows: .int(Int64(values.rows)),
+            Header.vectors: .int(Int64(values.columns)),
+        ]
+        if let lateMs { headers[Header.lateMilliseconds] = .double(lateMs) }
+        return .wire(kind: Self.kind, headers: headers,
+                     body: LittleEndian.bytes(values.elements) + LittleEndian.bytes(bound.elements),
+                     messageID: "\(job)/\(status == .partial ? "r\(resolution)" : "final")")
+    }
+
+    public init(decoding message: Message) throws(WireError) {
+        let h = try HeaderReader(message, kind: Self.kind)
+        job = try h.string(Header.job)
+        resolution = try h.count(Header.resolution)
+        of = try h.count(Header.of)
+        guard let s = OutputStatus(rawValue: try h.string(Header.status)) else { throw WireError("unknown \(Header.status)") }
+        status = s
+        elapsedMs = try h.double(Header.elapsed)
+        lateMs = h.headers[Header.lateMilliseconds]?.doubleValue
+        let r = try h.count(Header.rows), nv = try h.count(Header.vectors)
+        guard message.body.count == 16 * r * nv else { throw WireError("output body is \(message.body.count) bytes; expected \(16 * r * nv)") }
+        let all = LittleEndian.doubles(message.body[...])
+        values = Matrix(rows: r, columns: nv, elements: Array(all[0..<(r * nv)]))
+        bound = Matrix(rows: r, columns: nv, elements: Array(all[(r * nv)...]))
+    }
+}
