@@ -44,4 +44,25 @@ public enum OneShotProduct {
         }
         return Matrix(rows: a.rows, columns: x.columns, elements: y)
     }
+
+    /// Rows `rows` of A (r × n, float32) times the vectors `xt` given vector-major (B × n):
+    /// the one-shot task of a consumer. Returns rows.count × B, row-major.
+    public static func product(_ a: Matrix<Float>, rows: Range<Int>, vectorsTransposed xt: [Float], count: Int) -> [Float] {
+        precondition(xt.count == count * a.columns && rows.upperBound <= a.rows)
+        var y = [Float](repeating: 0, count: rows.count * count)
+        a.elements.withUnsafeBufferPointer { ap in
+            xt.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let a0 = ap.baseAddress! + rows.lowerBound * a.columns
+                    if count == 1 {
+                        BLAS.gemv(rows: rows.count, cols: a.columns, a: a0, lda: a.columns, x: xp.baseAddress!, y: yp.baseAddress!)
+                    } else {
+                        BLAS.gemmTransposedB(rows: rows.count, count: count, inner: a.columns, a: a0, lda: a.columns,
+                                             b: xp.baseAddress!, ldb: a.columns, c: yp.baseAddress!)
+                    }
+                }
+            }
+        }
+        return y
+    }
 }

@@ -1,0 +1,281 @@
+// The aggregator role: job opens, partials and deadlines in; refinements out (one log line
+// each). Inputs stay unacknowledged until their job's final output is confirmed, so a crashed
+// aggregator loses nothing: on restart the broker redelivers them and the state rebuilds.
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Counters an aggregator keeps (read by tests, the demo and metrics).
+public struct AggregatorCounters: Sendable {
+    public var opened = 0
+    public var completed = 0
+    public var deadlines = 0
+    public var refinements = 0
+    public var latePartials = 0
+    public var duplicatePartials = 0
+    public var deadLettered = 0
+    public var safetyTimerFirings = 0
+}
+
+public final class AggregatorService: Service, Sendable {
+    public struct Configuration: Sendable {
+        /// Fire a job's deadline locally when its deadline message is this late (the broker
+        /// timer normally fires ~1 ms late; this covers a lost or stuck delay queue).
+        public var safetyGrace: Duration = .milliseconds(500)
+        /// How long inputs of a job never opened are kept before they are dropped.
+        public var unknownJobGrace: Duration = .seconds(10)
+        /// Period of the safety-timer check.
+        public var tick: Duration = .milliseconds(10)
+        public init() {}
+    }
+
+    enum Source: Sendable { case jobs, partials, deadlines }
+    enum Event: Sendable {
+        case delivery(Source, Delivery, Subscription)
+        case tick
+    }
+
+    let transport: any Transport
+    let configuration: Configuration
+    let logger: Logger
+    let wallClock: @Sendable () -> Int64
+    let counters = Mutex(AggregatorCounters())
+
+    public init(transport: any Transport, configuration: Configuration = .init(), logger: Logger,
+                wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
+        self.transport = transport
+        self.configuration = configuration
+        self.logger = logger
+        self.wallClock = wallClock
+    }
+
+    public var snapshot: AggregatorCounters { counters.withLock { $0 } }
+
+    public func run() async throws {
+        try await Topology.declare(on: transport)
+        // prefetch 0 (unlimited): inputs are held until their job closes.
+        let jobs = try await transport.subscribe(queue: Topology.jobsQueue, prefetch: 0)
+        let partials = try await transport.subscribe(queue: Topology.partialsQueue, prefetch: 0)
+        let deadlines = try await transport.subscribe(queue: Topology.deadlinesQueue, prefetch: 0)
+        let (events, sink) = AsyncStream<Event>.makeStream()
+        logger.info("aggregating", metadata: ["queues": "\(Topology.jobsQueue), \(Topology.partialsQueue), \(Topology.deadlinesQueue)"])
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                for (source, sub) in [(Source.jobs, jobs), (.partials, partials), (.deadlines, deadlines)] {
+                    group.addTask {
+                        do {
+                            for try await d in sub.deliveries { sink.yield(.delivery(source, d, sub)) }
+                        } catch {
+                            self.logger.error("\(source) stream failed: \(error)")
+                        }
+                        sink.finish()
+                    }
+                }
+                let tick = configuration.tick
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: tick)
+                        sink.yield(.tick)
+                    }
+                }
+                var core = Core(service: self)
+                for await event in events {
+                    await core.handle(event)
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            sink.finish()
+        }
+        for s in [jobs, partials, deadlines] { await s.cancel() }
+    }
+}
+
+extension AggregatorService {
+    /// The event loop's state: every job's state machine and the deliveries held for it.
+    struct Core {
+        let service: AggregatorService
+        var jobs: [String: JobAggregation] = [:]
+        var held: [String: [(Delivery, Subscription)]] = [:]
+        var waitingPartials: [String: [(PartialMessage, Int64)]] = [:]
+        var waitingDeadlines: [String: Int64] = [:]
+        var closed: Set<String> = []
+        var closedOrder: [String] = []
+
+        init(service: AggregatorService) { self.service = service }
+
+        var logger: Logger { service.logger }
+
+        mutating func handle(_ event: Event) async {
+            let now = service.wallClock()
+            switch event {
+            case .tick:
+                await tick(now)
+            case .delivery(.jobs, let d, let sub):
+                await open(d, sub, now)
+            case .delivery(.partials, let d, let sub):
+                await partial(d, sub, now)
+            case .delivery(.deadlines, let d, let sub):
+                await deadline(d, sub, now)
+            }
+        }
+
+        mutating func open(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
+            let record: OpenRecord
+            let agg: JobAggregation
+            do {
+                record = try OpenRecord(decoding: d.message)
+                agg = try JobAggregation(record)
+            } catch {
+                return await deadLetter(d, sub, Topology.jobsQueue, "invalid open record: \(error)")
+            }
+            let id = record.job.id
+            if closed.contains(id) || jobs[id] != nil {
+                try? await sub.ack(d)
+                return
+            }
+            jobs[id] = agg
+            held[id, default: []].append((d, sub))
+            service.counters.withLock { $0.opened += 1 }
+            for (p, _) in waitingPartials.removeValue(forKey: id) ?? [] {
+                await apply(id) { $0.receive(p, nowMs: now).1 }
+            }
+            if waitingDeadlines.removeValue(forKey: id) != nil {
+                await apply(id) { $0.deadlineFired(nowMs: now) }
+            }
+        }
+
+        mutating func partial(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
+            let p: PartialMessage
+            do { p = try PartialMessage(decoding: d.message) } catch {
+                return await deadLetter(d, sub, Topology.partialsQueue, "invalid partial: \(error)")
+            }
+            if closed.contains(p.job) {
+                service.counters.withLock { $0.latePartials += 1 }
+                try? await sub.ack(d)
+                return
+            }
+            guard jobs[p.job] != nil else {
+                // Its open record has not arrived yet (a different queue): keep it, held.
+                waitingPartials[p.job, default: []].append((p, now))
+                held[p.job, default: []].append((d, sub))
+                return
+            }
+            var outcome = JobAggregation.PartialOutcome.accepted
+            await apply(p.job) { agg in
+                let (o, actions) = agg.receive(p, nowMs: now)
+                outcome = o
+                return actions
+            }
+            switch outcome {
+            case .accepted:
+                if jobs[p.job] != nil { held[p.job, default: []].append((d, sub)) } else { try? await sub.ack(d) }
+            case .duplicate:
+                service.counters.withLock { $0.duplicatePartials += 1 }
+                try? await sub.ack(d)
+            case .late:
+                service.counters.withLock { $0.latePartials += 1 }
+                try? await sub.ack(d)
+            case .invalid(let reason):
+                await deadLetter(d, sub, Topology.partialsQueue, reason)
+            }
+        }
+
+        mutating func deadline(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
+            let m: DeadlineMessage
+            do { m = try DeadlineMessage(decoding: d.message) } catch {
+                return await deadLetter(d, sub, Topology.deadlinesQueue, "invalid deadline message: \(error)")
+            }
+            if closed.contains(m.job) {
+                try? await sub.ack(d)
+                return
+            }
+            held[m.job, default: []].append((d, sub))
+            if jobs[m.job] != nil {
+                await apply(m.job) { $0.deadlineFired(nowMs: now) }
+            } else {
+                waitingDeadlines[m.job] = now
+            }
+        }
+
+        mutating func tick(_ now: Int64) async {
+            let grace = Self.ms(service.configuration.safetyGrace)
+            for (id, agg) in jobs where now > agg.job.deadlineMs + grace {
+                service.counters.withLock { $0.safetyTimerFirings += 1 }
+                logger.warning("deadline message late; firing from the safety timer",
+                               metadata: ["job.id": "\(id)", "late_ms": "\(now - agg.job.deadlineMs)"])
+                await apply(id) { $0.deadlineFired(nowMs: now) }
+            }
+            let unknownGrace = Self.ms(service.configuration.unknownJobGrace)
+            let staleIDs = Set(waitingPartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
+                .union(waitingDeadlines.filter { $0.value + unknownGrace < now }.keys)
+            for id in staleIDs {
+                logger.warning("dropping inputs of a job that was never opened", metadata: ["job.id": "\(id)"])
+                waitingPartials[id] = nil
+                waitingDeadlines[id] = nil
+                for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
+            }
+        }
+
+        /// Runs `body` on job `id`'s state machine and carries out its actions.
+        mutating func apply(_ id: String, _ body: (inout JobAggregation) -> [JobAggregation.Action]) async {
+            guard var agg = jobs[id] else { return }
+            let actions = body(&agg)
+            jobs[id] = agg
+            for action in actions {
+                switch action {
+                case .emit(let output):
+                    await emit(output)
+                case .close:
+                    jobs[id] = nil
+                    remember(id)
+                    // Only now, with the final output confirmed, are the inputs acknowledged.
+                    for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
+                }
+            }
+        }
+
+        func emit(_ output: OutputMessage) async {
+            do {
+                try await service.transport.publish(output.encode(), exchange: Topology.outputsExchange, routingKey: output.routingKey)
+            } catch {
+                logger.error("could not publish an output: \(error)", metadata: ["job.id": "\(output.job)"])
+            }
+            service.counters.withLock {
+                $0.refinements += 1
+                if output.status == .complete { $0.completed += 1 }
+                if output.status == .deadline { $0.deadlines += 1 }
+            }
+            var metadata: Logger.Metadata = [
+                "job.id": "\(output.job)", "resolution": "\(output.resolution)/\(output.of)",
+                "status": "\(output.status.rawValue)", "elapsed_ms": "\(Int(output.elapsedMs))",
+                "bound": "\(output.maxBound)",
+            ]
+            if let late = output.lateMs { metadata["late_ms"] = "\(Int(late))" }
+            logger.info("refinement", metadata: metadata)
+        }
+
+        mutating func remember(_ id: String) {
+            closed.insert(id)
+            closedOrder.append(id)
+            if closedOrder.count > 100_000 {
+                closed.remove(closedOrder.removeFirst())
+            }
+        }
+
+        func deadLetter(_ d: Delivery, _ sub: Subscription, _ queue: String, _ reason: String) async {
+            service.counters.withLock { $0.deadLettered += 1 }
+            logger.warning("dead-lettering: \(reason)", metadata: ["queue": "\(queue)"])
+            do {
+                try await DeadLetter.send(d.message, reason: reason, from: queue, on: service.transport)
+                try await sub.ack(d)
+            } catch {
+                logger.error("could not dead-letter (left unacked): \(error)")
+            }
+        }
+
+        static func ms(_ d: Duration) -> Int64 {
+            d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        }
+    }
+}

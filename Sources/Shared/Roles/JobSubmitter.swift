@@ -1,0 +1,120 @@
+// The producer role as a library: plans and publishes mat-vec jobs, and follows their outputs.
+
+/// A mat-vec request before planning: operands, partitioning, deadline.
+public struct MatVecRequest: Sendable {
+    public enum Operand: Sendable {
+        /// A registered matrix: its digest and its decomposition (for the bound statistics).
+        case stored(digest: String, matrix: Matrix<Double>)
+        /// A small matrix carried in the tasks.
+        case inline(Matrix<Double>)
+
+        var matrix: Matrix<Double> {
+            switch self {
+            case .stored(_, let m), .inline(let m): m
+            }
+        }
+    }
+
+    public var operand: Operand
+    public var vectors: Matrix<Double>
+    public var partitionA: PartitionVector
+    public var partitionX: PartitionVector
+    public var schedule: LayerSchedule
+    public var deadline: Duration
+    public var rowBlock: Int
+    public var mode: MatVecJob.Mode
+    public var id: String?
+
+    public init(operand: Operand, vectors: Matrix<Double>, partitionA: PartitionVector, partitionX: PartitionVector,
+                schedule: LayerSchedule, deadline: Duration, rowBlock: Int, mode: MatVecJob.Mode = .layered, id: String? = nil) {
+        self.operand = operand
+        self.vectors = vectors
+        self.partitionA = partitionA
+        self.partitionX = partitionX
+        self.schedule = schedule
+        self.deadline = deadline
+        self.rowBlock = rowBlock
+        self.mode = mode
+        self.id = id
+    }
+}
+
+public struct JobSubmitter: Sendable {
+    let transport: any Transport
+    let wallClock: @Sendable () -> Int64
+
+    public init(transport: any Transport, wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
+        self.transport = transport
+        self.wallClock = wallClock
+    }
+
+    /// Validates, plans and publishes; returns the job as the aggregator will see it.
+    public func submit(_ request: MatVecRequest, decomposed: ChunkedOperand? = nil) async throws -> MatVecJob {
+        let plan = try self.plan(request, decomposed: decomposed)
+        try await JobPlanner.publish(plan, on: transport)
+        return plan.job
+    }
+
+    public func plan(_ request: MatVecRequest, decomposed: ChunkedOperand? = nil) throws -> JobPlan {
+        let a = request.operand.matrix
+        guard a.columns == request.vectors.rows else {
+            throw LayeringError(.shapeMismatch, "the matrix is \(a.rows)×\(a.columns) but the vector has \(request.vectors.rows) elements; they must match")
+        }
+        let now = wallClock()
+        let deadlineMs = Int64(request.deadline.components.seconds * 1000 + request.deadline.components.attoseconds / 1_000_000_000_000_000)
+        let id = request.id ?? Self.newID()
+        let digest: String
+        switch request.operand {
+        case .stored(let d, _): digest = d
+        case .inline: digest = "inline"
+        }
+        let job = MatVecJob(id: id, mode: request.mode, matrix: digest, rows: a.rows, columns: a.columns,
+                            vectors: request.vectors.columns, partitionA: request.partitionA.exponents,
+                            partitionX: request.partitionX.exponents,
+                            layers: request.schedule.layers.map { $0.map { [$0.a, $0.x] } },
+                            rowBlock: max(1, min(request.rowBlock, a.rows)), createdMs: now, deadlineMs: now + max(1, deadlineMs))
+        let chunked = try decomposed ?? ChunkedOperand(decomposing: a, partition: request.partitionA)
+        // Fails early (with the accumulator's message) when the exact sums would not fit.
+        _ = try LayeredProduct(matrix: chunked, vectors: request.vectors, partitionX: request.partitionX, schedule: request.schedule)
+        var inline: Matrix<Double>?
+        if case .inline(let m) = request.operand { inline = m }
+        return try JobPlanner.plan(job, matrix: chunked, vectors: request.vectors, inlineMatrix: inline, nowMs: now)
+    }
+
+    /// Fires a job's deadline now (`srproduce deadline JOB`).
+    public func fireDeadline(job: String) async throws {
+        try await Topology.declare(on: transport)
+        try await transport.publish(DeadlineMessage(job: job, deadlineMs: wallClock()).encode(),
+                                    exchange: "", routingKey: Topology.deadlinesQueue)
+    }
+
+    static func newID() -> String {
+        var g = SystemRandomNumberGenerator()
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return "j" + String((0..<11).map { _ in alphabet[Int(g.next() % UInt64(alphabet.count))] })
+    }
+}
+
+/// Follows the outputs of jobs: an exclusive queue bound to `sr.outputs` (`job.<id>.#`).
+public struct OutputWatcher: Sendable {
+    public let subscription: Subscription
+
+    /// Binds before the job is published, so no output can be missed. `jobs` nil: every job.
+    public static func watch(_ jobs: [String]?, on transport: any Transport) async throws -> OutputWatcher {
+        try await Topology.declare(on: transport)
+        let queue = try await transport.declare(QueueSpec(name: "", durable: false, exclusive: true, autoDelete: true))
+        for key in jobs.map({ $0.map { "job.\($0).#" } }) ?? ["job.#"] {
+            try await transport.bind(BindingSpec(queue: queue, exchange: Topology.outputsExchange, routingKey: key))
+        }
+        return OutputWatcher(subscription: try await transport.subscribe(queue: queue, prefetch: 0))
+    }
+
+    /// The next output (acked on receipt; outputs are informational copies).
+    public func next() async throws -> OutputMessage? {
+        for try await d in subscription.deliveries {
+            try await subscription.ack(d)
+            if let o = try? OutputMessage(decoding: d.message) { return o }
+        }
+        return nil
+    }
+}

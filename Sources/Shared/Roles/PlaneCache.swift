@@ -1,0 +1,59 @@
+// Consumers cache immutable operands (prepared chunk planes of registered matrices) by digest
+// and partition, bounded in bytes, least recently used evicted first.
+import Synchronization
+
+/// What a consumer keeps per registered matrix and partition.
+public enum CachedOperand: Sendable {
+    case layered([PreparedPlane])
+    case float32(Matrix<Float>)
+
+    var bytes: Int {
+        switch self {
+        case .layered(let planes): planes.reduce(0) { $0 + $1.bytesPerPass + $1.plane.byteCount }
+        case .float32(let m): m.elements.count * 4
+        }
+    }
+}
+
+public final class PlaneCache: Sendable {
+    private struct State {
+        var entries: [String: (value: CachedOperand, used: UInt64)] = [:]
+        var bytes = 0
+        var clock: UInt64 = 0
+        var hits = 0, misses = 0
+    }
+    private let state = Mutex(State())
+    public let capacityBytes: Int
+
+    public init(capacityBytes: Int) {
+        self.capacityBytes = capacityBytes
+    }
+
+    /// The cached value for `key`, or `make()`'s result, cached (evicting the least recently
+    /// used entries beyond the capacity; an entry larger than the capacity is not cached).
+    public func value(for key: String, make: () throws -> CachedOperand) rethrows -> CachedOperand {
+        if let hit = state.withLock({ s -> CachedOperand? in
+            s.clock += 1
+            guard let e = s.entries[key] else { s.misses += 1; return nil }
+            s.entries[key] = (e.value, s.clock)
+            s.hits += 1
+            return e.value
+        }) { return hit }
+        let value = try make()
+        state.withLock { s in
+            let size = value.bytes
+            guard size <= capacityBytes, s.entries[key] == nil else { return }
+            while s.bytes + size > capacityBytes, let victim = s.entries.min(by: { $0.value.used < $1.value.used }) {
+                s.bytes -= victim.value.value.bytes
+                s.entries[victim.key] = nil
+            }
+            s.entries[key] = (value, s.clock)
+            s.bytes += size
+        }
+        return value
+    }
+
+    public var statistics: (hits: Int, misses: Int, bytes: Int) {
+        state.withLock { ($0.hits, $0.misses, $0.bytes) }
+    }
+}

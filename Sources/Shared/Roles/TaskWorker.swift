@@ -1,0 +1,114 @@
+// The consumer role: takes tasks by layer priority, skips dead work, computes, publishes the
+// partial with a confirm, then acks. Stateless with respect to jobs; any replica can die.
+import Logging
+import Synchronization
+import ServiceLifecycle
+
+/// Counters a worker keeps (read by tests, the demo and metrics).
+public struct WorkerCounters: Sendable {
+    public var computed = 0
+    public var skippedPastDeadline = 0
+    public var deadLettered = 0
+    /// (job, task) in the order they were computed: lets tests assert layer-priority order.
+    public var order: [String] = []
+}
+
+public final class TaskWorker: Service, Sendable {
+    public struct Configuration: Sendable {
+        /// Unacknowledged tasks held at once (1–2 keeps layer priority meaningful under backlog).
+        public var prefetch: Int = 1
+        /// Bytes of prepared operands cached (default 1 GiB).
+        public var cacheBytes: Int = 1 << 30
+        /// Name in partials and logs.
+        public var name: String = "worker"
+        /// Keep the computed-task order in the counters (tests, demo).
+        public var recordOrder: Bool = false
+        public init() {}
+    }
+
+    let transport: any Transport
+    let computer: TaskComputer
+    let configuration: Configuration
+    let logger: Logger
+    let blocking: BlockingWork
+    let counters = Mutex(WorkerCounters())
+    let wallClock: @Sendable () -> Int64
+
+    public init(transport: any Transport, store: OperandStore, configuration: Configuration, logger: Logger,
+                wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
+        self.transport = transport
+        self.computer = TaskComputer(store: store, cache: PlaneCache(capacityBytes: configuration.cacheBytes))
+        self.configuration = configuration
+        self.logger = logger
+        self.blocking = BlockingWork(label: "sr.worker.\(configuration.name)")
+        self.wallClock = wallClock
+    }
+
+    public var snapshot: WorkerCounters { counters.withLock { $0 } }
+
+    public func run() async throws {
+        try await Topology.declare(on: transport)
+        let subscription = try await transport.subscribe(queue: Topology.tasksQueue, prefetch: configuration.prefetch)
+        logger.info("consuming", metadata: ["queue": "\(Topology.tasksQueue)", "prefetch": "\(configuration.prefetch)"])
+        // On graceful shutdown: stop taking tasks; the one in hand finishes (publish + ack).
+        await withGracefulShutdownHandler {
+            do {
+                for try await delivery in subscription.deliveries {
+                    await handle(delivery, subscription)
+                }
+            } catch {
+                logger.error("task stream failed: \(error)")
+            }
+        } onGracefulShutdown: {
+            Task { await subscription.cancel() }
+        }
+        await subscription.cancel()
+    }
+
+    func handle(_ delivery: Delivery, _ subscription: Subscription) async {
+        let task: TaskMessage
+        do {
+            task = try TaskMessage(decoding: delivery.message)
+        } catch {
+            await deadLetter(delivery, subscription, reason: "undecodable task: \(error)")
+            return
+        }
+        var log = logger
+        log[metadataKey: "job.id"] = "\(task.job)"
+        log[metadataKey: "task.id"] = "\(task.task)"
+        if wallClock() > task.deadlineMs {
+            counters.withLock { $0.skippedPastDeadline += 1 }
+            log.debug("skipped: past its deadline")
+            try? await subscription.ack(delivery)
+            return
+        }
+        do {
+            let computer = self.computer, name = configuration.name
+            let partial = try await blocking.run { try computer.compute(task, worker: name) }
+            try await transport.publish(partial.encode(), exchange: "", routingKey: Topology.partialsQueue)
+            counters.withLock {
+                $0.computed += 1
+                if configuration.recordOrder { $0.order.append(task.task) }
+            }
+            try await subscription.ack(delivery)
+        } catch let error as WireError {
+            await deadLetter(delivery, subscription, reason: error.message)
+        } catch let error as StoreError {
+            await deadLetter(delivery, subscription, reason: error.message)
+        } catch {
+            // A transport failure: leave the task unacked; the broker redelivers it.
+            log.warning("task not completed, will be redelivered: \(error)")
+        }
+    }
+
+    func deadLetter(_ delivery: Delivery, _ subscription: Subscription, reason: String) async {
+        counters.withLock { $0.deadLettered += 1 }
+        logger.warning("dead-lettering a task: \(reason)")
+        do {
+            try await DeadLetter.send(delivery.message, reason: reason, from: Topology.tasksQueue, on: transport)
+            try await subscription.ack(delivery)
+        } catch {
+            logger.error("could not dead-letter (left unacked): \(error)")
+        }
+    }
+}
