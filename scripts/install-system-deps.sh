@@ -20,6 +20,12 @@ if ! python3 -c "import numpy" 2>/dev/null; then
   python3 -m pip install --quiet "numpy==2.4.6" || echo "warning: numpy unavailable; the numpy cross-check will be skipped"
 fi
 
+# pika: the third-party AMQP client of the wire-format interoperability test (docs/WIRE.md).
+if ! python3 -c "import pika" 2>/dev/null; then
+  echo "python: installing pika"
+  python3 -m pip install --quiet "pika==1.4.4" || echo "warning: pika unavailable; the pika interop test will fail"
+fi
+
 if ((${#missing[@]} == 0)); then
   echo "system packages: all present (${packages[*]})"
   exit 0

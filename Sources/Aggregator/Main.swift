@@ -1,15 +1,47 @@
-// sraggregate: refines each job's result layer by layer (the pipeline arrives with issue B).
+// sraggregate: per job, accumulates partial products into resolutions, publishes each one
+// (one log line per refinement) and emits the best result when the deadline fires.
 import ArgumentParser
+import Logging
+import ServiceLifecycle
 import SuccessiveRefinement
 
 @main
-struct Aggregate: ParsableCommand {
+struct Aggregate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sraggregate",
-        abstract: "Accumulate partial products into resolutions and emit results at deadlines.",
-        discussion: "The AMQP service arrives with issue B; this build holds the accumulator it will run.")
+        abstract: "Refine each job's result layer by layer; emit the best available result at its deadline.",
+        discussion: """
+            Consumes sr.jobs, sr.partials and sr.deadlines and publishes to the topic exchange \
+            sr.outputs (job.<id>.resolution.<k>, job.<id>.final). Inputs stay unacknowledged \
+            until their job's final output is confirmed, so a crash (even kill -9) loses no job: \
+            the broker redelivers them to the restarted aggregator.
+            """)
 
-    mutating func run() throws {
-        print(Self.helpMessage())
+    @Option(name: .customLong("safety-grace"), help: "Fire a deadline locally if its message is this late.")
+    var safetyGrace: Duration = .milliseconds(500)
+
+    @Option(help: ArgumentHelp("RabbitMQ URL (default: $SR_AMQP_URL).", valueName: "url"))
+    var broker: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default: $SR_LOG_LEVEL or info).")
+    var logLevel: String?
+
+    func run() async throws {
+        RoleEnvironment.bootstrapLogging(level: logLevel)
+        let logger = Logger(label: "sraggregate")
+        let transport = try await Connector.connect(RoleEnvironment.brokerURL(broker), logger: logger)
+        var config = AggregatorService.Configuration()
+        config.safetyGrace = safetyGrace
+        let service = AggregatorService(transport: transport, configuration: config, logger: logger)
+        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+        await transport.close()
+    }
+}
+
+extension Duration: @retroactive ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let d = DurationParsing.parse(argument) else { return nil }
+        self = d
     }
 }

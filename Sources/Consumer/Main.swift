@@ -1,15 +1,57 @@
-// srconsume: a stateless worker computing exact chunk products (the pipeline arrives with issue B).
+// srconsume: a stateless worker — takes tasks by layer priority, computes exact chunk products,
+// publishes partials (confirmed), then acks. Stops gracefully on SIGTERM/SIGINT.
 import ArgumentParser
+import Logging
+import ServiceLifecycle
 import SuccessiveRefinement
+import Foundation
 
 @main
-struct Consume: ParsableCommand {
+struct Consume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "srconsume",
-        abstract: "Compute mini-jobs (exact chunk products) from the task queue.",
-        discussion: "The AMQP worker arrives with issue B; this build holds the kernels it will run.")
+        abstract: "Compute mini-jobs (exact chunk products) from the sr.tasks queue.",
+        discussion: """
+            Run any number of replicas. A task whose deadline has passed is skipped (never \
+            compute dead work); an undecodable task goes to sr.dead with the reason. Registered \
+            matrices are loaded from the operand store and their chunk planes cached.
+            """)
 
-    mutating func run() throws {
-        print(Self.helpMessage())
+    @Option(help: "Unacknowledged tasks held at once; 1–2 keeps layer priority effective under backlog.")
+    var prefetch: Int = 1
+
+    @Option(name: .customLong("cache-mb"), help: "Memory for cached chunk planes, in MiB.")
+    var cacheMB: Int = 1024
+
+    @Option(help: "Worker name in logs and partials (default: srconsume-<pid>).")
+    var name: String?
+
+    @Option(help: ArgumentHelp("RabbitMQ URL (default: $SR_AMQP_URL).", valueName: "url"))
+    var broker: String?
+
+    @Option(help: ArgumentHelp("Operand store directory (default: $SR_STORE, else ./sr-store).", valueName: "dir"))
+    var store: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default: $SR_LOG_LEVEL or info).")
+    var logLevel: String?
+
+    func validate() throws {
+        guard (1...1000).contains(prefetch) else { throw ValidationError("--prefetch must be in 1...1000") }
+        guard cacheMB >= 0 else { throw ValidationError("--cache-mb must be ≥ 0") }
+    }
+
+    func run() async throws {
+        RoleEnvironment.bootstrapLogging(level: logLevel)
+        BLAS.setThreadCount(1)   // parallelism comes from replicas
+        let logger = Logger(label: "srconsume")
+        let transport = try await Connector.connect(RoleEnvironment.brokerURL(broker), logger: logger)
+        var config = TaskWorker.Configuration()
+        config.prefetch = prefetch
+        config.cacheBytes = cacheMB << 20
+        config.name = name ?? "srconsume-\(getpid())"
+        let worker = TaskWorker(transport: transport, store: RoleEnvironment.store(store), configuration: config, logger: logger)
+        let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+        await transport.close()
     }
 }

@@ -1,15 +1,17 @@
-// srproduce: the front door of the worker pool (validates jobs, publishes mini-jobs by layer).
+// srproduce: the front door of the worker pool — register operands, submit jobs, follow their
+// refinements, fire deadlines, stream load, and run the embedded demo.
 import ArgumentParser
-import SuccessiveRefinement
 
 @main
-struct Produce: ParsableCommand {
+struct Produce: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "srproduce",
-        abstract: "Submit successive-refinement jobs to the worker pool.",
+        abstract: "Submit successive-refinement jobs and follow their refinements.",
         discussion: """
-            Every job yields a coarse result early and refines it layer by layer; at its \
-            deadline the best result so far is emitted. See README.md.
+            Every job yields a coarse result early and refines it layer by layer; when its \
+            deadline fires, the aggregator emits the best result so far with a rigorous error \
+            bound. The broker is SR_AMQP_URL (or --broker); operands live in SR_STORE (or --store).
+            Start with `srproduce demo`, which needs no broker.
             """,
-        subcommands: [Demo.self])
+        subcommands: [Demo.self, Register.self, MatVec.self, FireDeadline.self, Stream.self])
 }

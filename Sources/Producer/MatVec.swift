@@ -1,0 +1,136 @@
+// `srproduce matvec`: submits one mat-vec job and (with --wait) prints its refinements.
+import ArgumentParser
+import Foundation
+import Logging
+import SuccessiveRefinement
+
+struct MatVec: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Submit y = A·x with a deadline; optionally wait for and print each refinement.",
+        discussion: """
+            A and x are split into chunks (--chunks/--bits, or explicit partitions); every \
+            mini-job A_i·x_j becomes row-block tasks published with priority by layer. With \
+            --wait, each refinement is printed as it arrives (resolution k of R, status \
+            partial|complete|deadline, elapsed ms, max error bound) and the last one is written \
+            to --out. --one-shot runs the same job as a single float32 layer over the same row \
+            blocks: the baseline for comparisons.
+            """)
+
+    @Option(help: ArgumentHelp("A registered matrix name or digest, or a .npy file (small files travel inline; larger ones are registered).", valueName: "name|path"))
+    var matrix: String
+
+    @Option(help: ArgumentHelp("The vector x as a .npy file of shape (n,) — or (n, B) for a batch.", valueName: "path"))
+    var vector: String
+
+    @Option(help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 2s.", valueName: "duration"))
+    var deadline: Duration
+
+    @Option(name: .customLong("row-block"), help: "Rows per task (each mini-job is split into row blocks).")
+    var rowBlock: Int = 1024
+
+    @Flag(name: .customLong("one-shot"), help: "Run as one float32 layer (the baseline).")
+    var oneShot = false
+
+    @Flag(help: "Wait for the refinements and print each one.")
+    var wait = false
+
+    @Flag(help: "Print one JSON object per line (keys job, resolution, of, status, elapsed_ms, bound).")
+    var json = false
+
+    @Option(help: ArgumentHelp("With --wait: write the last result (final or best at the deadline) to this .npy file.", valueName: "path"))
+    var out: String?
+
+    @Option(help: ArgumentHelp("Job id (default: generated).", valueName: "id"))
+    var id: String?
+
+    @OptionGroup var partition: PartitionOptions
+    @OptionGroup var brokerOptions: BrokerOptions
+    @OptionGroup var storeOptions: StoreOptions
+
+    func validate() throws {
+        guard rowBlock >= 1 else { throw ValidationError("--row-block must be ≥ 1") }
+        if out != nil && !wait { throw ValidationError("--out needs --wait (the result is written when it arrives)") }
+        if let id, !MatVecJob.isValidID(id) { throw ValidationError("--id must be 1–64 letters, digits, '-' or '_'") }
+    }
+
+    func run() async throws {
+        let operand = try OperandLoading.matrix(matrix, store: storeOptions.operandStore)
+        let x = try OperandLoading.vector(vector)
+        let a: Matrix<Double> = switch operand {
+        case .stored(_, let m), .inline(let m): m
+        }
+        guard a.columns == x.rows else {
+            throw ValidationError("wrong shape: the matrix is \(a.rows)×\(a.columns) but the vector has \(x.rows) elements")
+        }
+        let (p, q, schedule) = try partition.partitions(a: a, x: x)
+        let request = MatVecRequest(operand: operand, vectors: x, partitionA: p, partitionX: q, schedule: schedule,
+                                    deadline: deadline, rowBlock: rowBlock, mode: oneShot ? .oneShot : .layered, id: id)
+        let submitter = JobSubmitter(transport: NoTransport())
+        let plan = try submitter.plan(request)   // validates everything before connecting
+        let transport = try await Connector.connect(brokerOptions.url, logger: Logger(label: "srproduce"))
+        do {
+            try await submitAndFollow(plan, transport: transport)
+        } catch {
+            await transport.close()
+            throw error
+        }
+        await transport.close()
+    }
+
+    func submitAndFollow(_ plan: JobPlan, transport: any Transport) async throws {
+        let watcher = wait ? try await OutputWatcher.watch([plan.job.id], on: transport) : nil
+        try await Topology.declare(on: transport)
+        try await JobPlanner.publish(plan, on: transport)
+        if json { print("{\"job\":\"\(plan.job.id)\",\"tasks\":\(plan.tasks.count)}") } else {
+            print("job \(plan.job.id): \(plan.tasks.count) tasks, \(plan.job.resolutionCount) resolution(s), deadline \(deadline)")
+        }
+        guard let watcher else { return }
+        let limit = DurationParsing.milliseconds(deadline) + 10_000
+        var last: OutputMessage?
+        while true {
+            let next = try await withThrowingTaskGroup(of: OutputMessage?.self) { group in
+                group.addTask { try await watcher.next() }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(Int64(limit)))
+                    return nil
+                }
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            guard let output = next else {
+                throw ValidationError("no final output within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
+            }
+            print(OutputFormatting.line(output, json: json))
+            last = output
+            if output.status != .partial { break }
+        }
+        await watcher.subscription.cancel()
+        if let out, let last {
+            try Npy.write(Npy.array(last.values, asVector: last.values.columns == 1), to: out)
+        }
+    }
+}
+
+/// Planning needs no broker; this placeholder makes that explicit.
+struct NoTransport: Transport {
+    func fail() -> TransportError { TransportError(.closed, "planning does not use the broker") }
+    func declare(_ exchange: ExchangeSpec) async throws { throw fail() }
+    func declare(_ queue: QueueSpec) async throws -> String { throw fail() }
+    func bind(_ binding: BindingSpec) async throws { throw fail() }
+    func publish(_ message: Message, exchange: String, routingKey: String) async throws { throw fail() }
+    func subscribe(queue: String, prefetch: Int) async throws -> Subscription { throw fail() }
+    func messageCount(queue: String) async throws -> Int { throw fail() }
+    func close() async {}
+}
+
+enum OutputFormatting {
+    static func line(_ o: OutputMessage, json: Bool) -> String {
+        if json {
+            return "{\"job\":\"\(o.job)\",\"resolution\":\(o.resolution),\"of\":\(o.of),\"status\":\"\(o.status.rawValue)\",\"elapsed_ms\":\(String(format: "%.3f", o.elapsedMs)),\"bound\":\(o.maxBound)}"
+        }
+        let status = o.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+        return "\(o.job) resolution \(o.resolution)/\(o.of)  \(status) "
+            + String(format: "%9.2f ms  bound %.3e", o.elapsedMs, o.maxBound)
+    }
+}

@@ -1,0 +1,89 @@
+// Options shared by several srproduce commands.
+import ArgumentParser
+import Foundation
+import SuccessiveRefinement
+
+struct BrokerOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "RabbitMQ URL, amqp[s]://user:pass@host:port/vhost (default: $SR_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/ for local development).",
+        valueName: "url"))
+    var broker: String?
+
+    var url: String {
+        broker ?? ProcessInfo.processInfo.environment["SR_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2F"
+    }
+}
+
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Operand store directory (default: $SR_STORE, else ./sr-store).", valueName: "dir"))
+    var store: String?
+
+    var operandStore: OperandStore {
+        OperandStore(root: store ?? ProcessInfo.processInfo.environment["SR_STORE"] ?? "sr-store")
+    }
+}
+
+struct PartitionOptions: ParsableArguments {
+    @Option(name: .long, help: "Chunks per operand (m), with p_0 fitted to the data.")
+    var chunks: Int = 3
+
+    @Option(name: .long, help: "Magnitude bits per chunk (≤ 7 keeps int8 chunk planes).")
+    var bits: Int = 6
+
+    @Option(name: .customLong("partition-a"), help: ArgumentHelp(
+        "Explicit partition of the matrix, e.g. 4,0,-3 (overrides --chunks/--bits).", valueName: "p0,p1,…"))
+    var partitionA: String?
+
+    @Option(name: .customLong("partition-x"), help: ArgumentHelp(
+        "Explicit partition of the vector, e.g. 1,-3,-7.", valueName: "q0,q1,…"))
+    var partitionX: String?
+
+    @Option(help: "Layer schedule: significance (pairs with equal i+j per layer) or one-per-resolution.")
+    var schedule: ScheduleKind = .significance
+
+    enum ScheduleKind: String, ExpressibleByArgument, CaseIterable {
+        case significance
+        case onePerResolution = "one-per-resolution"
+    }
+
+    func validate() throws {
+        guard (1...16).contains(chunks) else { throw ValidationError("--chunks must be in 1...16") }
+        guard (1...31).contains(bits) else { throw ValidationError("--bits must be in 1...31") }
+        if (partitionA == nil) != (partitionX == nil) {
+            throw ValidationError("give both --partition-a and --partition-x, or neither")
+        }
+    }
+
+    func partitions(a: Matrix<Double>, x: Matrix<Double>) throws -> (PartitionVector, PartitionVector, LayerSchedule) {
+        let p: PartitionVector, q: PartitionVector
+        if let partitionA, let partitionX {
+            p = try PartitionVector(try Self.exponents(partitionA, "--partition-a"))
+            q = try PartitionVector(try Self.exponents(partitionX, "--partition-x"))
+        } else {
+            p = try .fitted(maxMagnitude: a.maxMagnitude, chunks: chunks, bits: bits)
+            q = try .fitted(maxMagnitude: x.maxMagnitude, chunks: chunks, bits: bits)
+        }
+        let s: LayerSchedule = switch schedule {
+        case .significance: try .bySignificance(chunksA: p.chunkCount, chunksX: q.chunkCount)
+        case .onePerResolution: try .onePairPerResolution(chunksA: p.chunkCount, chunksX: q.chunkCount)
+        }
+        return (p, q, s)
+    }
+
+    static func exponents(_ text: String, _ flag: String) throws -> [Int] {
+        let parts = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("\(flag) must be comma-separated integers like 4,0,-3 (got '\(text)')")
+        }
+        return parts.map { $0! }
+    }
+}
+
+extension Duration: @retroactive ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let d = DurationParsing.parse(argument) else { return nil }
+        self = d
+    }
+
+    public static var defaultCompletionKind: CompletionKind { .default }
+}

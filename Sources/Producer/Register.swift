@@ -1,0 +1,33 @@
+// `srproduce register`: stores a matrix once; tasks then carry only its digest.
+import ArgumentParser
+import SuccessiveRefinement
+
+struct Register: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Register a matrix in the operand store and print its SHA-256 digest.",
+        discussion: """
+            The matrix (a float32 or float64 .npy file, C order, finite values) is stored once, \
+            content-addressed, and NAME points to it. Jobs then name it (--matrix NAME) and \
+            consumers load and cache its chunk planes; no task carries the matrix itself.
+            """)
+
+    @Argument(help: "Name for the matrix: letters, digits, '.', '_', '-'.")
+    var name: String
+
+    @Option(help: ArgumentHelp("The matrix as a .npy file.", valueName: "path"))
+    var matrix: String
+
+    @OptionGroup var storeOptions: StoreOptions
+
+    func validate() throws {
+        guard OperandStore.isValidName(name) else {
+            throw ValidationError("'\(name)' is not a valid name: use 1–128 letters, digits, '.', '_' or '-', not starting with '.'")
+        }
+    }
+
+    func run() throws {
+        let a = try Npy.readMatrix(contentsOf: matrix)
+        let digest = try storeOptions.operandStore.register(a, name: name)
+        print(digest)
+    }
+}
