@@ -1,10 +1,205 @@
-// Placeholder while the in-memory transport lands (replaced in this session).
+// `srproduce demo`: the whole system in one process — producer, consumers and aggregator over
+// the in-memory transport (or RabbitMQ with --broker) — on a stream of mat-vec jobs.
 import ArgumentParser
+import Foundation
+import Logging
+import SuccessiveRefinement
 
 struct Demo: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run producer, consumers and aggregator in this process.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run producer, consumers and aggregator in this process on a stream of jobs.",
+        discussion: """
+            Registers a random n×n matrix, then submits a Poisson stream of mat-vec jobs with \
+            mixed deadlines. Consumers take tasks by layer priority; the aggregator prints a line \
+            per refinement and, at each deadline, emits the best result so far. A summary table \
+            follows: resolution reached by the deadline, time to first resolution, and the final \
+            error against the float64 product next to its guaranteed bound. Needs no broker; \
+            with --broker the same runs through RabbitMQ.
+            """)
+
+    @Option(help: "Number of jobs.")
+    var jobs: Int = 20
+
+    @Option(help: "Consumers (workers) in this process.")
+    var consumers: Int = 2
+
+    @Option(name: .customShort("n"), help: "Matrix size (n×n).")
+    var size: Int = 2048
+
+    @Option(help: "Chunks per operand.")
+    var chunks: Int = 3
+
+    @Option(help: "Magnitude bits per chunk.")
+    var bits: Int = 6
+
+    @Option(help: "Mean job arrival rate, jobs per second (Poisson).")
+    var rate: Double = 200
+
+    @Option(help: ArgumentHelp("Relative deadlines, cycled over the jobs.", valueName: "d1,d2,…"))
+    var deadlines: String = "5ms,20ms,100ms"
+
+    @Option(name: .customLong("row-block"), help: "Rows per task.")
+    var rowBlock: Int = 256
+
+    @Option(help: ArgumentHelp("Run through RabbitMQ at this URL instead of the in-memory transport.", valueName: "url"))
+    var broker: String?
+
+    @Flag(help: "Print only the summary.")
+    var quiet = false
+
+    @Option(help: "Seed of the random operands and arrivals.")
+    var seed: UInt64 = 1
+
+    func validate() throws {
+        guard (1...10_000).contains(jobs) else { throw ValidationError("--jobs must be in 1...10000") }
+        guard (1...64).contains(consumers) else { throw ValidationError("--consumers must be in 1...64") }
+        guard (1...16384).contains(size) else { throw ValidationError("-n must be in 1...16384") }
+        guard rate > 0 else { throw ValidationError("--rate must be > 0") }
+        guard !parsedDeadlines.isEmpty else { throw ValidationError("--deadlines must list durations with units, e.g. 5ms,50ms") }
+    }
+
+    var parsedDeadlines: [Duration] {
+        let parts = deadlines.split(separator: ",").map { DurationParsing.parse(String($0)) }
+        return parts.contains { $0 == nil } ? [] : parts.map { $0! }
+    }
+
+    func run() async throws {
+        BLAS.setThreadCount(1)
+        var logger = Logger(label: "demo")
+        logger.logLevel = .warning
+        let storeDir = FileManager.default.temporaryDirectory.appendingPathComponent("sr-demo-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: storeDir) }
+        let store = OperandStore(root: storeDir)
+        var g = DemoRandom(seed: seed)
+        let a = Matrix(rows: size, columns: size, elements: (0..<(size * size)).map { _ in Double.random(in: -1..<1, using: &g) })
+        let digest = try store.register(a, name: "demo")
+        let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: chunks, bits: bits)
+        let decomposed = try ChunkedOperand(decomposing: a, partition: p)
+
+        let (makeTransport, cleanup) = try await transports(logger: logger)
+        let producer = try await makeTransport()
+        let aggregator = AggregatorService(transport: try await makeTransport(), logger: logger)
+        var workers: [TaskWorker] = []
+        for i in 0..<consumers {
+            var c = TaskWorker.Configuration()
+            c.name = "worker-\(i + 1)"
+            c.prefetch = 1
+            workers.append(TaskWorker(transport: try await makeTransport(), store: store, configuration: c, logger: logger))
+        }
+        try await Topology.declare(on: producer)
+        // Consumers load and prepare the registered matrix before the stream starts, as a
+        // long-running pool would have it cached.
+        let qProbe = try PartitionVector.fitted(maxMagnitude: 1, chunks: chunks, bits: bits)
+        for w in workers { try await w.preload(digest: digest, partitionA: p.exponents, partitionX: qProbe.exponents) }
+
+        let prefix = "demo\(seed)-\(String(UInt32.random(in: 0...UInt32.max, using: &g), radix: 36))"
+        let ids = (0..<jobs).map { "\(prefix)-\(String(format: "%02d", $0 + 1))" }
+        let watcher = try await OutputWatcher.watch(ids, on: producer)
+        print("demo: \(jobs) jobs on a \(size)×\(size) matrix, p = \(p), \(consumers) consumers, "
+              + (broker == nil ? "in-memory transport" : "RabbitMQ"))
+
+        var summaries: [String: JobSummary] = [:]
+        var vectors: [String: Matrix<Double>] = [:]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await aggregator.run() }
+            for w in workers { group.addTask { try await w.run() } }
+
+            // The producer: a Poisson stream of jobs.
+            let submitter = JobSubmitter(transport: producer)
+            let clock = ContinuousClock()
+            var next = clock.now
+            for (i, id) in ids.enumerated() {
+                try await clock.sleep(until: next)
+                let x = Matrix(column: (0..<size).map { _ in Double.random(in: -1..<1, using: &g) })
+                let q = try PartitionVector.fitted(maxMagnitude: x.maxMagnitude, chunks: chunks, bits: bits)
+                let deadline = parsedDeadlines[i % parsedDeadlines.count]
+                let request = MatVecRequest(operand: .stored(digest: digest, matrix: a), vectors: x, partitionA: p,
+                                            partitionX: q, schedule: try .bySignificance(chunksA: p.chunkCount, chunksX: q.chunkCount),
+                                            deadline: deadline, rowBlock: rowBlock, id: id)
+                vectors[id] = x
+                summaries[id] = JobSummary(deadlineMs: DurationParsing.milliseconds(deadline))
+                _ = try await submitter.submit(request, decomposed: decomposed)
+                let gap = -log(Double.random(in: Double.ulpOfOne..<1, using: &g)) / rate
+                next = next.advanced(by: .nanoseconds(Int64(gap * 1e9)))
+            }
+
+            // Follow outputs until every job has its final one.
+            var finals = 0
+            let limit = parsedDeadlines.map(DurationParsing.milliseconds).max()! + 30_000
+            while finals < jobs {
+                let output = try await withThrowingTaskGroup(of: OutputMessage?.self) { inner in
+                    inner.addTask { try await watcher.next() }
+                    inner.addTask { try await Task.sleep(for: .milliseconds(Int64(limit))); return nil }
+                    let first = try await inner.next() ?? nil
+                    inner.cancelAll()
+                    return first
+                }
+                guard let output, var s = summaries[output.job] else {
+                    throw ValidationError("demo: outputs stopped arriving (\(finals)/\(jobs) jobs final)")
+                }
+                if !quiet { print(OutputFormatting.line(output, json: false)) }
+                if output.resolution >= 1, s.firstMs == nil { s.firstMs = output.elapsedMs }
+                if output.status != .partial {
+                    finals += 1
+                    s.final = output
+                    let exact = OneShotProduct.product(a, vectors[output.job]!)
+                    s.error = zip(exact.elements, output.values.elements).map { abs($0 - $1) }.max() ?? 0
+                }
+                summaries[output.job] = s
+            }
+            group.cancelAll()
+        }
+        await watcher.subscription.cancel()
+        await cleanup()
+
+        print("\njob                 deadline_ms  reached  status    first_ms  final_ms  max_error   max_bound")
+        for id in ids {
+            guard let s = summaries[id], let f = s.final else { continue }
+            print(id.padding(toLength: 20, withPad: " ", startingAt: 0)
+                  + String(format: "%11.1f  ", s.deadlineMs)
+                  + "\(f.resolution)/\(f.of)".padding(toLength: 9, withPad: " ", startingAt: 0)
+                  + f.status.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+                  + (s.firstMs.map { String(format: "%8.2f", $0) } ?? "       -")
+                  + String(format: "  %8.2f  %.3e  %.3e", f.elapsedMs, s.error, f.maxBound))
+        }
+        let completed = summaries.values.filter { $0.final?.status == .complete }.count
+        let withinBound = summaries.values.filter { ($0.final.map { $0.maxBound >= $0.maxBound } ?? false) && $0.error <= ($0.final?.maxBound ?? 0) }.count
+        let computed = workers.map { $0.snapshot.computed }.reduce(0, +)
+        let skipped = workers.map { $0.snapshot.skippedPastDeadline }.reduce(0, +)
+        print("\n\(completed)/\(jobs) complete, \(jobs - completed) emitted at their deadline; "
+              + "error within bound for \(withinBound)/\(jobs); tasks computed \(computed), skipped past deadline \(skipped)")
+    }
+
+    /// A transport factory for each role and a cleanup: one in-memory broker shared by all
+    /// roles, or a RabbitMQ connection per role.
+    func transports(logger: Logger) async throws -> (@Sendable () async throws -> any Transport, @Sendable () async -> Void) {
+        if let broker {
+            let url = broker
+            let opened = OpenedTransports()
+            return ({ let t = try await Connector.connect(url, logger: logger); await opened.add(t); return t },
+                    { await opened.closeAll() })
+        }
+        let memory = InMemoryBroker()
+        let opened = OpenedTransports()
+        return ({ let t = InMemoryTransport(broker: memory); await opened.add(t); return t },
+                { await opened.closeAll(); memory.shutdown() })
+    }
 }
 
+struct JobSummary {
+    var deadlineMs: Double
+    var firstMs: Double?
+    var final: OutputMessage?
+    var error: Double = 0
+}
+
+actor OpenedTransports {
+    var all: [any Transport] = []
+    func add(_ t: any Transport) { all.append(t) }
+    func closeAll() async { for t in all { await t.close() } }
+}
+
+/// SplitMix64: the demo's reproducible operands and arrivals.
 struct DemoRandom: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }

@@ -162,6 +162,7 @@ public enum PipelineScenarios {
         PipelineScenario(name: "a deadline emits the best complete resolution once, on time", run: deadline),
         PipelineScenario(name: "a consumer dying mid-job loses nothing; duplicates are ignored", run: consumerDies),
         PipelineScenario(name: "malformed tasks and partials end in sr.dead with a reason", run: malformed),
+        PipelineScenario(name: "an aggregator dying mid-job loses nothing after a restart", run: aggregatorRestarts),
     ]
 
     static func unique(_ base: String) -> String { "\(base)\(UInt32.random(in: 0...UInt32.max))" }
@@ -190,6 +191,7 @@ public enum PipelineScenarios {
         // The aggregator runs; the consumer starts only once the backlog is in the queue.
         let (aggRoles, _, _) = try await startRoles(env, consumers: 0)
         let producer = try await env.makeTransport()
+        try await Topology.declare(on: producer)
         let submitter = JobSubmitter(transport: producer)
         let prefix = unique("prio")
         var ids: [String] = []
@@ -311,5 +313,32 @@ public enum PipelineScenarios {
         try require(workers[0].snapshot.deadLettered >= 1 && (aggregator?.snapshot.deadLettered ?? 0) >= 1, "counters did not record the dead letters")
         await roles.stop()
         await producer.close()
+    }
+
+    static func aggregatorRestarts(_ env: PipelineEnvironment) async throws {
+        let producer = try await env.makeTransport()
+        let job = try ScenarioJob(id: unique("agg"), chunks: 3, rowBlock: 16, seed: 51)
+        let id = job.request.id!
+        let watcher = try await OutputWatcher.watch([id], on: producer)
+        let plan = try JobSubmitter(transport: producer).plan(job.request)
+        // Layer 0 first; the aggregator dies once it has emitted resolution 1 (its inputs unacked).
+        try await Topology.declare(on: producer)
+        try await producer.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
+        try await producer.declare(plan.deadlineQueue)
+        try await producer.publish(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name)
+        let layer0 = plan.tasks.prefix(3)
+        for t in layer0 { try await producer.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
+        let (first, _, _) = try await startRoles(env, consumers: 1)
+        let r1 = try await within(.seconds(10), "resolution 1") { try await watcher.next() }
+        try require(r1?.resolution == 1, "expected resolution 1, got \(String(describing: r1?.resolution))")
+        await first.stop()
+        // The rest of the job arrives while no aggregator runs; a new one must finish it.
+        for t in plan.tasks.dropFirst(3) { try await producer.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
+        let (second, _, _) = try await startRoles(env, consumers: 1)
+        let seen = try await outputs(until: id, from: watcher)
+        await second.stop()
+        await producer.close()
+        try require(seen.last?.status == .complete, "status \(String(describing: seen.last?.status))")
+        try require(seen.last!.values.elements == job.fixedPoint, "final ≠ the fixed-point product after the restart")
     }
 }

@@ -60,6 +60,17 @@ public struct TaskComputer: Sendable {
         return PartialMessage(for: task, computeMicroseconds: micros, worker: worker, exact: exact, values: values)
     }
 
+    /// Loads and prepares a registered matrix ahead of its first task (so the first job does not
+    /// pay for reading, verifying and decomposing it).
+    public func preload(digest: String, partitionA: [Int], partitionX: [Int]) throws {
+        let q = try partition(partitionX)
+        let partner = (0..<q.chunkCount).map(q.chunkMagnitudeLimit(ofChunk:)).max() ?? 1
+        _ = try cache.value(for: "\(digest)|\(partitionA)|\(partner)") {
+            let operand = try decompose(try store.load(digest: digest), partitionA)
+            return .layered(LayeredProduct.preparedPlanes(operand, partitionX: q))
+        }
+    }
+
     private func loadChecked(_ task: TaskMessage) throws -> Matrix<Double> {
         let a = try store.load(digest: task.matrix)
         guard a.rows == task.totalRows, a.columns == task.columns else {

@@ -44,6 +44,12 @@ public final class TaskWorker: Service, Sendable {
         self.wallClock = wallClock
     }
 
+    /// Loads and prepares a registered matrix before tasks need it.
+    public func preload(digest: String, partitionA: [Int], partitionX: [Int]) async throws {
+        let computer = self.computer
+        try await blocking.run { try computer.preload(digest: digest, partitionA: partitionA, partitionX: partitionX) }
+    }
+
     public var snapshot: WorkerCounters { counters.withLock { $0 } }
 
     public func run() async throws {

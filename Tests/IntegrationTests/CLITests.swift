@@ -1,0 +1,98 @@
+// Bad input to the executables: non-zero exit and a message that names the problem.
+import Foundation
+import Testing
+
+enum Executables {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// $SR_BIN_DIR (scripts/test.sh sets it), else .build/debug.
+    static var binDir: String {
+        ProcessInfo.processInfo.environment["SR_BIN_DIR"] ?? root.appendingPathComponent(".build/debug").path
+    }
+
+    static var available: Bool { FileManager.default.isExecutableFile(atPath: binDir + "/srproduce") }
+
+    /// Runs an executable with a bound on its run time; returns (status, stdout + stderr).
+    static func run(_ name: String, _ args: [String], environment: [String: String] = [:],
+                    timeout: Duration = .seconds(30)) async throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binDir + "/" + name)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        let (exited, signal) = AsyncStream<Void>.makeStream()
+        p.terminationHandler = { _ in signal.yield(); signal.finish() }
+        try p.run()
+        let reader = Task.detached { pipe.fileHandleForReading.readDataToEndOfFile() }
+        // Wait for the exit event, bounded: a hung process is terminated and fails the test.
+        let finished = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { for await _ in exited { return true }; return true }
+            group.addTask { try? await Task.sleep(for: timeout); return false }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
+        if !finished { p.terminate() }
+        p.waitUntilExit()
+        let data = await reader.value
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+@Suite(.enabled(if: Executables.available, "build the executables first (scripts/test.sh does)"))
+struct CLITests {
+    let dir: String = {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("sr-cli-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }()
+
+    func npy(_ name: String, _ values: [Double], shape: [Int]) throws -> String {
+        let path = dir + "/" + name
+        let header0 = "{'descr': '<f8', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", "))\(shape.count == 1 ? "," : "")), }"
+        var header = header0
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)]
+        bytes += Array(header.utf8)
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        return path
+    }
+
+    func expectFailure(_ args: [String], mentions: [String], env: [String: String] = [:]) async throws {
+        let (status, output) = try await Executables.run("srproduce", args, environment: env)
+        #expect(status != 0, "srproduce \(args.joined(separator: " ")) exited 0:\n\(output)")
+        for m in mentions {
+            #expect(output.localizedCaseInsensitiveContains(m), "output does not mention '\(m)':\n\(output)")
+        }
+    }
+
+    @Test func badInputIsRefusedWithAMessageNamingTheProblem() async throws {
+        let a = try npy("a.npy", (0..<12).map { Double($0) / 8 }, shape: [3, 4])
+        let x = try npy("x.npy", [0.5, 0.25, -0.5, 1], shape: [4])
+        let x3 = try npy("x3.npy", [0.5, 0.25, -0.5], shape: [3])
+        let xnan = try npy("xnan.npy", [0.5, .nan, -0.5, 1], shape: [4])
+        let store = ["SR_STORE": dir + "/store", "SR_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"]
+        try await expectFailure(["matvec", "--matrix", dir + "/missing.npy", "--vector", x, "--deadline", "1s"],
+                                mentions: ["missing.npy"], env: store)
+        try await expectFailure(["matvec", "--matrix", a, "--vector", x3, "--deadline", "1s"],
+                                mentions: ["shape", "4", "3"], env: store)
+        try await expectFailure(["matvec", "--matrix", a, "--vector", xnan, "--deadline", "1s"],
+                                mentions: ["nan", "xnan.npy"], env: store)
+        try await expectFailure(["matvec", "--matrix", a, "--vector", x, "--deadline", "1s",
+                                 "--partition-a", "0,-4", "--partition-x", "1,-3"],
+                                mentions: ["outside the range", "2^0"], env: store)
+        try await expectFailure(["matvec", "--matrix", "no-such-matrix", "--vector", x, "--deadline", "1s"],
+                                mentions: ["no-such-matrix"], env: store)
+        try await expectFailure(["matvec", "--matrix", a, "--vector", x, "--deadline", "1500"],
+                                mentions: ["deadline"], env: store)
+        // A valid job against a broker that is not there.
+        try await expectFailure(["matvec", "--matrix", a, "--vector", x, "--deadline", "1s"],
+                                mentions: ["127.0.0.1:1"], env: store)
+    }
+}
