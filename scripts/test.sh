@@ -15,6 +15,9 @@ bash scripts/install-system-deps.sh
 
 step "build (debug, tests included; warnings are errors)"
 swift build --build-tests
+# The CLI tests run the executables built here.
+SR_BIN_DIR=$(swift build --show-bin-path)
+export SR_BIN_DIR
 
 broker_dir=""
 cleanup() {
@@ -28,10 +31,10 @@ trap cleanup EXIT
 if [[ -x scripts/rabbitmq-start.sh || -f scripts/rabbitmq-start.sh ]]; then
   step "private RabbitMQ"
   broker_dir="$root/.rabbitmq/test-$$"
-  env_file=$(SR_RABBITMQ_DIR="$broker_dir" bash scripts/rabbitmq-start.sh --management | tail -n 1)
+  env_file=$(SR_RABBITMQ_DIR="$broker_dir" bash scripts/rabbitmq-start.sh --management --tls | tail -n 1)
   # shellcheck disable=SC1090
   source "$env_file"
-  export SR_AMQP_URL SR_RABBITMQ_DIR
+  export SR_AMQP_URL SR_RABBITMQ_DIR SR_AMQPS_URL SR_AMQP_CACERT SR_AMQP_CLIENT_CERT SR_AMQP_CLIENT_KEY
   # Integration tests fail (not skip) when the broker is missing in this run.
   export SR_REQUIRE_BROKER=1
   echo "broker: $SR_AMQP_URL"

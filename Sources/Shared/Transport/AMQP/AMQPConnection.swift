@@ -561,7 +561,7 @@ private final class Loop: @unchecked Sendable {
                 try Loop.checkReadable(ca, "CA certificate", variable: "SR_AMQP_CACERT")
                 let status = amqp_ssl_socket_set_cacert(socket, ca)
                 if status != AMQP_STATUS_OK.rawValue {
-                    throw TransportError(.tlsFailed, "cannot use '\(ca)' as the CA certificate (status \(status): \(String(cString: amqp_error_string2(status)))) — it must be a PEM file (SR_AMQP_CACERT or ?cacertfile=)")
+                    throw transportError(.library(status: status, reason: nil), url: url, phase: .loadingCA(ca))
                 }
             }
             if let cert = url.certificateFile, let key = url.keyFile {
@@ -569,7 +569,8 @@ private final class Loop: @unchecked Sendable {
                 try Loop.checkReadable(key, "client key", variable: "SR_AMQP_KEY")
                 let status = amqp_ssl_socket_set_key(socket, cert, key)
                 if status != AMQP_STATUS_OK.rawValue {
-                    throw TransportError(.tlsFailed, "cannot use the client certificate '\(cert)' with key '\(key)' (status \(status): \(String(cString: amqp_error_string2(status)))) — PEM files of one pair?")
+                    throw transportError(.library(status: status, reason: nil), url: url,
+                                         phase: .loadingClientCertificate(cert: cert, key: key))
                 }
             }
         } else {
@@ -1170,6 +1171,8 @@ private enum AMQPFailure {
 }
 
 private enum Phase {
+    case loadingCA(String)
+    case loadingClientCertificate(cert: String, key: String)
     case connect, login
     case operation(String)
 }
@@ -1177,6 +1180,7 @@ private enum Phase {
 /// Translates a failure into a `TransportError` that says what happened and what to do.
 private func transportError(_ failure: AMQPFailure, url: AMQPURL, phase: Phase) -> TransportError {
     let action: String = switch phase {
+    case .loadingCA, .loadingClientCertificate: "loading TLS files"
     case .connect: "connecting"
     case .login: "logging in"
     case .operation(let a): a
@@ -1184,6 +1188,12 @@ private func transportError(_ failure: AMQPFailure, url: AMQPURL, phase: Phase) 
     switch failure {
     case .library(let status, let osReason):
         let detail = String(cString: amqp_error_string2(status))
+        if case .loadingCA(let path) = phase {
+            return TransportError(.tlsFailed, "cannot use '\(path)' as the CA certificate (\(detail)) — it must be a PEM file (SR_AMQP_CACERT or ?cacertfile=)")
+        }
+        if case .loadingClientCertificate(let cert, let key) = phase {
+            return TransportError(.tlsFailed, "cannot use the client certificate '\(cert)' with the key '\(key)' (\(detail)) — PEM files of one pair? (SR_AMQP_CERT, SR_AMQP_KEY)")
+        }
         switch status {
         case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED.rawValue:
             return TransportError(.tlsFailed, "TLS to \(url): the broker's certificate does not name '\(url.host)' as a DNS subjectAltName (rabbitmq-c 0.11 ignores IP entries) — add DNS:\(url.host) to the certificate or connect by a name it lists, e.g. localhost")
@@ -1210,7 +1220,7 @@ private func transportError(_ failure: AMQPFailure, url: AMQPURL, phase: Phase) 
                 return TransportError(.connectionFailed, "cannot reach RabbitMQ at \(url): \(reason) — is it running? set SR_AMQP_URL")
             case .login:
                 return TransportError(.connectionFailed, "RabbitMQ at \(url) dropped the connection while logging in (\(reason)) — an amqp:// URL pointing at a TLS port, or a broker refusing the client?")
-            case .operation:
+            case .operation, .loadingCA, .loadingClientCertificate:
                 return TransportError(.connectionFailed, "lost the connection to RabbitMQ at \(url) while \(action): \(reason)")
             }
         default:
