@@ -6,6 +6,7 @@ import SuccessiveRefinement
 
 struct MatVec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "matvec",
         abstract: "Submit y = A·x with a deadline; optionally wait for and print each refinement.",
         discussion: """
             A and x are split into chunks (--chunks/--bits, or explicit partitions); every \
