@@ -92,7 +92,7 @@ struct Demo: AsyncParsableCommand {
         let qProbe = try PartitionVector.fitted(maxMagnitude: 1, chunks: chunks, bits: bits)
         for w in workers { try await w.preload(digest: digest, partitionA: p.exponents, partitionX: qProbe.exponents) }
 
-        let prefix = "demo\(seed)-\(String(UInt32.random(in: 0...UInt32.max, using: &g), radix: 36))"
+        let prefix = "demo\(seed)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"   // unique per run
         let ids = (0..<jobs).map { "\(prefix)-\(String(format: "%02d", $0 + 1))" }
         let watcher = try await OutputWatcher.watch(ids, on: producer)
         print("demo: \(jobs) jobs on a \(size)×\(size) matrix, p = \(p), \(consumers) consumers, "

@@ -73,7 +73,7 @@ struct Stream: AsyncParsableCommand {
     func stream(a: Matrix<Double>, digest: String, p: PartitionVector, decomposed: ChunkedOperand,
                 transport: any Transport, g: inout DemoRandom) async throws {
         try await Topology.declare(on: transport)
-        let prefix = "s\(String(UInt32.random(in: 0...UInt32.max, using: &g), radix: 36))"
+        let prefix = "s\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"   // unique per run, not per seed
         let ids = (0..<count).map { "\(prefix)-\($0)" }
         // One binding for the whole stream (job.#), filtered by this stream's prefix.
         let watcher = wait ? try await OutputWatcher.watch(nil, on: transport) : nil
