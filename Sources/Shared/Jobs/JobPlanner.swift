@@ -82,6 +82,9 @@ public enum JobPlanner {
         try await transport.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
         try await transport.declare(plan.deadlineQueue)
         try await transport.publish(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name)
+        // One at a time, in layer order: priority only orders a backlog, so when consumers are
+        // idle the arrival order is the compute order. (Publishing a window of tasks
+        // concurrently was measured slower here: later layers overtook layer 0.)
         for t in plan.tasks { try await transport.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
     }
 }
