@@ -49,7 +49,7 @@ struct KernelBenchmark: ParsableCommand {
         print("| n | m | bits | path | one-shot sgemv | plane product (BLAS) | plane product (int8 loop) | first ÷ one-shot | all ÷ one-shot | GB/s one-shot | GB/s plane |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for n in parse(sizes) {
-            var g = SplitMix(seed: UInt64(n))
+            var g = SplitMix64(seed: UInt64(n))
             let a = Matrix(rows: n, columns: n, elements: (0..<(n * n)).map { _ in Float.random(in: -1..<1, using: &g) })
             let x = Matrix(column: (0..<n).map { _ in Float.random(in: -1..<1, using: &g) })
             let a64 = a.map(Double.init), x64 = x.map(Double.init)
@@ -100,18 +100,6 @@ struct KernelBenchmark: ParsableCommand {
     }
 }
 
-/// SplitMix64, for reproducible benchmark data without Foundation.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension String {
     /// Three significant decimals without Foundation's String(format:).

@@ -70,7 +70,7 @@ struct Demo: AsyncParsableCommand {
         let storeDir = FileManager.default.temporaryDirectory.appendingPathComponent("sr-demo-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: storeDir) }
         let store = OperandStore(root: storeDir)
-        var g = DemoRandom(seed: seed)
+        var g = SplitMix64(seed: seed)
         let a = Matrix(rows: size, columns: size, elements: (0..<(size * size)).map { _ in Double.random(in: -1..<1, using: &g) })
         let digest = try store.register(a, name: "demo")
         let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: chunks, bits: bits)
@@ -127,13 +127,7 @@ struct Demo: AsyncParsableCommand {
             var finals = 0
             let limit = parsedDeadlines.map(DurationParsing.milliseconds).max()! + 30_000
             while finals < jobs {
-                let output = try await withThrowingTaskGroup(of: OutputMessage?.self) { inner in
-                    inner.addTask { try await watcher.next() }
-                    inner.addTask { try await Task.sleep(for: .milliseconds(Int64(limit))); return nil }
-                    let first = try await inner.next() ?? nil
-                    inner.cancelAll()
-                    return first
-                }
+                let output = try await watcher.next(within: .milliseconds(Int64(limit)))
                 guard let output, var s = summaries[output.job] else {
                     throw ValidationError("demo: outputs stopped arriving (\(finals)/\(jobs) jobs final)")
                 }
@@ -197,17 +191,4 @@ actor OpenedTransports {
     var all: [any Transport] = []
     func add(_ t: any Transport) { all.append(t) }
     func closeAll() async { for t in all { await t.close() } }
-}
-
-/// SplitMix64: the demo's reproducible operands and arrivals.
-struct DemoRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

@@ -89,16 +89,7 @@ struct MatVec: AsyncParsableCommand {
         let limit = DurationParsing.milliseconds(deadline) + 10_000
         var last: OutputMessage?
         while true {
-            let next = try await withThrowingTaskGroup(of: OutputMessage?.self) { group in
-                group.addTask { try await watcher.next() }
-                group.addTask {
-                    try await Task.sleep(for: .milliseconds(Int64(limit)))
-                    return nil
-                }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
+            let next = try await watcher.next(within: .milliseconds(Int64(limit)))
             guard let output = next else {
                 throw ValidationError("no final output within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
             }

@@ -56,7 +56,7 @@ struct Stream: AsyncParsableCommand {
         let store = storeOptions.operandStore
         let digest = try store.resolve(matrix)
         let a = try store.load(digest: digest)
-        var g = DemoRandom(seed: seed)
+        var g = SplitMix64(seed: seed)
         let probe = Matrix(column: (0..<a.columns).map { _ in Double.random(in: -1..<1, using: &g) })
         let (p, _, _) = try partition.partitions(a: a, x: probe)
         let decomposed = try ChunkedOperand(decomposing: a, partition: p)
@@ -71,7 +71,7 @@ struct Stream: AsyncParsableCommand {
     }
 
     func stream(a: Matrix<Double>, digest: String, p: PartitionVector, decomposed: ChunkedOperand,
-                transport: any Transport, g: inout DemoRandom) async throws {
+                transport: any Transport, g: inout SplitMix64) async throws {
         try await Topology.declare(on: transport)
         let prefix = "s\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"   // unique per run, not per seed
         let ids = (0..<count).map { "\(prefix)-\($0)" }
@@ -95,13 +95,7 @@ struct Stream: AsyncParsableCommand {
         var first: [String: Double] = [:], finals: [String: OutputMessage] = [:]
         let limit = DurationParsing.milliseconds(deadline) + 30_000
         while finals.count < count {
-            let o = try await withThrowingTaskGroup(of: OutputMessage?.self) { group in
-                group.addTask { try await watcher.next() }
-                group.addTask { try await Task.sleep(for: .milliseconds(Int64(limit))); return nil }
-                let r = try await group.next() ?? nil
-                group.cancelAll()
-                return r
-            }
+            let o = try await watcher.next(within: .milliseconds(Int64(limit)))
             guard let o else { throw ValidationError("outputs stopped arriving (\(finals.count)/\(count) final); is sraggregate running?") }
             guard o.job.hasPrefix(prefix + "-") else { continue }
             if o.resolution >= 1, first[o.job] == nil { first[o.job] = o.elapsedMs }

@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func reconstructionEqualsTheTruncatedFixedPointValue() throws {
-        var g = SeededGenerator(seed: 11)
+        var g = SplitMix64(seed: 11)
         let d = DyadicMatrix(rows: 9, columns: 13, totalBits: 14, fractionBits: 9, using: &g)
         let p = try PartitionVector.uniform(p0: 5, chunks: 3, bits: 3)   // finest 2^-4
         let op = try ChunkedOperand(decomposing: d.matrix, partition: p)

@@ -5,7 +5,7 @@ import Testing
 @Suite struct ErrorBoundTests {
     @Test(arguments: 0..<30)
     func boundHoldsAndShrinks(seed: Int) throws {
-        var g = SeededGenerator(seed: UInt64(seed) + 1000)
+        var g = SplitMix64(seed: UInt64(seed) + 1000)
         let r = Int.random(in: 1...12, using: &g), n = Int.random(in: 1...48, using: &g)
         let count = Int.random(in: 1...3, using: &g)
         let da = DyadicMatrix(rows: r, columns: n, totalBits: Int.random(in: 6...24, using: &g),
@@ -47,7 +47,7 @@ import Testing
     }
 
     @Test func boundsShrinkByAboutTwoToTheMinusBPerLayer() throws {
-        var g = SeededGenerator(seed: 3)
+        var g = SplitMix64(seed: 3)
         let a = DyadicMatrix(rows: 64, columns: 64, totalBits: 30, fractionBits: 30, using: &g).matrix
         let x = DyadicMatrix(rows: 64, columns: 1, totalBits: 30, fractionBits: 30, using: &g).matrix
         let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: 4, bits: 6)

@@ -14,7 +14,7 @@ import Testing
 
     @Test(arguments: 0..<24)
     func finalResolutionIsTheFixedPointProductExactly(seed: Int) throws {
-        var g = SeededGenerator(seed: UInt64(seed) &* 0x9E37)
+        var g = SplitMix64(seed: UInt64(seed) &* 0x9E37)
         let r = Int.random(in: 1...17, using: &g), n = Int.random(in: 1...40, using: &g)
         let count = Int.random(in: 1...3, using: &g)
         let a = DyadicMatrix(rows: r, columns: n, totalBits: Int.random(in: 4...20, using: &g),
@@ -42,7 +42,7 @@ import Testing
 
     @Test func everyKernelPathIsExact() throws {
         // 7×7-bit chunks → float32; 15×15 → float64; 28×29 → int64 loop.
-        var g = SeededGenerator(seed: 99)
+        var g = SplitMix64(seed: 99)
         for (bitsA, bitsX, expected) in [(7, 7, PreparedPlane.Path.float32BLAS), (15, 15, .float64BLAS), (28, 29, .integer)] {
             let n = 50, r = 33
             let av = (0..<(r * n)).map { _ in Int64.random(in: -(1 << bitsA) + 1 ..< (1 << bitsA), using: &g) }
@@ -69,7 +69,7 @@ import Testing
     }
 
     @Test func resolutionsReleaseInOrderWhateverTheArrivalOrder() throws {
-        var g = SeededGenerator(seed: 5)
+        var g = SplitMix64(seed: 5)
         let a = DyadicMatrix(rows: 6, columns: 10, totalBits: 12, fractionBits: 6, using: &g).matrix
         let x = DyadicMatrix(rows: 10, columns: 1, totalBits: 12, fractionBits: 6, using: &g).matrix
         let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: 3, bits: 4)

@@ -13,7 +13,7 @@ import Testing
 
         init(rows: Int = 10, columns: Int = 12, vectors: Int = 1, chunks: Int = 2, bits: Int = 5,
              rowBlock: Int = 4, mode: MatVecJob.Mode = .layered, seed: UInt64 = 1) throws {
-            var g = SeededGenerator(seed: seed)
+            var g = SplitMix64(seed: seed)
             a = DyadicMatrix(rows: rows, columns: columns, totalBits: 16, fractionBits: 12, using: &g).matrix
             x = DyadicMatrix(rows: columns, columns: vectors, totalBits: 16, fractionBits: 12, using: &g).matrix
             let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: chunks, bits: bits)
@@ -106,7 +106,7 @@ import Testing
     @Test func outOfOrderBlocksAndDuplicatesChangeNothing() throws {
         let f = try Fixture(chunks: 2, seed: 4)
         var agg = try f.aggregation()
-        var g = SeededGenerator(seed: 9)
+        var g = SplitMix64(seed: 9)
         var deliveries = f.tasks + f.tasks.prefix(5)          // at-least-once: some twice
         deliveries.shuffle(using: &g)
         var outputs: [OutputMessage] = []

@@ -60,7 +60,7 @@ import Testing
     }
 
     @Test func reconstructionErrorBelow2ToPrForRandomValues() throws {
-        var g = SeededGenerator(seed: 7)
+        var g = SplitMix64(seed: 7)
         for _ in 0..<2000 {
             let p0 = Int.random(in: -6...6, using: &g)
             let m = Int.random(in: 1...5, using: &g)

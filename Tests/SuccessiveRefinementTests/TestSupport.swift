@@ -2,18 +2,6 @@
 // does not go through the code under test.
 @testable import SuccessiveRefinement
 
-/// SplitMix64: small, seeded, reproducible across platforms.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A random matrix whose elements are k · 2^−fractionBits with |k| < 2^totalBits, so every
 /// product of such matrices is exactly representable as an Int128 count of a known unit.
@@ -22,7 +10,7 @@ struct DyadicMatrix {
     let rows: Int, columns: Int
     let fractionBits: Int      // element = k · 2^−fractionBits
 
-    init(rows: Int, columns: Int, totalBits: Int, fractionBits: Int, using g: inout SeededGenerator) {
+    init(rows: Int, columns: Int, totalBits: Int, fractionBits: Int, using g: inout SplitMix64) {
         let limit = Int64(1) << totalBits
         integers = (0..<(rows * columns)).map { _ in Int64.random(in: (-limit + 1)..<limit, using: &g) }
         self.rows = rows

@@ -50,7 +50,7 @@ struct ScenarioJob {
 
     init(id: String, rows: Int = 48, columns: Int = 40, chunks: Int = 3, bits: Int = 5, rowBlock: Int = 16,
          deadline: Duration = .seconds(30), seed: UInt64) throws {
-        var g = ScenarioRandom(seed: seed)
+        var g = SplitMix64(seed: seed)
         a = Matrix(rows: rows, columns: columns, elements: (0..<(rows * columns)).map { _ in Double.random(in: -4..<4, using: &g) })
         x = Matrix(column: (0..<columns).map { _ in Double.random(in: -1..<1, using: &g) })
         let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: chunks, bits: bits)
@@ -82,17 +82,6 @@ struct ScenarioJob {
     }
 }
 
-struct ScenarioRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Roles running in this process, each on its own connection; stopped by cancelling.
 final class RunningRoles: Sendable {

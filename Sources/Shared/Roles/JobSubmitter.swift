@@ -109,6 +109,20 @@ public struct OutputWatcher: Sendable {
         return OutputWatcher(subscription: try await transport.subscribe(queue: queue, prefetch: 0))
     }
 
+    /// The next output, or nil when none arrives within `limit`.
+    public func next(within limit: Duration) async throws -> OutputMessage? {
+        try await withThrowingTaskGroup(of: OutputMessage?.self) { group in
+            group.addTask { try await next() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
     /// The next output (acked on receipt; outputs are informational copies).
     public func next() async throws -> OutputMessage? {
         for try await d in subscription.deliveries {
