@@ -29,15 +29,20 @@ let package = Package(
         .systemLibrary(
             name: "CSRRabbitMQ", path: "Sources/Shared/CRabbitMQ", pkgConfig: "librabbitmq",
             providers: [.apt(["librabbitmq-dev"])]),
+        // Vectorised exact int8 kernels with runtime dispatch (AVX2 / AVX-512 / VNNI), in C
+        // because Swift cannot pick instruction sets per function at run time.
+        .target(
+            name: "CSRKernels", path: "Sources/Shared/CKernels",
+            cSettings: [.unsafeFlags(["-O3"])]),
         .target(
             name: "SuccessiveRefinement",
             dependencies: [
-                "CSRBLAS", "CSRRabbitMQ",
+                "CSRBLAS", "CSRRabbitMQ", "CSRKernels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Shared",
-            exclude: ["CBLAS", "CRabbitMQ"],
+            exclude: ["CBLAS", "CRabbitMQ", "CKernels"],
             swiftSettings: strict),
         .executableTarget(
             name: "Producer",

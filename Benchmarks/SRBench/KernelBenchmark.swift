@@ -45,9 +45,9 @@ struct KernelBenchmark: ParsableCommand {
 
     func run() throws {
         BLAS.setThreadCount(threads)
-        print("OpenBLAS threads: \(BLAS.threadCount); medians; times in ms; ratios ÷ one-shot sgemv\n")
-        print("| n | m | bits | path | one-shot sgemv | plane product (BLAS) | plane product (int8 loop) | first ÷ one-shot | all ÷ one-shot | GB/s one-shot | GB/s plane |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("OpenBLAS threads: \(BLAS.threadCount); int8 kernel: \(Int8Kernel.instructionSet); medians; times in ms; ratios ÷ one-shot sgemv\n")
+        print("| n | m | bits | one-shot sgemv | plane f32 BLAS | plane int8 | first ÷ one-shot (int8) | all ÷ one-shot (int8) | first ÷ one-shot (BLAS) | all ÷ one-shot (BLAS) | GB/s sgemv | GB/s int8 |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for n in parse(sizes) {
             var g = SplitMix64(seed: UInt64(n))
             let a = Matrix(rows: n, columns: n, elements: (0..<(n * n)).map { _ in Float.random(in: -1..<1, using: &g) })
@@ -59,26 +59,33 @@ struct KernelBenchmark: ParsableCommand {
                 let p = try PartitionVector.fitted(maxMagnitude: a64.maxMagnitude, chunks: m, bits: bits)
                 let q = try PartitionVector.fitted(maxMagnitude: x64.maxMagnitude, chunks: m, bits: bits)
                 let matrix = try ChunkedOperand(decomposing: a64, partition: p)
-                let prepared = LayeredProduct.preparedPlanes(matrix, partitionX: q)
-                let integerPlane = PreparedPlane(matrix.planes[0], partnerMagnitude: Int64.max / Int64(n) / 128)
+                let partner = (0..<q.chunkCount).map(q.chunkMagnitudeLimit(ofChunk:)).max() ?? 1
+                let int8 = matrix.planes.map { PreparedPlane($0, partnerMagnitude: partner) }
+                let blas = matrix.planes.map { PreparedPlane($0, partnerMagnitude: partner, allowInt8: false) }
                 let probe = try LayeredProduct(matrix: matrix, vectors: x64, partitionX: q)
                 let xPlane = probe.vectors.planes[0]
-                let plane = median(reps) { _ = prepared[0].product(xPlane) }
-                let planeInt = median(max(3, reps / 4)) { _ = integerPlane.product(xPlane) }
-                let first = median(reps) {
-                    let job = try! LayeredProduct(matrix: matrix, vectors: x64, partitionX: q)
-                    var acc = try! job.makeAccumulator()
-                    for pair in job.schedule.layers[0] {
-                        _ = try! acc.add(pair, product: prepared[pair.a].product(job.vectors.planes[pair.x]))
+                let planeBLAS = median(reps) { _ = blas[0].product(xPlane) }
+                let planeInt8 = median(reps) { _ = int8[0].product(xPlane) }
+                func first(_ prepared: [PreparedPlane]) -> Double {
+                    median(reps) {
+                        let job = try! LayeredProduct(matrix: matrix, vectors: x64, partitionX: q)
+                        var acc = try! job.makeAccumulator()
+                        for pair in job.schedule.layers[0] {
+                            _ = try! acc.add(pair, product: prepared[pair.a].product(job.vectors.planes[pair.x]))
+                        }
                     }
                 }
-                let all = median(max(3, reps / 2)) {
-                    let job = try! LayeredProduct(matrix: matrix, vectors: x64, partitionX: q)
-                    _ = try! job.run(prepared: prepared)
+                func all(_ prepared: [PreparedPlane]) -> Double {
+                    median(max(3, reps / 2)) {
+                        let job = try! LayeredProduct(matrix: matrix, vectors: x64, partitionX: q)
+                        _ = try! job.run(prepared: prepared)
+                    }
                 }
                 let gbOneShot = Double(n * n * 4) / oneShot / 1e9
-                let gbPlane = Double(prepared[0].bytesPerPass) / plane / 1e9
-                print("| \(n) | \(m) | \(bits) | \(prepared[0].path.rawValue) | \(ms(oneShot)) | \(ms(plane)) | \(ms(planeInt)) | \(ratio(first / oneShot)) | \(ratio(all / oneShot)) | \(ratio(gbOneShot)) | \(ratio(gbPlane)) |")
+                let gbInt8 = Double(int8[0].bytesPerPass) / planeInt8 / 1e9
+                print("| \(n) | \(m) | \(bits) | \(ms(oneShot)) | \(ms(planeBLAS)) | \(ms(planeInt8)) | "
+                      + "\(ratio(first(int8) / oneShot)) | \(ratio(all(int8) / oneShot)) | "
+                      + "\(ratio(first(blas) / oneShot)) | \(ratio(all(blas) / oneShot)) | \(ratio(gbOneShot)) | \(ratio(gbInt8)) |")
             }
         }
     }

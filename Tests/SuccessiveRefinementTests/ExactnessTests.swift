@@ -41,9 +41,10 @@ import Testing
     }
 
     @Test func everyKernelPathIsExact() throws {
-        // 7×7-bit chunks → float32; 15×15 → float64; 28×29 → int64 loop.
+        // 7×7-bit chunks → int8 SIMD; 8×8 → float32; 15×15 → float64; 28×29 → int64 loop.
         var g = SplitMix64(seed: 99)
-        for (bitsA, bitsX, expected) in [(7, 7, PreparedPlane.Path.float32BLAS), (15, 15, .float64BLAS), (28, 29, .integer)] {
+        for (bitsA, bitsX, expected) in [(7, 7, PreparedPlane.Path.int8SIMD), (8, 8, .float32BLAS),
+                                         (15, 15, .float64BLAS), (28, 29, .integer)] {
             let n = 50, r = 33
             let av = (0..<(r * n)).map { _ in Int64.random(in: -(1 << bitsA) + 1 ..< (1 << bitsA), using: &g) }
             let xv = (0..<(2 * n)).map { _ in Int64.random(in: -(1 << bitsX) + 1 ..< (1 << bitsX), using: &g) }
@@ -65,6 +66,24 @@ import Testing
             let block = prepared.product(x, rows: 5..<12)
             let full = prepared.product(x)
             #expect(block.elements == Array(full.elements[(5 * 2)..<(12 * 2)]))
+        }
+    }
+
+    @Test(arguments: 0...3)
+    func everyInt8VariantIsExact(level: Int) {
+        // Odd shapes (padding exercised) and the extreme values ±127 (overflow of 16-bit pairs).
+        var g = SplitMix64(seed: UInt64(level) + 7)
+        for (r, n) in [(1, 1), (7, 63), (13, 64), (5, 65), (33, 300), (3, 4097)] {
+            let av = (0..<(r * n)).map { _ in Int64([-127, 127, Int64.random(in: -127...127, using: &g)].randomElement(using: &g)!) }
+            let xv = (0..<n).map { _ in Int64([-127, 127, Int64.random(in: -127...127, using: &g)].randomElement(using: &g)!) }
+            let a = ChunkPlane(rows: r, columns: n, bits: 7, values: av)
+            let x = ChunkPlane(rows: 1, columns: n, bits: 7, values: xv)
+            let got = Int8Kernel.product(a, x, rows: 0..<r, level: level)
+            for k in 0..<r {
+                var s: Int64 = 0
+                for c in 0..<n { s += av[k * n + c] * xv[c] }
+                #expect(got[k, 0] == s, "level \(level) shape \(r)×\(n) row \(k)")
+            }
         }
     }
 

@@ -13,15 +13,18 @@ extension PreparedPlane {
         precondition(rows.lowerBound >= 0 && rows.upperBound <= plane.rows)
         // A batch with larger chunks than prepared for can only use a wider path than `path`
         // if that path's copy exists; otherwise fall back to exact integers.
+        if path == .int8SIMD, Int8Kernel.applies(plane, vectors) {
+            return Int8Kernel.product(plane, vectors, rows: rows)
+        }
         let needed = Self.path(columns: plane.columns, magnitude: plane.maxMagnitude,
                                partnerMagnitude: vectors.maxMagnitude)
-        let effective = needed.rank <= path.rank ? path : .integer
+        let effective = needed.rank <= path.rank && path != .int8SIMD ? path : .integer
         switch effective {
         case .float32BLAS:
             return blasProduct(float32, vectors.converted(to: Float.self), rows: rows, count: vectors.rows)
         case .float64BLAS:
             return blasProduct(float64, vectors.converted(to: Double.self), rows: rows, count: vectors.rows)
-        case .integer:
+        case .integer, .int8SIMD:
             return IntegerKernel.product(plane, vectors, rows: rows)
         }
     }
