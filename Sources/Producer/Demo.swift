@@ -54,7 +54,7 @@ struct Demo: AsyncParsableCommand {
         guard (1...10_000).contains(jobs) else { throw ValidationError("--jobs must be in 1...10000") }
         guard (1...64).contains(consumers) else { throw ValidationError("--consumers must be in 1...64") }
         guard (1...16384).contains(size) else { throw ValidationError("-n must be in 1...16384") }
-        guard rate > 0 else { throw ValidationError("--rate must be > 0") }
+        guard rate.isFinite, rate >= 0.001, rate <= 100_000 else { throw ValidationError("--rate must be between 0.001 and 100000 jobs per second") }
         guard !parsedDeadlines.isEmpty else { throw ValidationError("--deadlines must list durations with units, e.g. 5ms,50ms") }
     }
 
@@ -129,7 +129,7 @@ struct Demo: AsyncParsableCommand {
             while finals < jobs {
                 let output = try await watcher.next(within: .milliseconds(Int64(limit)))
                 guard let output, var s = summaries[output.job] else {
-                    throw ValidationError("demo: outputs stopped arriving (\(finals)/\(jobs) jobs final)")
+                    throw RunFailure("demo: outputs stopped arriving (\(finals)/\(jobs) jobs final)")
                 }
                 if !quiet { print(OutputFormatting.line(output, json: false)) }
                 if output.resolution >= 1, s.firstMs == nil { s.firstMs = output.elapsedMs }

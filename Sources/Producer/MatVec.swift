@@ -91,7 +91,7 @@ struct MatVec: AsyncParsableCommand {
         while true {
             let next = try await watcher.next(within: .milliseconds(Int64(limit)))
             guard let output = next else {
-                throw ValidationError("no final output within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
+                throw RunFailure("no final output within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
             }
             print(OutputFormatting.line(output, json: json))
             last = output

@@ -87,3 +87,10 @@ extension Duration: @retroactive ExpressibleByArgument {
 
     public static var defaultCompletionKind: CompletionKind { .default }
 }
+
+/// A failure at run time (not a usage error): printed as "Error: …" with exit status 1, without
+/// the usage text ArgumentParser adds to validation errors (exit 64).
+struct RunFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -47,7 +47,7 @@ struct Stream: AsyncParsableCommand {
     @OptionGroup var storeOptions: StoreOptions
 
     func validate() throws {
-        guard rate > 0 else { throw ValidationError("--rate must be > 0") }
+        guard rate.isFinite, rate >= 0.001, rate <= 100_000 else { throw ValidationError("--rate must be between 0.001 and 100000 jobs per second") }
         guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be in 1...1000000") }
         guard rowBlock >= 1 else { throw ValidationError("--row-block must be ≥ 1") }
     }
@@ -96,7 +96,7 @@ struct Stream: AsyncParsableCommand {
         let limit = DurationParsing.milliseconds(deadline) + 30_000
         while finals.count < count {
             let o = try await watcher.next(within: .milliseconds(Int64(limit)))
-            guard let o else { throw ValidationError("outputs stopped arriving (\(finals.count)/\(count) final); is sraggregate running?") }
+            guard let o else { throw RunFailure("outputs stopped arriving (\(finals.count)/\(count) final); is sraggregate running?") }
             guard o.job.hasPrefix(prefix + "-") else { continue }
             if o.resolution >= 1, first[o.job] == nil { first[o.job] = o.elapsedMs }
             if o.status != .partial {

@@ -3,6 +3,9 @@
 import Testing
 @testable import SuccessiveRefinement
 
+/// A plausible wall-clock origin (ms since the epoch) for the injected times.
+let t0: Int64 = 1_700_000_000_000
+
 @Suite struct JobAggregationTests {
     struct Fixture {
         let a: Matrix<Double>
@@ -22,9 +25,9 @@ import Testing
             job = MatVecJob(id: "job-\(seed)", mode: mode, matrix: "inline", rows: rows, columns: columns, vectors: vectors,
                             partitionA: p.exponents, partitionX: q.exponents,
                             layers: schedule.layers.map { $0.map { [$0.a, $0.x] } }, rowBlock: rowBlock,
-                            createdMs: 1_000, deadlineMs: 2_000)
+                            createdMs: t0 + 1_000, deadlineMs: t0 + 2_000)
             plan = try JobPlanner.plan(job, matrix: ChunkedOperand(decomposing: a, partition: p), vectors: x,
-                                       inlineMatrix: a, nowMs: 1_000)
+                                       inlineMatrix: a, nowMs: t0 + 1_000)
             tasks = try plan.tasks.map { try TaskMessage(decoding: $0) }
         }
 
@@ -86,7 +89,7 @@ import Testing
         var outputs: [OutputMessage] = []
         var closeCount = 0
         for (i, t) in f.tasks.enumerated() {
-            let (outcome, actions) = agg.receive(try f.partial(t), nowMs: 1_100 + Int64(i))
+            let (outcome, actions) = agg.receive(try f.partial(t), nowMs: t0 + 1_100 + Int64(i))
             #expect(outcome == .accepted)
             outputs += emitted(actions)
             closeCount += closes(actions)
@@ -112,7 +115,7 @@ import Testing
         var outputs: [OutputMessage] = []
         var duplicates = 0
         for t in deliveries {
-            let (outcome, actions) = agg.receive(try f.partial(t), nowMs: 1_500)
+            let (outcome, actions) = agg.receive(try f.partial(t), nowMs: t0 + 1_500)
             if outcome == .duplicate || outcome == .late { duplicates += 1 }
             outputs += emitted(actions)
         }
@@ -125,16 +128,16 @@ import Testing
         let f = try Fixture(seed: 5)
         var agg = try f.aggregation()
         // Only some row blocks of layer 0: no resolution yet.
-        _ = agg.receive(try f.partial(f.tasks[0]), nowMs: 1_100)
-        let actions = agg.deadlineFired(nowMs: 2_003)
+        _ = agg.receive(try f.partial(f.tasks[0]), nowMs: t0 + 1_100)
+        let actions = agg.deadlineFired(nowMs: t0 + 2_003)
         let out = emitted(actions)
         #expect(out.count == 1 && closes(actions) == 1)
         #expect(out[0].status == .deadline && out[0].resolution == 0 && out[0].of == 3)
         #expect(out[0].lateMs == 3)
         #expect(out[0].values.elements.allSatisfy { $0 == 0 })
         for (e, v) in f.float64().enumerated() { #expect(abs(v) <= out[0].bound.elements[e]) }
-        #expect(agg.deadlineFired(nowMs: 2_010).isEmpty)     // exactly once
-        let (late, more) = agg.receive(try f.partial(f.tasks[1]), nowMs: 2_020)
+        #expect(agg.deadlineFired(nowMs: t0 + 2_010).isEmpty)     // exactly once
+        let (late, more) = agg.receive(try f.partial(f.tasks[1]), nowMs: t0 + 2_020)
         #expect(late == .late && more.isEmpty && agg.latePartials == 1)
     }
 
@@ -143,9 +146,9 @@ import Testing
         var agg = try f.aggregation()
         var outputs: [OutputMessage] = []
         // Layers 0 and 1 complete (1 + 2 mini-jobs × 3 blocks), one task of layer 2.
-        for t in f.tasks.prefix(10) { outputs += emitted(agg.receive(try f.partial(t), nowMs: 1_200).1) }
+        for t in f.tasks.prefix(10) { outputs += emitted(agg.receive(try f.partial(t), nowMs: t0 + 1_200).1) }
         #expect(outputs.map(\.resolution) == [1, 2])
-        let out = emitted(agg.deadlineFired(nowMs: 2_001))
+        let out = emitted(agg.deadlineFired(nowMs: t0 + 2_001))
         #expect(out.count == 1)
         #expect(out[0].status == .deadline && out[0].resolution == 2)
         #expect(out[0].values == outputs[1].values)
@@ -158,13 +161,13 @@ import Testing
         var wrongRows = try f.partial(f.tasks[0])
         wrongRows.rows = 1..<5
         wrongRows.task += "-x"
-        if case .invalid = agg.receive(wrongRows, nowMs: 1_100).0 {} else { Issue.record("misaligned block accepted") }
+        if case .invalid = agg.receive(wrongRows, nowMs: t0 + 1_100).0 {} else { Issue.record("misaligned block accepted") }
         var wrongLayer = try f.partial(f.tasks[0])
         wrongLayer.layer = 2
         wrongLayer.task += "-y"
-        if case .invalid = agg.receive(wrongLayer, nowMs: 1_100).0 {} else { Issue.record("wrong layer accepted") }
+        if case .invalid = agg.receive(wrongLayer, nowMs: t0 + 1_100).0 {} else { Issue.record("wrong layer accepted") }
         // The genuine one is still accepted afterwards.
-        #expect(agg.receive(try f.partial(f.tasks[0]), nowMs: 1_100).0 == .accepted)
+        #expect(agg.receive(try f.partial(f.tasks[0]), nowMs: t0 + 1_100).0 == .accepted)
     }
 
     @Test func oneShotJobsAssembleRowBlocksAndBoundTheirFloatError() throws {
@@ -172,7 +175,7 @@ import Testing
         #expect(f.tasks.count == 3)
         var agg = try f.aggregation()
         var out: [OutputMessage] = []
-        for t in f.tasks { out += emitted(agg.receive(try f.partial(t), nowMs: 1_300).1) }
+        for t in f.tasks { out += emitted(agg.receive(try f.partial(t), nowMs: t0 + 1_300).1) }
         #expect(out.count == 1 && out[0].status == .complete && out[0].resolution == 1 && out[0].of == 1)
         for (e, v) in f.float64().enumerated() { #expect(abs(v - out[0].values.elements[e]) <= out[0].bound.elements[e]) }
     }
@@ -191,5 +194,32 @@ import Testing
         var noVersion = f.plan.tasks[0]
         noVersion.headers[Header.version] = nil
         #expect(throws: WireError.self) { try TaskMessage(decoding: noVersion) }
+    }
+
+    @Test func hostileMessagesAreRefusedNotCrashedOn() throws {
+        let f = try Fixture(seed: 12)
+        // Sizes whose products overflow: refused by the decoders.
+        var partial = try f.partial(f.tasks[0]).encode()
+        partial.headers[Header.rowEnd] = .int(1 << 30)
+        partial.headers[Header.vectors] = .int(1 << 30)
+        #expect(throws: WireError.self) { try PartialMessage(decoding: partial) }
+        var task = f.plan.tasks[0]
+        task.headers[Header.vectors] = .int(1 << 30)
+        task.headers[Header.columns] = .int(1 << 30)
+        #expect(throws: WireError.self) { try TaskMessage(decoding: task) }
+        // A job with absurd times or row blocks: refused by validation.
+        var job = f.job
+        job.deadlineMs = .max
+        #expect(throws: WireError.self) { try job.validate() }
+        job = f.job
+        job.rowBlock = .max
+        #expect(throws: WireError.self) { try job.validate() }
+        // A partial whose values exceed what the operands allow (e.g. Int64.min) is invalid,
+        // and the genuine one is still accepted afterwards.
+        var agg = try f.aggregation()
+        var corrupt = try f.partial(f.tasks[0])
+        corrupt.exact[0] = .min
+        if case .invalid = agg.receive(corrupt, nowMs: t0 + 1_100).0 {} else { Issue.record("corrupt values accepted") }
+        #expect(agg.receive(try f.partial(f.tasks[0]), nowMs: t0 + 1_100).0 == .accepted)
     }
 }

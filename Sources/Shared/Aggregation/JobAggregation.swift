@@ -81,6 +81,10 @@ public struct JobAggregation: Sendable {
             return (.invalid("partial \(p.task) (rows \(p.rows), mode \(p.mode.rawValue)) does not match job \(job.id)'s plan"), [])
         }
         if job.mode == .oneShot {
+            guard p.values.count == p.rows.count * job.vectors else {
+                seenTasks.remove(p.task)
+                return (.invalid("partial \(p.task) has \(p.values.count) values for \(p.rows.count)×\(job.vectors)"), [])
+            }
             guard oneShotBlocks.insert(block).inserted else { duplicatePartials += 1; return (.duplicate, []) }
             for (i, v) in p.values.enumerated() { oneShotValues[p.rows.lowerBound * job.vectors + i] = v }
             guard oneShotBlocks.count == job.blockCount else { return (.accepted, []) }
@@ -97,6 +101,19 @@ public struct JobAggregation: Sendable {
         guard blocks[pair, default: [:]][block] == nil, !(accumulator?.contains(pair) ?? true) else {
             duplicatePartials += 1
             return (.duplicate, [])
+        }
+        // Every element must be within what the operands' statistics allow (Hölder): this refuses
+        // corrupt partials before they can overflow the sums or hide behind a small bound.
+        guard p.exact.count == p.rows.count * job.vectors else {
+            seenTasks.remove(p.task)
+            return (.invalid("partial \(p.task) has \(p.exact.count) values for \(p.rows.count)×\(job.vectors)"), [])
+        }
+        for (i, v) in p.exact.enumerated() {
+            let k = p.rows.lowerBound + i / job.vectors, b = i % job.vectors
+            if Double(v.magnitude) > bounds.chunkProductLimit(pair, row: k, vector: b) {
+                seenTasks.remove(p.task)
+                return (.invalid("partial \(p.task): value \(v) at row \(k) exceeds what the operands allow"), [])
+            }
         }
         blocks[pair, default: [:]][block] = p.exact
         guard blocks[pair]!.count == job.blockCount else { return (.accepted, []) }
@@ -158,17 +175,23 @@ public struct JobAggregation: Sendable {
 
     /// |A_k·x_b| ≤ ‖A_k‖₁·‖x_b‖₁ (‖x‖∞ ≤ ‖x‖₁): the bound of answering 0.
     func aPrioriBound(row k: Int, vector b: Int) -> Double {
-        bounds.residualFreeMagnitude(row: k, vector: b)
+        bounds.residualFreeMagnitude(row: k, vector: b) + Double.leastNonzeroMagnitude
     }
 
     /// Float32 one-shot error: inputs rounded to float32 (2·2^−24 relative) and an n-term float32
-    /// dot product (γ_n = n·2^−24 / (1 − n·2^−24)), both times Σ|a||x| ≤ ‖A_k‖₁·‖x_b‖₁.
+    /// dot product (γ_n = n·2^−24 / (1 − n·2^−24)), both times Σ|a||x| ≤ ‖A_k‖₁·‖x_b‖₁, plus an
+    /// absolute term for float32 underflow (each of the ~3n roundings loses at most 2^−149).
+    /// For n·2^−24 ≥ ½ the model does not apply and the bound is the a-priori one.
     func oneShotBound(_ values: Matrix<Double>) -> Matrix<Double> {
         let u = 0x1p-24, n = Double(job.columns + 2)
-        let gamma = n * u / (1 - n * u)
         var out = values
         for k in 0..<job.rows {
-            for b in 0..<job.vectors { out[k, b] = gamma * aPrioriBound(row: k, vector: b) * (1 + 0x1p-30) }
+            for b in 0..<job.vectors {
+                let magnitude = aPrioriBound(row: k, vector: b)
+                out[k, b] = n * u < 0.5
+                    ? (n * u / (1 - n * u)) * magnitude * (1 + 0x1p-30) + 3 * n * 0x1p-149
+                    : magnitude + abs(values[k, b])
+            }
         }
         return out
     }

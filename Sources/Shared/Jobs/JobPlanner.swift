@@ -79,8 +79,9 @@ public enum JobPlanner {
 
     /// Publishes a plan: open record, deadline timer, then every task (each confirmed).
     public static func publish(_ plan: JobPlan, on transport: any Transport) async throws {
-        try await transport.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
+        // The delay queue first: if it cannot be declared, nothing of the job is out yet.
         try await transport.declare(plan.deadlineQueue)
+        try await transport.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
         try await transport.publish(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name)
         // One at a time, in layer order: priority only orders a backlog, so when consumers are
         // idle the arrival order is the compute order. (Publishing a window of tasks

@@ -72,12 +72,28 @@ public struct MatVecJob: Sendable, Codable, Equatable {
     /// Checks everything a consumer or aggregator relies on; the message says what is wrong.
     public func validate() throws(WireError) {
         guard Self.isValidID(id) else { throw WireError("job id '\(id)' must be 1–64 letters, digits, '-' or '_'") }
-        guard rows >= 1, columns >= 1, vectors >= 1 else { throw WireError("job \(id): empty shape \(rows)×\(columns)·\(vectors)") }
-        guard rowBlock >= 1 else { throw WireError("job \(id): rowBlock must be ≥ 1") }
+        let dims = 1...WireLimits.maxDimension
+        guard dims.contains(rows), dims.contains(columns), dims.contains(vectors) else {
+            throw WireError("job \(id): shape \(rows)×\(columns)·\(vectors) must have every dimension in \(dims)")
+        }
+        _ = try WireLimits.product(rows, vectors, "job \(id): result size")
+        _ = try WireLimits.product(columns, vectors, "job \(id): vector block size")
+        guard (1...rows).contains(rowBlock) else { throw WireError("job \(id): rowBlock must be in 1...\(rows)") }
+        guard (2...WireLimits.maxChunks + 1).contains(partitionA.count), (2...WireLimits.maxChunks + 1).contains(partitionX.count) else {
+            throw WireError("job \(id): partitions must have 1...\(WireLimits.maxChunks) chunks")
+        }
+        guard WireLimits.creationRange.contains(createdMs) else {
+            throw WireError("job \(id): createdMs \(createdMs) is not a plausible time (ms since the Unix epoch)")
+        }
         guard matrix == "inline" || OperandStore.isDigest(matrix) else {
             throw WireError("job \(id): matrix must be a SHA-256 digest or \"inline\"")
         }
-        guard deadlineMs > createdMs else { throw WireError("job \(id): the deadline must be after creation") }
+        guard deadlineMs > createdMs, deadlineMs - createdMs <= WireLimits.maxRelativeDeadlineMs else {
+            throw WireError("job \(id): the deadline must be after creation and at most a day later")
+        }
+        // The aggregator keeps one bound term per chunk pair and result element.
+        _ = try WireLimits.product((partitionA.count - 1) * (partitionX.count - 1), rows * vectors,
+                                   "job \(id): bound terms (chunk pairs × result elements)")
         do {
             _ = try PartitionVector(partitionA)
             _ = try PartitionVector(partitionX)

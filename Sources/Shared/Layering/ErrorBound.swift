@@ -15,6 +15,7 @@ public struct ErrorBoundModel: Sendable {
     public let rows: Int
     public let vectors: Int
     let pairTerms: [ChunkPair: [Double]]
+    let pairWeights: [ChunkPair: Double]
     let residual: [Double]
     /// ‖A_k‖₁ · ‖x_b‖₁ (rows × vectors): bounds |(A·X)[k, b]| itself.
     let magnitude: [Double]
@@ -35,9 +36,11 @@ public struct ErrorBoundModel: Sendable {
                 partitionX q: PartitionVector, statisticsX sx: ChunkedOperand.Statistics) {
         let r = sa.valueRowL1.count, nv = sx.valueRowL1.count
         var terms = [ChunkPair: [Double]]()
+        var weights = [ChunkPair: Double]()
         for i in 0..<p.chunkCount {
             for j in 0..<q.chunkCount {
                 let weight = Double(1).scaled(byPowerOfTwo: p.exponent(ofChunk: i) + q.exponent(ofChunk: j))
+                weights[ChunkPair(a: i, x: j)] = weight
                 var t = [Double](repeating: 0, count: r * nv)
                 for k in 0..<r {
                     let aL1 = sa.planeRowL1[i][k], aMax = sa.planeRowMax[i][k]
@@ -59,12 +62,20 @@ public struct ErrorBoundModel: Sendable {
         self.rows = r
         self.vectors = nv
         self.pairTerms = terms
+        self.pairWeights = weights
         self.residual = res
         var mag = [Double](repeating: 0, count: r * nv)
         for k in 0..<r {
             for b in 0..<nv { mag[k * nv + b] = sa.valueRowL1[k] * sx.valueRowL1[b] * Self.inflation }
         }
         self.magnitude = mag
+    }
+
+    /// The largest |A_i·X_j| element (row k, vector b) consistent with the operands' statistics:
+    /// a partial beyond it is corrupt, whatever sent it.
+    public func chunkProductLimit(_ pair: ChunkPair, row k: Int, vector b: Int) -> Double {
+        guard let t = pairTerms[pair], let w = pairWeights[pair] else { return 0 }
+        return t[k * vectors + b] / w
     }
 
     /// An upper bound on |(A·X)[k, b]|: the error of answering 0.

@@ -101,6 +101,9 @@ extension AggregatorService {
         var waitingDeadlines: [String: Int64] = [:]
         var closed: Set<String> = []
         var closedOrder: [String] = []
+        /// Final outputs whose publish failed: retried every tick; their jobs' inputs stay held
+        /// (unacknowledged) until one is confirmed, so a failure never loses the job.
+        var unpublished: [String: OutputMessage] = [:]
 
         init(service: AggregatorService) { self.service = service }
 
@@ -130,8 +133,14 @@ extension AggregatorService {
                 return await deadLetter(d, sub, Topology.jobsQueue, "invalid open record: \(error)")
             }
             let id = record.job.id
-            if closed.contains(id) || jobs[id] != nil {
+            if closed.contains(id) {
                 try? await sub.ack(d)
+                return
+            }
+            if jobs[id] != nil {
+                // Redelivered (e.g. after a reconnect, with a new tag): hold the new copy too,
+                // so the job stays recoverable until it closes.
+                held[id, default: []].append((d, sub))
                 return
             }
             jobs[id] = agg
@@ -172,7 +181,9 @@ extension AggregatorService {
                 if jobs[p.job] != nil { held[p.job, default: []].append((d, sub)) } else { try? await sub.ack(d) }
             case .duplicate:
                 service.counters.withLock { $0.duplicatePartials += 1 }
-                try? await sub.ack(d)
+                // While the job is open a duplicate may be the only live copy (a redelivery after
+                // a reconnect invalidates the earlier tag): hold it until the job closes.
+                if jobs[p.job] != nil { held[p.job, default: []].append((d, sub)) } else { try? await sub.ack(d) }
             case .late:
                 service.counters.withLock { $0.latePartials += 1 }
                 try? await sub.ack(d)
@@ -199,8 +210,12 @@ extension AggregatorService {
         }
 
         mutating func tick(_ now: Int64) async {
+            for (id, output) in unpublished where await emit(output) {
+                unpublished[id] = nil
+                await close(id)
+            }
             let grace = Self.ms(service.configuration.safetyGrace)
-            for (id, agg) in jobs where now > agg.job.deadlineMs + grace {
+            for (id, agg) in jobs where !agg.isClosed && now > agg.job.deadlineMs &+ grace {
                 service.counters.withLock { $0.safetyTimerFirings += 1 }
                 logger.warning("deadline message late; firing from the safety timer",
                                metadata: ["job.id": "\(id)", "late_ms": "\(now - agg.job.deadlineMs)"])
@@ -222,24 +237,34 @@ extension AggregatorService {
             guard var agg = jobs[id] else { return }
             let actions = body(&agg)
             jobs[id] = agg
+            var finalFailed = false
             for action in actions {
                 switch action {
                 case .emit(let output):
-                    await emit(output)
+                    if !(await emit(output)) && output.status != .partial {
+                        unpublished[id] = output
+                        finalFailed = true
+                    }
                 case .close:
-                    jobs[id] = nil
-                    remember(id)
-                    // Only now, with the final output confirmed, are the inputs acknowledged.
-                    for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
+                    if !finalFailed { await close(id) }
                 }
             }
         }
 
-        func emit(_ output: OutputMessage) async {
+        /// Forgets a finished job and acknowledges its inputs — only once its final output is confirmed.
+        mutating func close(_ id: String) async {
+            jobs[id] = nil
+            remember(id)
+            for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
+        }
+
+        /// Publishes (with confirm) and logs one line; false when the publish failed.
+        func emit(_ output: OutputMessage) async -> Bool {
             do {
                 try await service.transport.publish(output.encode(), exchange: Topology.outputsExchange, routingKey: output.routingKey)
             } catch {
-                logger.error("could not publish an output: \(error)", metadata: ["job.id": "\(output.job)"])
+                logger.error("could not publish an output; will retry: \(error)", metadata: ["job.id": "\(output.job)"])
+                return false
             }
             service.counters.withLock {
                 $0.refinements += 1
@@ -253,6 +278,7 @@ extension AggregatorService {
             ]
             if let late = output.lateMs { metadata["late_ms"] = "\(Int(late))" }
             logger.info("refinement", metadata: metadata)
+            return true
         }
 
         mutating func remember(_ id: String) {

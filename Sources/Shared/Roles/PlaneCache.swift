@@ -9,7 +9,8 @@ public enum CachedOperand: Sendable {
 
     var bytes: Int {
         switch self {
-        case .layered(let planes): planes.reduce(0) { $0 + $1.bytesPerPass + $1.plane.byteCount }
+        // The plane itself plus the float copy a BLAS path keeps (none for int8 / integer paths).
+        case .layered(let planes): planes.reduce(0) { $0 + $1.plane.byteCount + ($1.path == .float32BLAS || $1.path == .float64BLAS ? $1.bytesPerPass : 0) }
         case .float32(let m): m.elements.count * 4
         }
     }

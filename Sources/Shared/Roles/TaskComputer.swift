@@ -28,6 +28,7 @@ public struct TaskComputer: Sendable {
             if task.matrix == "inline" {
                 let rowsMatrix = Matrix(rows: task.rows.count, columns: n, elements: task.inlineRows)
                 let operand = try decompose(rowsMatrix, task.partitionA)
+                guard task.chunkA < operand.planes.count else { throw WireError("chunk \(task.chunkA) is beyond the partition") }
                 product = PreparedPlane(operand.planes[task.chunkA], partnerMagnitude: partner).product(xPlane)
             } else {
                 let key = "\(task.matrix)|\(task.partitionA)|\(partner)"
@@ -37,6 +38,11 @@ public struct TaskComputer: Sendable {
                     return .layered(LayeredProduct.preparedPlanes(operand, partitionX: q))
                 }
                 guard case .layered(let planes) = cached else { throw WireError("cache entry kind mismatch for \(key)") }
+                // Checked on every task, cache hit or not: a task must match the stored matrix.
+                guard task.chunkA < planes.count, planes[task.chunkA].plane.rows == task.totalRows,
+                      planes[task.chunkA].plane.columns == n else {
+                    throw WireError("task \(task.task) says \(task.totalRows)×\(n) (chunk \(task.chunkA)) but matrix \(task.matrix) does not match")
+                }
                 product = planes[task.chunkA].product(xPlane, rows: task.rows)
             }
             exact = product.elements
@@ -51,6 +57,9 @@ public struct TaskComputer: Sendable {
                     .float32(try loadChecked(task).map { Float($0) })
                 }
                 guard case .float32(let a) = cached else { throw WireError("cache entry kind mismatch") }
+                guard a.rows == task.totalRows, a.columns == n else {
+                    throw WireError("task \(task.task) says \(task.totalRows)×\(n) but matrix \(task.matrix) is \(a.rows)×\(a.columns)")
+                }
                 y = OneShotProduct.product(a, rows: task.rows, vectorsTransposed: xt, count: task.vectors)
             }
             values = y.map { Double($0) }

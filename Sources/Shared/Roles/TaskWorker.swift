@@ -99,11 +99,17 @@ public final class TaskWorker: Service, Sendable {
             try await subscription.ack(delivery)
         } catch let error as WireError {
             await deadLetter(delivery, subscription, reason: error.message)
-        } catch let error as StoreError {
+        } catch let error as StoreError where error.code == .corrupt || error.code == .invalidName || delivery.redelivered {
+            // Corrupt, or already retried once: dead-letter instead of looping.
             await deadLetter(delivery, subscription, reason: error.message)
+        } catch let error as TransportError where error.code == .publishRejected && delivery.redelivered {
+            await deadLetter(delivery, subscription, reason: "the broker refused its partial twice: \(error.message)")
         } catch {
-            // A transport failure: leave the task unacked; the broker redelivers it.
-            log.warning("task not completed, will be redelivered: \(error)")
+            // A store that is not ready yet (a volume still mounting, a file just registered) or a
+            // transport failure: put the task back for another try. Only a redelivered task that
+            // fails again is dead-lettered (above), so nothing loops forever.
+            log.warning("task not completed, requeued: \(error)")
+            try? await subscription.reject(delivery, requeue: true)
         }
     }
 

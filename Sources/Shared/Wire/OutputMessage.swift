@@ -61,8 +61,9 @@ public struct OutputMessage: Sendable {
         status = s
         elapsedMs = try h.double(Header.elapsed)
         lateMs = h.headers[Header.lateMilliseconds]?.doubleValue
-        let r = try h.count(Header.rows), nv = try h.count(Header.vectors)
-        guard message.body.count == 16 * r * nv else { throw WireError("output body is \(message.body.count) bytes; expected \(16 * r * nv)") }
+        let r = try h.count(Header.rows, max: WireLimits.maxDimension), nv = try h.count(Header.vectors, max: WireLimits.maxDimension)
+        let count = try WireLimits.product(r, nv, "output size")
+        guard message.body.count == 16 * count else { throw WireError("output body is \(message.body.count) bytes; expected \(16 * count)") }
         let all = LittleEndian.doubles(message.body[...])
         values = Matrix(rows: r, columns: nv, elements: Array(all[0..<(r * nv)]))
         bound = Matrix(rows: r, columns: nv, elements: Array(all[(r * nv)...]))

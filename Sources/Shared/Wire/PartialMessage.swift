@@ -60,11 +60,11 @@ public struct PartialMessage: Sendable, Equatable {
         let begin = try h.count(Header.rowBegin), end = try h.count(Header.rowEnd)
         guard begin < end else { throw WireError("empty row block \(begin)..<\(end)") }
         rows = begin..<end
-        vectors = try h.count(Header.vectors)
+        vectors = try h.count(Header.vectors, max: WireLimits.maxDimension)
         deadlineMs = try h.int(Header.deadline)
         computeMicroseconds = (try? h.int(Header.computeMicroseconds)) ?? 0
         worker = h.optionalString(Header.worker) ?? "?"
-        let count = rows.count * vectors
+        let count = try WireLimits.product(rows.count, vectors, "partial size")
         guard message.body.count == count * 8 else {
             throw WireError("body is \(message.body.count) bytes; expected \(count * 8) for \(rows.count) rows × \(vectors) vectors")
         }

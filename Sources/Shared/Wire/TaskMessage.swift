@@ -84,13 +84,14 @@ public struct TaskMessage: Sendable, Equatable {
         layer = try h.count(Header.layer, max: 1 << 16)
         chunkA = try h.count(Header.chunkA, max: 64)
         chunkX = try h.count(Header.chunkX, max: 64)
-        totalRows = try h.count(Header.rows)
-        columns = try h.count(Header.columns)
-        vectors = try h.count(Header.vectors)
+        totalRows = try h.count(Header.rows, max: WireLimits.maxDimension)
+        columns = try h.count(Header.columns, max: WireLimits.maxDimension)
+        vectors = try h.count(Header.vectors, max: WireLimits.maxDimension)
         let begin = try h.count(Header.rowBegin), end = try h.count(Header.rowEnd)
         guard begin < end, end <= totalRows, columns >= 1, vectors >= 1 else {
             throw WireError("rows \(begin)..<\(end) of \(totalRows) × \(columns) columns × \(vectors) vectors is not a valid block")
         }
+        _ = try WireLimits.product(end - begin, vectors, "task output size")
         rows = begin..<end
         deadlineMs = try h.int(Header.deadline)
         matrix = try h.string(Header.matrix)
@@ -98,14 +99,18 @@ public struct TaskMessage: Sendable, Equatable {
             throw WireError("header \(Header.matrix) must be a SHA-256 digest or \"inline\"")
         }
         partitionA = try Self.partition(h.string(Header.partitionA), Header.partitionA)
+        guard partitionA.count <= WireLimits.maxChunks + 1 else { throw WireError("header \(Header.partitionA) has too many chunks") }
         partitionX = try Self.partition(h.string(Header.partitionX), Header.partitionX)
         guard chunkA < partitionA.count - 1, chunkX < partitionX.count - 1 else {
             throw WireError("chunk indices \(chunkA), \(chunkX) exceed the partitions")
         }
-        let (vectorCount, overflow) = vectors.multipliedReportingOverflow(by: columns)
-        let inlineCount = matrix == "inline" ? rows.count * columns : 0
+        let vectorCount = try WireLimits.product(vectors, columns, "task vector block")
+        let inlineCount = matrix == "inline" ? try WireLimits.product(rows.count, columns, "inline rows") : 0
+        guard inlineCount * 8 <= Self.maxInlineBytes else {
+            throw WireError("inline rows are \(inlineCount * 8) bytes; at most \(Self.maxInlineBytes) per task")
+        }
         let elementBytes = mode == .layered ? 4 : 8
-        guard !overflow, message.body.count == vectorCount * elementBytes + inlineCount * 8 else {
+        guard message.body.count == vectorCount * elementBytes + inlineCount * 8 else {
             throw WireError("body is \(message.body.count) bytes; expected \(vectorCount * elementBytes + inlineCount * 8) for \(vectors) vector(s) of \(columns)" + (inlineCount > 0 ? " plus \(rows.count) inline rows" : ""))
         }
         let split = message.body.startIndex + vectorCount * elementBytes

@@ -1,0 +1,24 @@
+// Upper bounds every decoder checks before it multiplies or allocates: a malformed or hostile
+// message must be refused (and dead-lettered), never crash a role or exhaust its memory.
+
+public enum WireLimits {
+    /// Rows, columns or vectors of a job.
+    public static let maxDimension = 1 << 24
+    /// Elements of a job's result (rows × vectors) and of a task's vector block (vectors × columns).
+    public static let maxElements = 1 << 27
+    /// Chunks per operand.
+    public static let maxChunks = 32
+    /// Largest relative deadline: one day.
+    public static let maxRelativeDeadlineMs: Int64 = 86_400_000
+    /// Creation times must lie in 2001…2286 (ms since the epoch): rejects absurd clocks.
+    public static let creationRange: ClosedRange<Int64> = 1_000_000_000_000...10_000_000_000_000
+
+    /// a · b, or a `WireError` when it overflows or exceeds `limit`.
+    static func product(_ a: Int, _ b: Int, limit: Int = maxElements, _ what: String) throws(WireError) -> Int {
+        let (p, overflow) = a.multipliedReportingOverflow(by: b)
+        guard !overflow, p >= 0, p <= limit else {
+            throw WireError("\(what) (\(a) × \(b)) exceeds the limit of \(limit)")
+        }
+        return p
+    }
+}
