@@ -140,11 +140,11 @@ extension AggregatorService {
             if jobs[id] != nil {
                 // Redelivered (e.g. after a reconnect, with a new tag): hold the new copy too,
                 // so the job stays recoverable until it closes.
-                held[id, default: []].append((d, sub))
+                held[id, default: []].append((d.forAck, sub))
                 return
             }
             jobs[id] = agg
-            held[id, default: []].append((d, sub))
+            held[id, default: []].append((d.forAck, sub))
             service.counters.withLock { $0.opened += 1 }
             for (p, _) in waitingPartials.removeValue(forKey: id) ?? [] {
                 await apply(id) { $0.receive(p, nowMs: now).1 }
@@ -167,7 +167,7 @@ extension AggregatorService {
             guard jobs[p.job] != nil else {
                 // Its open record has not arrived yet (a different queue): keep it, held.
                 waitingPartials[p.job, default: []].append((p, now))
-                held[p.job, default: []].append((d, sub))
+                held[p.job, default: []].append((d.forAck, sub))
                 return
             }
             var outcome = JobAggregation.PartialOutcome.accepted
@@ -178,12 +178,12 @@ extension AggregatorService {
             }
             switch outcome {
             case .accepted:
-                if jobs[p.job] != nil { held[p.job, default: []].append((d, sub)) } else { try? await sub.ack(d) }
+                if jobs[p.job] != nil { held[p.job, default: []].append((d.forAck, sub)) } else { try? await sub.ack(d) }
             case .duplicate:
                 service.counters.withLock { $0.duplicatePartials += 1 }
                 // While the job is open a duplicate may be the only live copy (a redelivery after
                 // a reconnect invalidates the earlier tag): hold it until the job closes.
-                if jobs[p.job] != nil { held[p.job, default: []].append((d, sub)) } else { try? await sub.ack(d) }
+                if jobs[p.job] != nil { held[p.job, default: []].append((d.forAck, sub)) } else { try? await sub.ack(d) }
             case .late:
                 service.counters.withLock { $0.latePartials += 1 }
                 try? await sub.ack(d)
@@ -201,7 +201,7 @@ extension AggregatorService {
                 try? await sub.ack(d)
                 return
             }
-            held[m.job, default: []].append((d, sub))
+            held[m.job, default: []].append((d.forAck, sub))
             if jobs[m.job] != nil {
                 await apply(m.job) { $0.deadlineFired(nowMs: now) }
             } else {
@@ -303,5 +303,13 @@ extension AggregatorService {
         static func ms(_ d: Duration) -> Int64 {
             d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
         }
+    }
+}
+
+extension Delivery {
+    /// The delivery without its body: what the aggregator holds until a job closes (only the
+    /// tag is needed to acknowledge), so held inputs do not keep every partial in memory twice.
+    var forAck: Delivery {
+        Delivery(message: Message(), exchange: exchange, routingKey: routingKey, redelivered: redelivered, tag: tag)
     }
 }
