@@ -1,0 +1,37 @@
+// Resolution r evaluated from scratch: the network on W^(r), b^(r), X^(r), exactly. Needs no
+// state between resolutions, so any worker can compute any sample at any resolution.
+
+/// Evaluates a quantized network at a resolution directly: one product per linear layer.
+public struct DirectEvaluator: Sendable {
+    public let network: QuantizedNetwork
+
+    public init(network: QuantizedNetwork) {
+        self.network = network
+    }
+
+    /// The exact logits of every sample at resolution r (0…R; 0 gives zeros).
+    /// Cost: one exact product per linear layer over the whole batch, O(r·|W|) to assemble W^(r).
+    public func evaluate(_ inputs: [QuantizedTensor], resolution r: Int) throws(RefinementError) -> [ExactTensor] {
+        guard (0...network.resolutions).contains(r) else {
+            throw RefinementError(.invalidResolution, "resolution \(r) is outside 0…\(network.resolutions)")
+        }
+        for (i, x) in inputs.enumerated() where x.shape != network.manifest.input || x.partition != network.inputPartition {
+            throw RefinementError(.shapeMismatch,
+                "sample \(i) has shape \(x.shape) and partition \(x.partition); the network takes \(network.manifest.input) split by \(network.inputPartition)")
+        }
+        let plan = network.plan
+        var h = network.inputBatch(inputs, resolution: r).applying(plan.inputActivations)
+        for stage in plan.stages {
+            let (w, b) = network.operands(stage, resolution: r, increment: false)
+            let raw = stage.rawProduct(h, weights: w)
+            h = stage.finish(raw, count: inputs.count, bias: b).applying(stage.activations)
+        }
+        return (0..<inputs.count).map(h.sample)
+    }
+
+    /// Splits the samples by the network's input partition, then evaluates them at resolution r.
+    public func evaluate(_ samples: [Tensor], resolution r: Int) throws -> [ExactTensor] {
+        let inputs = try samples.enumerated().map { i, s in try network.quantize(input: s, name: "sample \(i)") }
+        return try evaluate(inputs, resolution: r)
+    }
+}

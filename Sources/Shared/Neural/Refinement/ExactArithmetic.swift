@@ -1,0 +1,184 @@
+// Exact kernels for networks at a resolution: integer weights times wide integer activations,
+// with no rounding anywhere. Each product picks the fastest arithmetic that is provably exact.
+
+/// Integer products V·Wᵀ and the bounds that make them exact.
+///
+/// Why three paths: every product is Σ_i v_i·w_i over integers. With |v| < 2^{bv}, |w| < 2^{bw}
+/// and `inner` < 2^{bn} terms, every partial sum is below 2^{bv+bw+bn}. Up to 53 bits float64
+/// represents every partial sum exactly, so BLAS dgemm is exact (any summation order, FMA or
+/// not); up to 63 bits Int64 is exact; above that Int128 is used, and `NetworkPlan` has proved
+/// once per network that Int128 never overflows. The bits are measured on the actual operands
+/// (after removing shared trailing zeros), so typical data takes the fast paths even when the
+/// worst case would not.
+enum ExactArithmetic {
+    /// The arithmetic a product runs in.
+    enum Path: Sendable, Equatable { case float64BLAS, int64, int128 }
+
+    /// The least b with m < 2^b, for m ≥ 0.
+    @inline(__always)
+    static func bits(_ m: Int128) -> Int { Int128.bitWidth - m.leadingZeroBitCount }
+
+    @inline(__always)
+    static func bits(_ m: Int64) -> Int { Int64.bitWidth - m.leadingZeroBitCount }
+
+    /// bits(max |v|). O(n).
+    static func magnitudeBits(_ v: [Int128]) -> Int { UInt128.bitWidth - magnitudes(v).leadingZeroBitCount }
+
+    /// bits(max |v|). O(n).
+    static func magnitudeBits(_ v: [Int64]) -> Int { UInt64.bitWidth - magnitudes(v).leadingZeroBitCount }
+
+    /// The OR of all |v|: its width is bits(max |v|), its trailing zeros are shared by all.
+    private static func magnitudes(_ v: [Int128]) -> UInt128 { v.reduce(0) { $0 | $1.magnitude } }
+    private static func magnitudes(_ v: [Int64]) -> UInt64 { v.reduce(0) { $0 | $1.magnitude } }
+
+    /// The cheapest exact path for a product with these operand bounds.
+    static func path(vectorBits: Int, weightBits: Int, inner: Int) -> Path {
+        let sumBits = vectorBits + weightBits + bits(Int64(inner))
+        if sumBits <= 53 { return .float64BLAS }
+        if sumBits <= 63 { return .int64 }
+        return .int128
+    }
+
+    /// P = V·Wᵀ exactly: V is count × inner (one vector per row), W is outputs × inner
+    /// (row-major), P is count × outputs. The caller guarantees |P| < 2^127 (see
+    /// `NetworkPlan`). O(count · outputs · inner).
+    ///
+    /// Trailing zero bits shared by all of V (or all of W) are shifted out first and back into
+    /// the result: operands at low resolutions are multiples of a large power of two in the
+    /// finest unit, and without those bits they take the faster paths.
+    static func product(vectors v: [Int128], count: Int, inner: Int,
+                        weights w: [Int64], outputs: Int) -> [Int128] {
+        precondition(v.count == count * inner && w.count == outputs * inner, "product shapes disagree")
+        let vm = magnitudes(v), wm = magnitudes(w)
+        guard vm != 0, wm != 0 else { return [Int128](repeating: 0, count: count * outputs) }
+        let sv = vm.trailingZeroBitCount, sw = wm.trailingZeroBitCount
+        let vs = sv == 0 ? v : v.map { $0 >> sv }
+        let ws = sw == 0 ? w : w.map { $0 >> sw }
+        let vBits = UInt128.bitWidth - (vm >> sv).leadingZeroBitCount
+        let wBits = UInt64.bitWidth - (wm >> sw).leadingZeroBitCount
+        var p: [Int128]
+        switch path(vectorBits: vBits, weightBits: wBits, inner: inner) {
+        case .float64BLAS: p = blasProduct(vs, count, inner, ws, outputs)
+        case .int64: p = int64Product(vs, count, inner, ws, outputs)
+        case .int128: p = int128Product(vs, count, inner, ws, outputs)
+        }
+        if sv + sw > 0 {
+            for i in p.indices { p[i] <<= sv + sw }
+        }
+        return p
+    }
+
+    /// Every operand and partial sum is an integer below 2^53, so dgemm rounds nothing.
+    private static func blasProduct(_ v: [Int128], _ count: Int, _ inner: Int,
+                                    _ w: [Int64], _ outputs: Int) -> [Int128] {
+        let vd = v.map { Double(Int64(truncatingIfNeeded: $0)) }
+        let wd = w.map(Double.init)
+        var c = [Double](repeating: 0, count: count * outputs)
+        vd.withUnsafeBufferPointer { vp in
+            wd.withUnsafeBufferPointer { wp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    BLAS.gemmTransposedB(rows: count, count: outputs, inner: inner,
+                                         a: vp.baseAddress!, lda: inner, b: wp.baseAddress!, ldb: inner,
+                                         c: cp.baseAddress!)
+                }
+            }
+        }
+        return c.map { Int128(Int64($0)) }
+    }
+
+    private static func int64Product(_ v: [Int128], _ count: Int, _ inner: Int,
+                                     _ w: [Int64], _ outputs: Int) -> [Int128] {
+        let narrow = v.map { Int64(truncatingIfNeeded: $0) }
+        var out = [Int128](repeating: 0, count: count * outputs)
+        narrow.withUnsafeBufferPointer { vp in
+            w.withUnsafeBufferPointer { wp in
+                for b in 0..<count {
+                    let row = vp.baseAddress! + b * inner
+                    for o in 0..<outputs {
+                        let col = wp.baseAddress! + o * inner
+                        // Wrapping operators: the bound check made overflow impossible, and
+                        // they let the compiler vectorise.
+                        var s: Int64 = 0
+                        for i in 0..<inner { s &+= row[i] &* col[i] }
+                        out[b * outputs + o] = Int128(s)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    private static func int128Product(_ v: [Int128], _ count: Int, _ inner: Int,
+                                      _ w: [Int64], _ outputs: Int) -> [Int128] {
+        let wide = w.map { Int128($0) }
+        var out = [Int128](repeating: 0, count: count * outputs)
+        v.withUnsafeBufferPointer { vp in
+            wide.withUnsafeBufferPointer { wp in
+                for b in 0..<count {
+                    let row = vp.baseAddress! + b * inner
+                    for o in 0..<outputs {
+                        let col = wp.baseAddress! + o * inner
+                        var s: Int128 = 0
+                        for i in 0..<inner { s &+= row[i] &* col[i] }
+                        out[b * outputs + o] = s
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The 3×3, padding-1 patches of `count` images [C, H, W]: (count·H·W) × (C·9), patch
+    /// elements in (c, ky, kx) order to match conv weights [outC, C, 3, 3]. O(count·C·H·W·9).
+    static func patches3x3(_ x: [Int128], count: Int, channels: Int, height: Int, width: Int) -> [Int128] {
+        let inner = channels * 9, plane = height * width
+        var out = [Int128](repeating: 0, count: count * plane * inner)
+        for s in 0..<count {
+            let image = s * channels * plane
+            for y in 0..<height {
+                for xx in 0..<width {
+                    let row = ((s * plane) + y * width + xx) * inner
+                    for c in 0..<channels {
+                        for ky in 0..<3 {
+                            let iy = y + ky - 1
+                            guard iy >= 0 && iy < height else { continue }
+                            for kx in 0..<3 {
+                                let ix = xx + kx - 1
+                                guard ix >= 0 && ix < width else { continue }
+                                out[row + c * 9 + ky * 3 + kx] = x[image + c * plane + iy * width + ix]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// 2×2, stride-2 max pooling of `count` images [C, H, W] (H, W even) → [C, H/2, W/2].
+    static func maxpool2(_ x: [Int128], count: Int, channels: Int, height: Int, width: Int) -> [Int128] {
+        let oh = height / 2, ow = width / 2
+        var out = [Int128](repeating: 0, count: count * channels * oh * ow)
+        var o = 0
+        for s in 0..<count {
+            for c in 0..<channels {
+                let base = (s * channels + c) * height * width
+                for y in 0..<oh {
+                    for xx in 0..<ow {
+                        let p = base + 2 * y * width + 2 * xx
+                        out[o] = max(max(x[p], x[p + 1]), max(x[p + width], x[p + width + 1]))
+                        o += 1
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Rounds every unit count to the nearest multiple of 2^shift and expresses it in those
+    /// multiples; ties round up (toward +∞), as ⌊(z + 2^{shift−1}) / 2^shift⌋. shift ≥ 1.
+    static func roundToGrid(_ x: inout [Int128], shift: Int) {
+        let half = Int128(1) << (shift - 1)
+        for i in x.indices { x[i] = (x[i] + half) >> shift }
+    }
+}
