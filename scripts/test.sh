@@ -13,6 +13,9 @@ step() { echo; echo "==> $* ($(( $(date +%s) - started )) s)"; }
 step "system packages"
 bash scripts/install-system-deps.sh
 
+step "real image data (pinned, checksummed; skipped when present)"
+bash scripts/fetch-data.sh
+
 step "build (debug, tests included; warnings are errors)"
 swift build --build-tests
 # The CLI tests run the executables built here.
