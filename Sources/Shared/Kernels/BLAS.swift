@@ -50,3 +50,17 @@ public enum BLAS {
                     1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(count))
     }
 }
+
+// MARK: - Neural network training and evaluation (issue C)
+
+extension BLAS {
+    /// C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, row-major, where op(A) is m × k and
+    /// op(B) is k × n. Backpropagation needs both transposes and beta = 1 to accumulate gradients.
+    static func gemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        checkDimensions(m, n, k, lda, ldb, ldc)
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}

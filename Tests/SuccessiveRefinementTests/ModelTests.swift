@@ -1,0 +1,619 @@
+// Model files, manifests, forward evaluation and training: safetensors round trips and
+// malformed files, Python interoperability, a float64 reference network, gradient checks.
+import Foundation
+import Testing
+@testable import SuccessiveRefinement
+
+// MARK: - Helpers
+
+/// Runs python3 with numpy on a script; skipped suites say why when it is missing.
+enum ModelTestPython {
+    static let isAvailable: Bool = (try? run("import numpy", arguments: [])) != nil
+
+    /// Runs `script` with `arguments`; returns stdout, throws on a non-zero exit.
+    @discardableResult
+    static func run(_ script: String, arguments: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script] + arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CocoaError(.executableLoad) }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Fixtures of these tests, in one namespace so they cannot clash with other test files.
+enum ModelFixtures {
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("sr-model-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    static func randomTensor(_ shape: [Int], scale: Float = 1, using g: inout SplitMix64) -> Tensor {
+        Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -scale...scale, using: &g) })
+    }
+
+    /// A safetensors image from a header string and raw data, with a chosen length field.
+    static func safetensorsBytes(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) -> [UInt8] {
+        let h = Array(header.utf8)
+        var out: [UInt8] = []
+        withUnsafeBytes(of: (declaredLength ?? UInt64(h.count)).littleEndian) { out += $0 }
+        return out + h + data
+    }
+
+    /// The independent reference: a float64 interpreter of a manifest with plain loops.
+    enum ReferenceNetwork {
+        /// Logits (before the head) of one sample.
+        static func logits(_ model: Model, sample: [Double]) -> [Double] {
+            var x = sample
+            var shape = model.manifest.input
+            func t(_ name: String) -> [Double] { model.tensors[name]!.values.map(Double.init) }
+            for layer in model.manifest.layers {
+                switch layer {
+                case .dense(let wn, let bn):
+                    let w = t(wn), b = t(bn), n = x.count, m = b.count
+                    x = (0..<m).map { o in (0..<n).reduce(b[o]) { $0 + w[o * n + $1] * x[$1] } }
+                    shape = [m]
+                case .conv2d(let wn, let bn):
+                    let w = t(wn), b = t(bn)
+                    let (c, h, wd, oc) = (shape[0], shape[1], shape[2], b.count)
+                    var y = [Double](repeating: 0, count: oc * h * wd)
+                    for o in 0..<oc {
+                        for i in 0..<h {
+                            for j in 0..<wd {
+                                var s = b[o]
+                                for ci in 0..<c {
+                                    for ky in 0..<3 {
+                                        for kx in 0..<3 {
+                                            let (yi, xj) = (i + ky - 1, j + kx - 1)
+                                            if yi < 0 || yi >= h || xj < 0 || xj >= wd { continue }
+                                            s += w[((o * c + ci) * 3 + ky) * 3 + kx] * x[(ci * h + yi) * wd + xj]
+                                        }
+                                    }
+                                }
+                                y[(o * h + i) * wd + j] = s
+                            }
+                        }
+                    }
+                    x = y
+                    shape = [oc, h, wd]
+                case .maxpool2:
+                    let (c, h, wd) = (shape[0], shape[1], shape[2])
+                    var y: [Double] = []
+                    for ci in 0..<c {
+                        for i in 0..<(h / 2) {
+                            for j in 0..<(wd / 2) {
+                                let at = { (a: Int, b: Int) in x[(ci * h + 2 * i + a) * wd + 2 * j + b] }
+                                y.append(max(at(0, 0), at(0, 1), at(1, 0), at(1, 1)))
+                            }
+                        }
+                    }
+                    x = y
+                    shape = [c, h / 2, wd / 2]
+                case .relu: x = x.map { max($0, 0) }
+                case .flatten: shape = [x.count]
+                case .softmax, .sigmoid: break
+                }
+            }
+            return x
+        }
+
+        /// Mean cross-entropy over samples (softmax, or binary for a sigmoid head).
+        static func loss(_ model: Model, images: [Float], labels: [UInt8]) -> Double {
+            let n = images.count / labels.count
+            let sigmoid = model.manifest.layers.last == .sigmoid
+            var total = 0.0
+            for (k, label) in labels.enumerated() {
+                let z = logits(model, sample: images[(k * n)..<((k + 1) * n)].map(Double.init))
+                if sigmoid {
+                    let y = Double(label)
+                    total += max(z[0], 0) - y * z[0] + log1p(exp(-abs(z[0])))
+                } else {
+                    let m = z.max()!
+                    total += log(z.reduce(0) { $0 + exp($1 - m) }) + m - z[Int(label)]
+                }
+            }
+            return total / Double(labels.count)
+        }
+    }
+
+    /// input [2, 8, 8] → conv(2→3) relu pool → conv(3→4) relu pool → flatten 16 → dense 5 relu → dense `classes`.
+    static func tinyConvNet(classes: Int = 3, seed: UInt64 = 7) -> Model {
+        var g = SplitMix64(seed: seed)
+        let manifest = ModelManifest(
+            input: [2, 8, 8],
+            layers: [.conv2d(weights: "c1.w", bias: "c1.b"), .relu, .maxpool2,
+                     .conv2d(weights: "c2.w", bias: "c2.b"), .relu, .maxpool2, .flatten,
+                     .dense(weights: "f1.w", bias: "f1.b"), .relu, .dense(weights: "f2.w", bias: "f2.b"),
+                     classes == 1 ? .sigmoid : .softmax],
+            resolutions: 4, bitsPerUpgrade: 1)
+        let tensors = [
+            "c1.w": ModelFixtures.randomTensor([3, 2, 3, 3], scale: 0.5, using: &g), "c1.b": ModelFixtures.randomTensor([3], scale: 0.1, using: &g),
+            "c2.w": ModelFixtures.randomTensor([4, 3, 3, 3], scale: 0.4, using: &g), "c2.b": ModelFixtures.randomTensor([4], scale: 0.1, using: &g),
+            "f1.w": ModelFixtures.randomTensor([5, 16], scale: 0.5, using: &g), "f1.b": ModelFixtures.randomTensor([5], scale: 0.1, using: &g),
+            "f2.w": ModelFixtures.randomTensor([classes, 5], scale: 0.5, using: &g), "f2.b": ModelFixtures.randomTensor([classes], scale: 0.1, using: &g),
+        ]
+        return Model(manifest: manifest, tensors: tensors)
+    }
+
+    /// A dense net 784-like in shape but tiny: input [12] → 8 relu → 3, softmax.
+    static func tinyDenseModel() -> Model {
+        var g = SplitMix64(seed: 3)
+        let manifest = ModelManifest(input: [12], layers: [.dense(weights: "fc1.weight", bias: "fc1.bias"), .relu,
+                                                            .dense(weights: "fc2.weight", bias: "fc2.bias"), .softmax],
+                                     resolutions: 4, bitsPerUpgrade: 1)
+        return Model(manifest: manifest, tensors: [
+            "fc1.weight": ModelFixtures.randomTensor([8, 12], using: &g), "fc1.bias": ModelFixtures.randomTensor([8], using: &g),
+            "fc2.weight": ModelFixtures.randomTensor([3, 8], using: &g), "fc2.bias": ModelFixtures.randomTensor([3], using: &g),
+        ])
+    }
+
+    static func expectModelError(_ code: ModelError.Code, containing fragments: [String],
+                          sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws(ModelError) -> Void) {
+        do {
+            try body()
+            Issue.record("expected a \(code) error", sourceLocation: sourceLocation)
+        } catch {
+            #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation)
+            for fragment in fragments {
+                #expect(error.message.contains(fragment), "'\(fragment)' not in: \(error.message)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+}
+
+// MARK: - Safetensors
+
+@Suite struct ModelSafetensorsTests {
+    @Test func roundTrip() throws {
+        var g = SplitMix64(seed: 1)
+        let file = Safetensors.File(
+            tensors: ["b": ModelFixtures.randomTensor([3, 4], using: &g), "a.weight": ModelFixtures.randomTensor([2, 1, 3, 3], using: &g),
+                      "scalar": Tensor(shape: [], values: [-0.0]), "empty": Tensor(shape: [0, 5]),
+                      "q\"uote\\d": Tensor(shape: [1], values: [.infinity])],
+            metadata: ["note": "line\nbreak \"quoted\" ünïcode", "sr-model": "{}"])
+        let bytes = Safetensors.encode(file)
+        let headerLength = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        #expect(headerLength % 8 == 0, "data must start 8-byte aligned")
+        let decoded = try Safetensors.decode(bytes)
+        #expect(decoded == file)
+        #expect(decoded.tensors["scalar"]!.values[0].sign == .minus)
+
+        let dir = try ModelFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("t.safetensors").path
+        try Safetensors.write(file, to: path)
+        #expect(try Safetensors.read(contentsOf: path) == file)
+    }
+
+    @Test func halfPrecisionConversion() {
+        #expect(Safetensors.halfToFloat(0x3C00) == 1)
+        #expect(Safetensors.halfToFloat(0xC000) == -2)
+        #expect(Safetensors.halfToFloat(0x0001) == 0x1p-24)
+        #expect(Safetensors.halfToFloat(0x7BFF) == 65504)
+        #expect(Safetensors.halfToFloat(0x7C00) == .infinity)
+        #expect(Safetensors.halfToFloat(0x7E00).isNaN)
+    }
+
+    @Test func readsF64F16AndBF16() throws {
+        var data: [UInt8] = []
+        withUnsafeBytes(of: (2.5 as Double).bitPattern.littleEndian) { data += $0 }
+        withUnsafeBytes(of: UInt16(0x3E00).littleEndian) { data += $0 }  // 1.5 as F16
+        withUnsafeBytes(of: UInt16(0xC040).littleEndian) { data += $0 }  // −3 as BF16
+        let header = """
+            {"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},"h":{"dtype":"F16","shape":[],"data_offsets":[8,10]},\
+            "b":{"dtype":"BF16","shape":[1,1],"data_offsets":[10,12]}}
+            """
+        let file = try Safetensors.decode(ModelFixtures.safetensorsBytes(header: header, data: data))
+        #expect(file.tensors["d"] == Tensor(shape: [1], values: [2.5]))
+        #expect(file.tensors["h"] == Tensor(shape: [], values: [1.5]))
+        #expect(file.tensors["b"] == Tensor(shape: [1, 1], values: [-3]))
+    }
+
+    static let f32Entry = #"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+
+    @Test(arguments: [
+        (ModelFixtures.safetensorsBytes(header: "").prefix(5).map { $0 }, ModelError.Code.truncated, "shorter than the 8-byte"),
+        (ModelFixtures.safetensorsBytes(header: "{}", declaredLength: 1 << 40), .badHeader, "not a safetensors file"),
+        (ModelFixtures.safetensorsBytes(header: f32Entry, declaredLength: 500), .truncated, "truncated"),
+        (ModelFixtures.safetensorsBytes(header: "[1, 2]"), .badHeader, "must start with '{'"),
+        (ModelFixtures.safetensorsBytes(header: "{\"x\": "), .badHeader, "not valid JSON"),
+        (ModelFixtures.safetensorsBytes(header: #"{"x":{"dtype":"F32","shape":[2]}}"#), .badHeader, "missing key 'data_offsets' in x"),
+        (ModelFixtures.safetensorsBytes(header: #"{"x":{"dtype":"F32","shape":"2","data_offsets":[0,8]}}"#), .badHeader, "x.shape has the wrong type"),
+        (ModelFixtures.safetensorsBytes(header: #"{"x":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)),
+         .unsupportedDType, "dtype I32"),
+        (ModelFixtures.safetensorsBytes(header: f32Entry, data: Array(repeating: 0, count: 4)), .badOffsets, "beyond the 4-byte data buffer"),
+        (ModelFixtures.safetensorsBytes(header: #"{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)),
+         .badOffsets, "needs 12 bytes"),
+        (ModelFixtures.safetensorsBytes(header: #"{"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: Array(repeating: 0, count: 8)),
+         .badOffsets, "begin must be ≤ end"),
+        (ModelFixtures.safetensorsBytes(header: #"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                          data: Array(repeating: 0, count: 12)), .badOffsets, "overlaps tensor 'x'"),
+        (ModelFixtures.safetensorsBytes(header: #"{"x":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, data: Array(repeating: 0, count: 12)),
+         .badOffsets, "bytes 0..<4 of the data buffer belong to no tensor"),
+        (ModelFixtures.safetensorsBytes(header: f32Entry, data: Array(repeating: 0, count: 10)), .badOffsets, "2 extra byte(s)"),
+        (ModelFixtures.safetensorsBytes(header: #"{"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}}"#), .badHeader, "negative"),
+        (ModelFixtures.safetensorsBytes(header: #"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#),
+         .badHeader, "impossibly large"),
+    ] as [([UInt8], ModelError.Code, String)])
+    func malformed(bytes: [UInt8], code: ModelError.Code, fragment: String) {
+        ModelFixtures.expectModelError(code, containing: ["bad.safetensors", fragment]) { () throws(ModelError) in
+            _ = try Safetensors.decode(bytes, source: "bad.safetensors")
+        }
+    }
+
+    @Test func missingFileIsAnIOError() {
+        ModelFixtures.expectModelError(.io, containing: ["/nonexistent/x.safetensors", "No such file"]) { () throws(ModelError) in
+            _ = try Safetensors.read(contentsOf: "/nonexistent/x.safetensors")
+        }
+    }
+}
+
+/// The same bytes, written and checked by Python with only json, struct and numpy (the
+/// `safetensors` package is usually not installed); the checker applies that package's rules.
+@Suite(.enabled(if: ModelTestPython.isAvailable, "python3 with numpy is not installed; the Python interoperability check is skipped"))
+struct ModelSafetensorsPythonTests {
+    static let writer = """
+        import json, struct, sys, numpy as np
+        a = (np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5) / 4
+        b = np.linspace(-1, 1, 5).astype(np.float64)
+        c = np.array([[0.5, -2.0], [65504, 1e-3]], dtype=np.float16)
+        tensors = {"layer.a": a, "layer.b": b, "layer.c": c}
+        names = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.float16): "F16"}
+        header, data = {"__metadata__": {"format": "pt"}}, b""
+        for name, t in tensors.items():
+            header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [len(data), len(data) + t.nbytes]}
+            data += t.astype(t.dtype.newbyteorder("<")).tobytes()
+        h = json.dumps(header).encode()
+        h += b" " * (-len(h) % 8)
+        open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + data)
+        """
+
+    /// Reads a file as Python's safetensors does: contiguous offsets from 0 covering the buffer.
+    static let checker = """
+        import json, struct, sys, numpy as np
+        raw = open(sys.argv[1], "rb").read()
+        (n,) = struct.unpack("<Q", raw[:8])
+        assert n % 8 == 0 and n <= 100_000_000
+        header = json.loads(raw[8:8 + n])
+        meta = header.pop("__metadata__", {})
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())
+        buf = raw[8 + n:]
+        end, out = 0, {}
+        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"]):
+            s, e = info["data_offsets"]
+            assert info["dtype"] == "F32" and s == end and e - s == 4 * int(np.prod(info["shape"]))
+            t = np.frombuffer(buf[s:e], dtype="<f4").reshape(info["shape"])
+            out[name] = {"shape": list(t.shape), "sum": float(t.astype(np.float64).sum()), "first": float(t.flat[0])}
+            end = e
+        assert end == len(buf)
+        print(json.dumps({"meta": meta, "tensors": out}))
+        """
+
+    @Test func readsAFileWrittenByPython() throws {
+        let dir = try ModelFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("py.safetensors").path
+        try ModelTestPython.run(Self.writer, arguments: [path])
+        let file = try Safetensors.read(contentsOf: path)
+        #expect(file.metadata == ["format": "pt"])
+        #expect(file.tensors["layer.a"] == Tensor(shape: [3, 4], values: (0..<12).map { (Float($0) - 5.5) / 4 }))
+        let b = try #require(file.tensors["layer.b"])
+        #expect(b.shape == [5])
+        #expect(b.values == (0..<5).map { Float(-1 + Double($0) * 0.5) })
+        #expect(file.tensors["layer.c"]!.shape == [2, 2])
+        #expect(file.tensors["layer.c"]!.values[0...2] == [0.5, -2, 65504])
+        #expect(abs(file.tensors["layer.c"]!.values[3] - 1e-3) < 1e-6)
+    }
+
+    struct Checked: Decodable {
+        struct Entry: Decodable { let shape: [Int]; let sum: Double; let first: Double }
+        let meta: [String: String]
+        let tensors: [String: Entry]
+    }
+
+    @Test func pythonAcceptsWhatWeWrite() throws {
+        let dir = try ModelFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = ModelFixtures.tinyConvNet()
+        let path = dir.appendingPathComponent("m.safetensors").path
+        try model.save(toFile: path)
+        let output = try ModelTestPython.run(Self.checker, arguments: [path])
+        let checked = try JSONDecoder().decode(Checked.self, from: Data(output.utf8))
+        #expect(Set(checked.tensors.keys) == Set(model.tensors.keys))
+        for (name, t) in model.tensors {
+            let entry = try #require(checked.tensors[name])
+            #expect(entry.shape == t.shape)
+            #expect(entry.first == Double(t.values[0]))
+            #expect(abs(entry.sum - t.values.reduce(0) { $0 + Double($1) }) < 1e-9)
+        }
+        let manifest = try Model.decodeManifest(Data(checked.meta["sr-model"]!.utf8))
+        #expect(manifest == model.manifest)
+    }
+}
+
+// MARK: - Manifests and validation
+
+@Suite struct ModelManifestTests {
+    @Test func savesAndLoadsBothForms() throws {
+        let dir = try ModelFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = ModelFixtures.tinyConvNet()
+        let folder = dir.appendingPathComponent("net").path
+        try model.save(to: folder)
+        #expect(try Model.load(from: folder) == model)
+        #expect(try Model.load(from: folder + "/model.json") == model)
+        let single = dir.appendingPathComponent("net.safetensors").path
+        try model.save(toFile: single)
+        #expect(try Model.load(from: single) == model)
+    }
+
+    @Test func everyLayerKindIsListed() throws {
+        let all: [LayerSpec] = [.dense(weights: "w", bias: "b"), .conv2d(weights: "w", bias: "b"), .maxpool2,
+                                .relu, .flatten, .softmax, .sigmoid]
+        for layer in all {
+            let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(layer)) as! [String: Any]
+            #expect(Array(json.keys) == [Model.kind(of: layer)])
+            #expect(Model.layerKinds.contains(Model.kind(of: layer)))
+        }
+        #expect(Model.layerKinds.count == all.count)
+    }
+
+    @Test func unknownLayerKindIsNamed() throws {
+        var object = try JSONSerialization.jsonObject(with: Data(Model.encodeManifest(ModelFixtures.tinyConvNet().manifest))) as! [String: Any]
+        var layers = object["layers"] as! [Any]
+        layers[3] = ["conv5x5": ["weights": "c2.w", "bias": "c2.b"]]
+        object["layers"] = layers
+        let data = try JSONSerialization.data(withJSONObject: object)
+        ModelFixtures.expectModelError(.unknownLayer, containing: [
+            "m.json: unknown layer kind 'conv5x5' at layers[3]; supported: dense, conv2d, maxpool2, relu, flatten, softmax, sigmoid",
+        ]) { () throws(ModelError) in _ = try Model.decodeManifest(data, source: "m.json") }
+
+        layers[3] = "relu"
+        object["layers"] = layers
+        let shorthand = try JSONSerialization.data(withJSONObject: object)
+        ModelFixtures.expectModelError(.badManifest, containing: ["layers[3] is the string 'relu'", #"write {"relu": {}}"#]) { () throws(ModelError) in
+            _ = try Model.decodeManifest(shorthand)
+        }
+    }
+
+    @Test func malformedManifestsSayWhatIsWrong() {
+        ModelFixtures.expectModelError(.badManifest, containing: ["missing key 'resolutions'"]) { () throws(ModelError) in
+            _ = try Model.decodeManifest(Data(#"{"format":"sr-model","version":1,"input":[4],"layers":[],"bitsPerUpgrade":1,"partitions":{}}"#.utf8))
+        }
+        ModelFixtures.expectModelError(.badManifest, containing: ["not valid JSON"]) { () throws(ModelError) in
+            _ = try Model.decodeManifest(Data("{".utf8))
+        }
+        ModelFixtures.expectModelError(.badManifest, containing: ["version 2 is not supported"]) { () throws(ModelError) in
+            var m = ModelFixtures.tinyDenseModel().manifest
+            m.version = 2
+            _ = try Model.decodeManifest(Data(Model.encodeManifest(m)))
+        }
+    }
+
+    @Test func missingTensorIsNamed() {
+        var model = ModelFixtures.tinyDenseModel()
+        model.tensors["fc2.bias"] = nil
+        ModelFixtures.expectModelError(.missingTensor, containing: ["layer 2 (dense): tensor 'fc2.bias' is not in the weights file", "'fc1.weight'"]) { () throws(ModelError) in
+            try model.validate()
+        }
+    }
+
+    @Test func wrongShapesAreExplained() {
+        var model = ModelFixtures.tinyDenseModel()
+        model.manifest.input = [128]
+        model.tensors["fc1.weight"] = Tensor(shape: [10, 100])
+        ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 0 (dense): tensor 'fc1.weight' has shape [10, 100] but the input to this layer has 128 features"]) { () throws(ModelError) in
+            try model.validate()
+        }
+        model = ModelFixtures.tinyDenseModel()
+        model.tensors["fc2.bias"] = Tensor(shape: [4])
+        ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 2 (dense): tensor 'fc2.bias' has shape [4] but 'fc2.weight' has 3 outputs"]) { () throws(ModelError) in
+            try model.validate()
+        }
+        model = ModelFixtures.tinyConvNet()
+        model.tensors["c2.w"] = Tensor(shape: [4, 2, 3, 3])
+        ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 3 (conv2d)", "has shape [4, 2, 3, 3] but the input to this layer has 3 channels"]) { () throws(ModelError) in
+            try model.validate()
+        }
+        model = ModelFixtures.tinyConvNet()
+        model.tensors["c1.w"] = Tensor(shape: [3, 2, 5, 5])
+        ModelFixtures.expectModelError(.shapeMismatch, containing: ["[outC, inC, 3, 3]"]) { () throws(ModelError) in try model.validate() }
+        model = ModelFixtures.tinyConvNet()
+        model.manifest.layers.remove(at: 6)  // flatten
+        ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 6 (dense)", "add a flatten layer"]) { () throws(ModelError) in try model.validate() }
+        model = ModelFixtures.tinyConvNet()
+        model.manifest.input = [2, 6, 6]
+        ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 5 (maxpool2)", "[4, 3, 3]", "even"]) { () throws(ModelError) in try model.validate() }
+        model = ModelFixtures.tinyConvNet(classes: 3)
+        model.manifest.layers[10] = .sigmoid
+        ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 10 (sigmoid)", "exactly one"]) { () throws(ModelError) in try model.validate() }
+        model = ModelFixtures.tinyDenseModel()
+        model.manifest.layers.insert(.softmax, at: 1)
+        ModelFixtures.expectModelError(.badManifest, containing: ["layer 1 (softmax)", "must be the last layer"]) { () throws(ModelError) in try model.validate() }
+        model = ModelFixtures.tinyDenseModel()
+        model.tensors["fc1.bias"]!.values[2] = .nan
+        ModelFixtures.expectModelError(.badData, containing: ["tensor 'fc1.bias' has the non-finite value nan at flat index 2"]) { () throws(ModelError) in try model.validate() }
+    }
+
+    @Test func loadRejectsAWeightsFileWithoutManifest() throws {
+        let dir = try ModelFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("w.safetensors").path
+        try Safetensors.write(Safetensors.File(tensors: ModelFixtures.tinyDenseModel().tensors), to: path)
+        ModelFixtures.expectModelError(.badManifest, containing: ["no 'sr-model' entry", "model.json"]) { () throws(ModelError) in
+            _ = try Model.load(from: path)
+        }
+        ModelFixtures.expectModelError(.io, containing: ["no such file or directory"]) { () throws(ModelError) in
+            _ = try Model.load(from: dir.appendingPathComponent("absent").path)
+        }
+    }
+}
+
+// MARK: - Forward and training
+
+@Suite struct ModelForwardAndTrainingTests {
+    @Test func forwardMatchesTheFloat64Reference() throws {
+        let model = ModelFixtures.tinyConvNet()
+        var g = SplitMix64(seed: 11)
+        let batch = ModelFixtures.randomTensor([5, 2, 8, 8], using: &g)
+        let logits = try model.logits(for: batch)
+        #expect(logits.shape == [5, 3])
+        var worst = 0.0
+        for b in 0..<5 {
+            let reference = ModelFixtures.ReferenceNetwork.logits(model, sample: batch.values[(b * 128)..<((b + 1) * 128)].map(Double.init))
+            for j in 0..<3 { worst = max(worst, abs(reference[j] - Double(logits.values[b * 3 + j]))) }
+        }
+        #expect(worst < 1e-4)
+
+        let flat = try model.logits(for: Tensor(shape: [5, 128], values: batch.values))
+        #expect(flat == logits)
+        let p = try model.probabilities(for: batch)
+        for b in 0..<5 { #expect(abs(p.values[(b * 3)..<(b * 3 + 3)].reduce(0, +) - 1) < 1e-5) }
+        let predicted = try model.predictions(for: batch)
+        for b in 0..<5 {
+            let row = Array(logits.values[(b * 3)..<(b * 3 + 3)])
+            #expect(predicted[b] == row.firstIndex(of: row.max()!)!)
+        }
+        ModelFixtures.expectModelError(.shapeMismatch, containing: ["[5, 127]", "[2, 8, 8]"]) { () throws(ModelError) in
+            _ = try model.logits(for: Tensor(shape: [5, 127]))
+        }
+    }
+
+    @Test func largeBatchesAreSlicedWithoutChangingResults() throws {
+        let model = ModelFixtures.tinyConvNet()
+        var g = SplitMix64(seed: 2)
+        let batch = ModelFixtures.randomTensor([30, 2, 8, 8], using: &g)
+        let whole = try model.logits(for: batch, sliceSize: 30)
+        let sliced = try model.logits(for: batch, sliceSize: 7)
+        #expect(whole.shape == [30, 3])
+        for (a, b) in zip(whole.values, sliced.values) { #expect(abs(a - b) < 1e-5) }
+        // 224×224 RGB: the im2col buffer is 27 · 224² floats per sample, so ~5 samples per slice.
+        let wide = Model(manifest: ModelManifest(input: [3, 224, 224], layers: [.conv2d(weights: "w", bias: "b")],
+                                                 resolutions: 1, bitsPerUpgrade: 1),
+                         tensors: ["w": Tensor(shape: [8, 3, 3, 3]), "b": Tensor(shape: [8])])
+        #expect(try Network(wide).evaluationSlice == 8_000_000 / (27 * 224 * 224))
+    }
+
+    /// Backprop in float32 against central differences of the float64 reference loss.
+    @Test(arguments: [3, 1])
+    func gradientsMatchFiniteDifferences(classes: Int) throws {
+        let model = ModelFixtures.tinyConvNet(classes: classes, seed: 5)
+        var g = SplitMix64(seed: 9)
+        let images = ModelFixtures.randomTensor([4, 2, 8, 8], using: &g).values
+        let labels: [UInt8] = classes == 1 ? [0, 1, 1, 0] : [0, 2, 1, 2]
+        let (loss, gradients) = try Training.lossAndGradients(model, images: images, labels: labels)
+        #expect(abs(Double(loss) - ModelFixtures.ReferenceNetwork.loss(model, images: images, labels: labels)) < 1e-5)
+        // Small steps, because a larger one can straddle a ReLU or max-pool kink; the float64
+        // reference keeps the difference quotient free of cancellation.
+        let h: Float = 1e-5
+        for (name, tensor) in model.tensors {
+            var numeric: [Double] = []
+            for k in tensor.values.indices {
+                var plus = model, minus = model
+                plus.tensors[name]!.values[k] += h
+                minus.tensors[name]!.values[k] -= h
+                let step = Double(plus.tensors[name]!.values[k]) - Double(minus.tensors[name]!.values[k])
+                numeric.append((ModelFixtures.ReferenceNetwork.loss(plus, images: images, labels: labels)
+                                - ModelFixtures.ReferenceNetwork.loss(minus, images: images, labels: labels)) / step)
+            }
+            let analytic = gradients[name]!.values.map(Double.init)
+            let difference = zip(numeric, analytic).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
+            let scale = max(numeric.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-3)
+            #expect(difference / scale < 1e-2, "\(name): relative error \(difference / scale)")
+        }
+    }
+
+    /// Three Gaussian blobs in 16 dimensions, well separated.
+    static func blobs(count: Int, seed: UInt64) -> Training.Dataset {
+        var g = SplitMix64(seed: 100)
+        let centers = (0..<3).map { _ in (0..<16).map { _ in Float.random(in: -2...2, using: &g) } }
+        g = SplitMix64(seed: seed)
+        var images: [Float] = []
+        var labels: [UInt8] = []
+        for _ in 0..<count {
+            let label = Int(g.next() % 3)
+            images += centers[label].map { $0 + Float(Training.gaussian(using: &g)) * 0.5 }
+            labels.append(UInt8(label))
+        }
+        return (images, labels, count)
+    }
+
+    @Test(arguments: [Optimizer.adam(), .sgd(momentum: 0.9)])
+    func tinyMLPLearnsSeparableData(optimizer: Optimizer) throws {
+        let train = Self.blobs(count: 600, seed: 1), test = Self.blobs(count: 300, seed: 2)
+        let architecture = ModelArchitectures.mlp(input: 16, hidden: [32], classes: 3)
+        let started = ContinuousClock.now
+        var lines: [String] = []
+        let model = try Training.train(architecture, data: train, epochs: 5, batchSize: 32,
+                                       learningRate: optimizer == .adam() ? 0.01 : 0.05, seed: 42,
+                                       optimizer: optimizer) { lines.append($0) }
+        let elapsed = ContinuousClock.now - started
+        let accuracy = try Training.evaluate(model, images: test.images, labels: test.labels)
+        #expect(accuracy > 0.95, "accuracy \(accuracy)")
+        #expect(elapsed < .seconds(2), "training took \(elapsed)")
+        #expect(lines.count == 5 && lines[0].hasPrefix("epoch 1/5: loss "))
+        #expect(model.tensors.keys.sorted() == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"])
+    }
+
+    @Test func trainingIsReproducible() throws {
+        let data = Self.blobs(count: 200, seed: 3)
+        let architecture = ModelArchitectures.mlp(input: 16, hidden: [8], classes: 3)
+        let a = try Training.train(architecture, data: data, epochs: 2, batchSize: 16, learningRate: 0.01, seed: 7)
+        let b = try Training.train(architecture, data: data, epochs: 2, batchSize: 16, learningRate: 0.01, seed: 7)
+        let c = try Training.train(architecture, data: data, epochs: 2, batchSize: 16, learningRate: 0.01, seed: 8)
+        #expect(a == b)
+        #expect(a != c)
+    }
+
+    /// Bright blob in the left or right half of an 8×8 image: the CNN path end to end.
+    @Test func smallCNNLearnsLeftVersusRight() throws {
+        var g = SplitMix64(seed: 4)
+        var images: [Float] = [], labels: [UInt8] = []
+        for _ in 0..<256 {
+            let label = Int(g.next() % 2)
+            var image = (0..<64).map { _ in Float.random(in: 0...0.3, using: &g) }
+            let (y, x) = (Int(g.next() % 7), Int(g.next() % 3) + (label == 0 ? 0 : 4))
+            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] { image[(y + dy) * 8 + x + dx] = 1 }
+            images += image
+            labels.append(UInt8(label))
+        }
+        let architecture = ModelArchitectures.smallCNN(input: [1, 8, 8], classes: 2)
+        let model = try Training.train(architecture, data: (images, labels, 256), epochs: 4, batchSize: 32,
+                                       learningRate: 0.01, seed: 1)
+        #expect(try Training.evaluate(model, images: images, labels: labels) > 0.95)
+        try model.validate()
+    }
+
+    @Test func badTrainingDataIsRejected() {
+        let architecture = ModelArchitectures.mlp(input: 4, hidden: [4], classes: 3)
+        ModelFixtures.expectModelError(.badData, containing: ["label 3 of sample 1 is out of range", "3 classes"]) { () throws(ModelError) in
+            _ = try Training.train(architecture, data: ([Float](repeating: 0, count: 8), [0, 3], 2),
+                                   epochs: 1, batchSize: 2, learningRate: 0.1, seed: 1)
+        }
+        ModelFixtures.expectModelError(.badData, containing: ["need 8 image values, got 7"]) { () throws(ModelError) in
+            _ = try Training.train(architecture, data: ([Float](repeating: 0, count: 7), [0, 1], 2),
+                                   epochs: 1, batchSize: 2, learningRate: 0.1, seed: 1)
+        }
+    }
+
+    @Test func architecturesHaveTheDocumentedShapes() throws {
+        let cnn = ModelArchitectures.smallCNN().initialized(seed: 1)
+        #expect(try cnn.activationShapes() == [[1, 28, 28], [16, 28, 28], [16, 28, 28], [16, 14, 14], [32, 14, 14],
+                                               [32, 14, 14], [32, 7, 7], [1568], [128], [128], [10], [10]])
+        let mlp = ModelArchitectures.mlp().initialized(seed: 1)
+        #expect(mlp.tensors["fc1.weight"]!.shape == [256, 784])
+        #expect(mlp.tensors["fc3.weight"]!.shape == [10, 128])
+        #expect(mlp.tensors["fc1.bias"]!.values.allSatisfy { $0 == 0 })
+        // He initialisation: variance 2 / fan-in.
+        let w = mlp.tensors["fc1.weight"]!.values
+        let variance = w.reduce(0) { $0 + Double($1) * Double($1) } / Double(w.count)
+        #expect(abs(variance - 2.0 / 784) < 0.05 * 2.0 / 784)
+    }
+}
