@@ -1,0 +1,39 @@
+// Issue C's accuracy floors, on the real test sets, for the committed weights (Tests/Models,
+// with the commands that trained them): Fashion-MNIST MLP ≥ 88 %, CNN ≥ 90 %, MNIST-5k MLP ≥ 94 %.
+import Foundation
+import Testing
+@testable import SuccessiveRefinement
+
+enum RealData {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static var directory: String { root.appendingPathComponent("data").path }
+    static var available: Bool { FileManager.default.fileExists(atPath: directory + "/fashion-mnist") }
+    static func model(_ name: String) throws -> Model {
+        try Model.load(from: root.appendingPathComponent("Tests/Models/\(name)").path)
+    }
+}
+
+@Suite(.enabled(if: RealData.available, "no ./data: run scripts/fetch-data.sh (scripts/test.sh does)"))
+struct AccuracyFloorTests {
+    @Test func fashionMNISTMLPReaches88Percent() throws {
+        let test = try ImageDataset.fashionMNIST(directory: RealData.directory + "/fashion-mnist", split: .test)
+        let accuracy = try Training.evaluate(RealData.model("fashion-mnist-mlp"), images: test.images, labels: test.labels)
+        #expect(test.count == 10_000)
+        #expect(accuracy >= 0.88, "accuracy \(accuracy)")
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: RealData.root.appendingPathComponent("Tests/Models/fashion-mnist-cnn").path)))
+    func fashionMNISTCNNReaches90Percent() throws {
+        let test = try ImageDataset.fashionMNIST(directory: RealData.directory + "/fashion-mnist", split: .test)
+        let accuracy = try Training.evaluate(RealData.model("fashion-mnist-cnn"), images: test.images, labels: test.labels)
+        #expect(accuracy >= 0.90, "accuracy \(accuracy)")
+    }
+
+    @Test func mnist5kMLPReaches94Percent() throws {
+        let all = try ImageDataset.mnist5k(csvPath: RealData.directory + "/mnist-5k/mnist_5k.csv")
+        let (_, test) = all.shuffledSplit(holdOut: 1000, seed: 5000)
+        let accuracy = try Training.evaluate(RealData.model("mnist-5k-mlp"), images: test.images, labels: test.labels)
+        #expect(test.count == 1000)
+        #expect(accuracy >= 0.94, "accuracy \(accuracy)")
+    }
+}
