@@ -502,10 +502,17 @@ struct ModelSafetensorsPythonTests {
     }
 
     /// Backprop in float32 against central differences of the float64 reference loss.
-    @Test(arguments: [3, 1])
+    /// Cases: the conv net with a softmax head (3 classes) or a sigmoid head (1), and a pooling
+    /// + flatten front without parameters (0), whose input gradients backprop skips.
+    @Test(arguments: [3, 1, 0])
     func gradientsMatchFiniteDifferences(classes: Int) throws {
-        let model = ModelFixtures.tinyConvNet(classes: classes, seed: 5)
+        var model = ModelFixtures.tinyConvNet(classes: max(classes, 3), seed: 5)
+        if classes == 1 { model = ModelFixtures.tinyConvNet(classes: 1, seed: 5) }
         var g = SplitMix64(seed: 9)
+        if classes == 0 {
+            model.manifest.layers = [.maxpool2, .relu, .flatten, .dense(weights: "f2.w", bias: "f2.b"), .softmax]
+            model.tensors = ["f2.w": ModelFixtures.randomTensor([3, 32], using: &g), "f2.b": Tensor(shape: [3])]
+        }
         let images = ModelFixtures.randomTensor([4, 2, 8, 8], using: &g).values
         let labels: [UInt8] = classes == 1 ? [0, 1, 1, 0] : [0, 2, 1, 2]
         let (loss, gradients) = try Training.lossAndGradients(model, images: images, labels: labels)

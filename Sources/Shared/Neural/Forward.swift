@@ -19,16 +19,22 @@ extension Model {
         let count = try network.sampleCount(of: batch, input: manifest.input)
         let parameters = network.parameters(of: self)
         let slice = max(1, sliceSize ?? network.evaluationSlice)
-        var output = [Float]()
-        output.reserveCapacity(count * network.outputSize)
-        var start = 0
-        while start < count {
-            let n = min(slice, count - start)
-            let chunk = Array(batch.values[(start * network.inputSize)..<((start + n) * network.inputSize)])
-            output += network.forward(chunk, count: n, parameters: parameters)
-            start += n
+        let (inputSize, outputSize) = (network.inputSize, network.outputSize)
+        let workspace = Network.Workspace(network, keepsTrace: false)
+        var output = [Float](repeating: 0, count: count * outputSize)
+        batch.values.withUnsafeBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { destination in
+                var start = 0
+                while start < count {
+                    let n = min(slice, count - start)
+                    workspace.input(count: n).update(from: source.baseAddress! + start * inputSize, count: n * inputSize)
+                    let y = network.forward(count: n, parameters: parameters, workspace: workspace)
+                    (destination.baseAddress! + start * outputSize).update(from: y, count: n * outputSize)
+                    start += n
+                }
+            }
         }
-        return Tensor(shape: [count, network.outputSize], values: output)
+        return Tensor(shape: [count, outputSize], values: output)
     }
 
     /// The head applied to ``logits(for:)``: softmax probabilities `[B, classes]`, or for a
@@ -131,170 +137,179 @@ struct Network: Sendable {
 
     // MARK: Forward
 
-    /// What backpropagation needs from the forward pass: the input of every op (and the final
-    /// output), the im2col matrix of every convolution, and the argmax of every pooling.
-    struct Trace {
-        var activations: [[Float]] = []
-        var columns: [Int: [Float]] = [:]
-        var argmax: [Int: [Int]] = [:]
+    /// Reusable buffers for forward and backward passes: a training step that allocates nothing
+    /// avoids the page faults of fresh multi-megabyte arrays, which otherwise cost more than the
+    /// arithmetic. When `keepsTrace`, every op's input, im2col matrix and pooling argmax survive
+    /// until backpropagation; otherwise two activation buffers alternate.
+    final class Workspace {
+        let keepsTrace: Bool
+        /// `slot[i]`: the activation buffer holding op i's input; `slot[ops.count]` the output.
+        let slot: [Int]
+        let activations: [ScratchBuffer<Float>]
+        let columns: [ScratchBuffer<Float>]
+        let argmax: [ScratchBuffer<Int32>]
+        /// sgemm's [outC, B·H·W] convolution output, or its transposed gradient.
+        let product = ScratchBuffer<Float>()
+        let gradient = ScratchBuffer<Float>()
+        let inputGradient = ScratchBuffer<Float>()
+        let columnGradient = ScratchBuffer<Float>()
+
+        init(_ network: Network, keepsTrace: Bool) {
+            self.keepsTrace = keepsTrace
+            inputSize = network.inputSize
+            var slot = [0]
+            var buffers = 1
+            for op in network.ops {
+                // Flatten only reinterprets the shape, so its output is its input buffer.
+                if case .flatten = op {
+                    slot.append(slot[slot.count - 1])
+                } else if keepsTrace {
+                    slot.append(buffers)
+                    buffers += 1
+                } else {
+                    slot.append(1 - slot[slot.count - 1])
+                    buffers = 2
+                }
+            }
+            self.slot = slot
+            activations = (0..<buffers).map { _ in ScratchBuffer() }
+            let perOp = keepsTrace ? network.ops.count : 1
+            columns = (0..<perOp).map { _ in ScratchBuffer() }
+            argmax = (0..<(keepsTrace ? network.ops.count : 0)).map { _ in ScratchBuffer() }
+        }
+
+        let inputSize: Int
+
+        /// Where to put `count` samples before ``Network/forward(count:parameters:workspace:)``.
+        func input(count: Int) -> UnsafeMutablePointer<Float> {
+            activations[0].reserve(count * inputSize)
+        }
+
+        func activation(_ i: Int) -> UnsafeMutablePointer<Float> { activations[slot[i]].base }
+        func columns(_ i: Int) -> ScratchBuffer<Float> { columns[keepsTrace ? i : 0] }
     }
 
-    /// Outputs `[count, outputSize]` (before the head) for `input` `[count, inputSize]`.
-    func forward(_ input: [Float], count: Int, parameters: [[Float]]) -> [Float] {
-        var trace: Trace?
-        return forward(input, count: count, parameters: parameters, trace: &trace)
-    }
-
-    /// As ``forward(_:count:parameters:)``, filling `trace` when it is non-nil.
-    func forward(_ input: [Float], count: Int, parameters: [[Float]], trace: inout Trace?) -> [Float] {
-        var x = input
+    /// Runs every op on the `count` samples in `workspace.input(count:)`; returns the outputs
+    /// `[count, outputSize]` before the head, valid until the workspace is next used.
+    func forward(count: Int, parameters: [[Float]], workspace: Workspace) -> UnsafeMutablePointer<Float> {
         for (i, op) in ops.enumerated() {
-            trace?.activations.append(x)
+            let x = UnsafePointer(workspace.activation(i))
+            if case .flatten = op { continue }
+            let y = workspace.activations[workspace.slot[i + 1]].reserve(count * sizes[i + 1])
             switch op {
             case .dense(let w, let b, let inputs, let outputs):
-                x = Network.dense(x, count: count, weights: parameters[w], bias: parameters[b],
-                                  inputs: inputs, outputs: outputs)
-            case .conv(let w, let b, let c, let oc, let h, let wd):
-                let columns = Network.im2col(x, count: count, channels: c, height: h, width: wd)
-                x = Network.conv(columns: columns, count: count, weights: parameters[w], bias: parameters[b],
-                                 channels: c, outChannels: oc, pixels: h * wd)
-                if trace != nil { trace!.columns[i] = columns }
-            case .maxpool(let c, let h, let wd):
-                var argmax: [Int]? = trace == nil ? nil : []
-                x = Network.maxpool(x, planes: count * c, height: h, width: wd, argmax: &argmax)
-                if let argmax { trace!.argmax[i] = argmax }
-            case .relu:
-                x.withUnsafeMutableBufferPointer { v in
-                    for k in v.indices where !(v[k] > 0) { v[k] = 0 }
+                parameters[w].withUnsafeBufferPointer { wp in
+                    parameters[b].withUnsafeBufferPointer { bp in
+                        Network.dense(x, count: count, weights: wp.baseAddress!, bias: bp.baseAddress!,
+                                      inputs: inputs, outputs: outputs, into: y)
+                    }
                 }
+            case .conv(let w, let b, let c, let oc, let h, let wd):
+                let columns = workspace.columns(i).reserve(count * c * 9 * h * wd)
+                Network.im2col(x, count: count, channels: c, height: h, width: wd, into: columns)
+                let product = workspace.product.reserve(count * oc * h * wd)
+                parameters[w].withUnsafeBufferPointer { wp in
+                    parameters[b].withUnsafeBufferPointer { bp in
+                        Network.conv(columns: columns, count: count, weights: wp.baseAddress!, bias: bp.baseAddress!,
+                                     channels: c, outChannels: oc, pixels: h * wd, product: product, into: y)
+                    }
+                }
+            case .maxpool(let c, let h, let wd):
+                let argmax = workspace.keepsTrace ? workspace.argmax[i].reserve(count * sizes[i + 1]) : nil
+                Network.maxpool(x, planes: count * c, height: h, width: wd, into: y, argmax: argmax)
+            case .relu:
+                // A select, not a branch: the sign of an activation is a coin flip to the predictor.
+                for k in 0..<(count * sizes[i]) { y[k] = x[k] > 0 ? x[k] : 0 }
             case .flatten:
                 break
             }
         }
-        trace?.activations.append(x)
-        return x
+        return workspace.activation(ops.count)
     }
 
     /// y [B, out] = x [B, in] · Wᵀ + b.
-    static func dense(_ x: [Float], count: Int, weights: [Float], bias: [Float],
-                      inputs: Int, outputs: Int) -> [Float] {
-        var y = [Float](unsafeUninitializedCapacity: count * outputs) { buffer, initialized in
-            for row in 0..<count {
-                _ = UnsafeMutableBufferPointer(rebasing: buffer[(row * outputs)..<((row + 1) * outputs)])
-                    .initialize(from: bias)
-            }
-            initialized = count * outputs
-        }
-        x.withUnsafeBufferPointer { xp in
-            weights.withUnsafeBufferPointer { wp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    BLAS.gemm(transposeA: false, transposeB: true, m: count, n: outputs, k: inputs,
-                              a: xp.baseAddress!, lda: inputs, b: wp.baseAddress!, ldb: inputs,
-                              beta: 1, c: yp.baseAddress!, ldc: outputs)
-                }
-            }
-        }
-        return y
+    static func dense(_ x: UnsafePointer<Float>, count: Int, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                      inputs: Int, outputs: Int, into y: UnsafeMutablePointer<Float>) {
+        for row in 0..<count { (y + row * outputs).update(from: bias, count: outputs) }
+        BLAS.gemm(transposeA: false, transposeB: true, m: count, n: outputs, k: inputs,
+                  a: x, lda: inputs, b: weights, ldb: inputs, beta: 1, c: y, ldc: outputs)
     }
 
     /// The im2col matrix [C·9, B·H·W] of x [B, C, H, W]: row (c, ky, kx), column (b, y, x) holds
     /// x[b, c, y + ky − 1, x + kx − 1], zero outside the image — so a convolution is one sgemm.
-    static func im2col(_ x: [Float], count: Int, channels: Int, height: Int, width: Int) -> [Float] {
+    static func im2col(_ x: UnsafePointer<Float>, count: Int, channels: Int, height: Int, width: Int,
+                       into cols: UnsafeMutablePointer<Float>) {
         let pixels = height * width
         let stride = count * pixels
-        return [Float](unsafeUninitializedCapacity: channels * 9 * stride) { buffer, initialized in
-            let cols = buffer.baseAddress!
-            x.withUnsafeBufferPointer { xp in
-                let src = xp.baseAddress!
-                for c in 0..<channels {
-                    for ky in 0..<3 {
-                        for kx in 0..<3 {
-                            let row = cols + ((c * 3 + ky) * 3 + kx) * stride
-                            let dx = kx - 1
-                            let lo = max(0, -dx), hi = min(width, width - dx)
-                            for b in 0..<count {
-                                let plane = src + (b * channels + c) * pixels
-                                for y in 0..<height {
-                                    let out = row + b * pixels + y * width
-                                    let sy = y + ky - 1
-                                    guard sy >= 0 && sy < height else {
-                                        out.update(repeating: 0, count: width)
-                                        continue
-                                    }
-                                    if lo > 0 { out[0] = 0 }
-                                    if hi < width { out[width - 1] = 0 }
-                                    (out + lo).update(from: plane + sy * width + lo + dx, count: hi - lo)
-                                }
+        for c in 0..<channels {
+            for ky in 0..<3 {
+                for kx in 0..<3 {
+                    let row = cols + ((c * 3 + ky) * 3 + kx) * stride
+                    let dx = kx - 1
+                    let lo = max(0, -dx), hi = min(width, width - dx)
+                    for b in 0..<count {
+                        let plane = x + (b * channels + c) * pixels
+                        for y in 0..<height {
+                            let out = row + b * pixels + y * width
+                            let sy = y + ky - 1
+                            guard sy >= 0 && sy < height else {
+                                out.update(repeating: 0, count: width)
+                                continue
                             }
+                            if lo > 0 { out[0] = 0 }
+                            if hi < width { out[width - 1] = 0 }
+                            (out + lo).update(from: plane + sy * width + lo + dx, count: hi - lo)
                         }
                     }
                 }
             }
-            initialized = channels * 9 * stride
         }
     }
 
-    /// y [B, outC, H·W] = W [outC, C·9] · columns + b, reordered from sgemm's [outC, B·H·W].
-    static func conv(columns: [Float], count: Int, weights: [Float], bias: [Float],
-                     channels: Int, outChannels: Int, pixels: Int) -> [Float] {
+    /// y [B, outC, H·W] = W [outC, C·9] · columns + b, reordered from sgemm's [outC, B·H·W]
+    /// (one large sgemm beats B small ones).
+    static func conv(columns: UnsafePointer<Float>, count: Int, weights: UnsafePointer<Float>,
+                     bias: UnsafePointer<Float>, channels: Int, outChannels: Int, pixels: Int,
+                     product: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         let stride = count * pixels
-        var product = [Float](repeating: 0, count: outChannels * stride)
-        columns.withUnsafeBufferPointer { cp in
-            weights.withUnsafeBufferPointer { wp in
-                product.withUnsafeMutableBufferPointer { pp in
-                    BLAS.gemm(transposeA: false, transposeB: false, m: outChannels, n: stride, k: channels * 9,
-                              a: wp.baseAddress!, lda: channels * 9, b: cp.baseAddress!, ldb: stride,
-                              c: pp.baseAddress!, ldc: stride)
-                }
+        BLAS.gemm(transposeA: false, transposeB: false, m: outChannels, n: stride, k: channels * 9,
+                  a: weights, lda: channels * 9, b: columns, ldb: stride, c: product, ldc: stride)
+        for o in 0..<outChannels {
+            let beta = bias[o]
+            for b in 0..<count {
+                let src = product + o * stride + b * pixels
+                let dst = y + (b * outChannels + o) * pixels
+                for p in 0..<pixels { dst[p] = src[p] + beta }
             }
-        }
-        return [Float](unsafeUninitializedCapacity: outChannels * stride) { buffer, initialized in
-            product.withUnsafeBufferPointer { pp in
-                for o in 0..<outChannels {
-                    let beta = bias[o]
-                    for b in 0..<count {
-                        let src = pp.baseAddress! + o * stride + b * pixels
-                        let dst = buffer.baseAddress! + (b * outChannels + o) * pixels
-                        for p in 0..<pixels { dst[p] = src[p] + beta }
-                    }
-                }
-            }
-            initialized = outChannels * stride
         }
     }
 
     /// 2×2 max pooling of `planes` planes of height × width; records the flat input index of
-    /// every maximum when `argmax` is non-nil (ties go to the first, row-major).
-    static func maxpool(_ x: [Float], planes: Int, height: Int, width: Int, argmax: inout [Int]?) -> [Float] {
+    /// every maximum when `argmax` is given (ties go to the first, row-major).
+    static func maxpool(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int,
+                        into y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>?) {
+        precondition(planes * height * width <= Int(Int32.max), "pooling input too large for 32-bit indices")
         let oh = height / 2, ow = width / 2
-        let total = planes * oh * ow
-        var winners = argmax == nil ? [] : [Int](repeating: 0, count: total)
-        let y = [Float](unsafeUninitializedCapacity: total) { buffer, initialized in
-            x.withUnsafeBufferPointer { xp in
-                winners.withUnsafeMutableBufferPointer { wp in
-                    let record = wp.count > 0
-                    var out = 0
-                    for plane in 0..<planes {
-                        let base = plane * height * width
-                        for i in 0..<oh {
-                            for j in 0..<ow {
-                                let corner = base + 2 * i * width + 2 * j
-                                var best = corner
-                                if xp[corner + 1] > xp[best] { best = corner + 1 }
-                                if xp[corner + width] > xp[best] { best = corner + width }
-                                if xp[corner + width + 1] > xp[best] { best = corner + width + 1 }
-                                buffer[out] = xp[best]
-                                if record { wp[out] = best }
-                                out += 1
-                            }
-                        }
+        var out = 0
+        for plane in 0..<planes {
+            let base = plane * height * width
+            for i in 0..<oh {
+                for j in 0..<ow {
+                    // Selects and 0/1 arithmetic rather than branches: which of four wins is
+                    // unpredictable, and mispredictions made pooling cost as much as the sgemms.
+                    let top = base + 2 * i * width + 2 * j, bottom = top + width
+                    let a = x[top], b = x[top + 1], c = x[bottom], d = x[bottom + 1]
+                    let upper = b > a ? b : a, lower = d > c ? d : c
+                    let lowerWins = lower > upper
+                    y[out] = lowerWins ? lower : upper
+                    if let argmax {
+                        let right = lowerWins ? (d > c ? 1 : 0) : (b > a ? 1 : 0)
+                        argmax[out] = Int32(truncatingIfNeeded: (lowerWins ? bottom : top) + right)
                     }
+                    out += 1
                 }
             }
-            initialized = total
         }
-        if argmax != nil { argmax = winners }
-        return y
     }
 
     // MARK: Heads
@@ -318,8 +333,12 @@ struct Network: Sendable {
     }
 
     func predictions(_ z: [Float], count: Int) -> [Int] {
+        count == 0 ? [] : z.withUnsafeBufferPointer { predictions($0.baseAddress!, count: count) }
+    }
+
+    func predictions(_ z: UnsafePointer<Float>, count: Int) -> [Int] {
         let k = outputSize
-        if head == .sigmoid { return z.map { $0 > 0 ? 1 : 0 } }
+        if head == .sigmoid { return (0..<count).map { z[$0] > 0 ? 1 : 0 } }
         return (0..<count).map { row in
             var best = 0
             for j in 1..<max(k, 1) where z[row * k + j] > z[row * k + best] { best = j }
@@ -335,4 +354,28 @@ extension LayerSpec {
         default: false
         }
     }
+}
+
+/// A growable raw buffer of trivial elements, reused across batches. Contents are undefined
+/// after ``reserve(_:)`` grows it; callers write before they read.
+final class ScratchBuffer<Element: BitwiseCopyable> {
+    private(set) var base: UnsafeMutablePointer<Element>
+    private(set) var capacity: Int
+
+    init() {
+        base = .allocate(capacity: 1)
+        capacity = 1
+    }
+
+    /// A pointer to at least `count` elements (old contents are kept only if no growth happened).
+    func reserve(_ count: Int) -> UnsafeMutablePointer<Element> {
+        if count > capacity {
+            base.deallocate()
+            base = .allocate(capacity: count)
+            capacity = count
+        }
+        return base
+    }
+
+    deinit { base.deallocate() }
 }

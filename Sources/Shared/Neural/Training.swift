@@ -128,6 +128,9 @@ public enum Training {
         var order = Array(0..<data.count)
         let inputSize = network.inputSize
         let clock = ContinuousClock()
+        let workspace = Network.Workspace(network, keepsTrace: true)
+        var gradients = parameters.map { [Float](repeating: 0, count: $0.count) }
+        var labels = [UInt8](repeating: 0, count: batchSize)
 
         for epoch in 0..<epochs {
             let started = clock.now
@@ -137,18 +140,18 @@ public enum Training {
             var start = 0
             while start < data.count {
                 let n = min(batchSize, data.count - start)
-                var x = [Float]()
-                x.reserveCapacity(n * inputSize)
-                var labels = [UInt8]()
-                labels.reserveCapacity(n)
-                for k in order[start..<(start + n)] {
-                    x.append(contentsOf: data.images[(k * inputSize)..<((k + 1) * inputSize)])
-                    labels.append(data.labels[k])
+                let x = workspace.input(count: n)
+                data.images.withUnsafeBufferPointer { images in
+                    for (j, k) in order[start..<(start + n)].enumerated() {
+                        (x + j * inputSize).update(from: images.baseAddress! + k * inputSize, count: inputSize)
+                        labels[j] = data.labels[k]
+                    }
                 }
-                let step = network.lossAndGradients(x, labels: labels, count: n, parameters: parameters)
+                let step = network.lossAndGradients(count: n, labels: labels, parameters: parameters,
+                                                    gradients: &gradients, workspace: workspace)
                 lossSum += Double(step.loss) * Double(n)
-                correct += zip(network.predictions(step.output, count: n), labels).filter { $0 == Int($1) }.count
-                state.update(&parameters, gradients: step.gradients, learningRate: learningRate)
+                correct += step.correct
+                state.update(&parameters, gradients: gradients, learningRate: learningRate)
                 start += n
             }
             let seconds = (clock.now - started) / .seconds(1)
@@ -179,11 +182,16 @@ public enum Training {
                                         labels: [UInt8]) throws(ModelError) -> (loss: Float, gradients: [String: Tensor]) {
         let network = try Network(model)
         try check((images, labels, labels.count), network: network)
-        let step = network.lossAndGradients(images, labels: labels, count: labels.count,
-                                            parameters: network.parameters(of: model))
+        let parameters = network.parameters(of: model)
+        var values = parameters.map { [Float](repeating: 0, count: $0.count) }
+        let workspace = Network.Workspace(network, keepsTrace: true)
+        guard !labels.isEmpty else { return (0, [:]) }
+        images.withUnsafeBufferPointer { workspace.input(count: labels.count).update(from: $0.baseAddress!, count: $0.count) }
+        let step = network.lossAndGradients(count: labels.count, labels: labels, parameters: parameters,
+                                            gradients: &values, workspace: workspace)
         var gradients: [String: Tensor] = [:]
         for (i, name) in network.parameterNames.enumerated() {
-            gradients[name] = Tensor(shape: network.parameterShapes[i], values: step.gradients[i])
+            gradients[name] = Tensor(shape: network.parameterShapes[i], values: values[i])
         }
         return (step.loss, gradients)
     }
@@ -263,198 +271,183 @@ struct OptimizerState {
 }
 
 extension Network {
-    /// One step's quantities: mean loss, the outputs (logits) and a gradient per parameter.
-    struct Step {
-        var loss: Float
-        var output: [Float]
-        var gradients: [[Float]]
+    /// One forward and backward pass over the `count` samples in `workspace.input(count:)`:
+    /// overwrites `gradients` (one array per parameter) and returns the mean loss and how many
+    /// samples the current parameters classify correctly.
+    func lossAndGradients(count: Int, labels: [UInt8], parameters: [[Float]], gradients: inout [[Float]],
+                          workspace: Workspace) -> (loss: Float, correct: Int) {
+        let output = forward(count: count, parameters: parameters, workspace: workspace)
+        let predicted = predictions(UnsafePointer(output), count: count)
+        let correct = (0..<count).filter { predicted[$0] == Int(labels[$0]) }.count
+        let loss = lossAndGradient(output, labels: labels, count: count,
+                                   into: workspace.gradient.reserve(count * outputSize))
+        for i in gradients.indices {
+            gradients[i].withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        }
+        backward(count: count, parameters: parameters, gradients: &gradients, workspace: workspace)
+        return (loss, correct)
     }
 
-    func lossAndGradients(_ x: [Float], labels: [UInt8], count: Int, parameters: [[Float]]) -> Step {
-        var trace: Trace? = Trace()
-        let output = forward(x, count: count, parameters: parameters, trace: &trace)
-        let (loss, outputGradient) = lossAndGradient(output, labels: labels, count: count)
-        let gradients = backward(trace!, outputGradient: outputGradient, count: count, parameters: parameters)
-        return Step(loss: loss, output: output, gradients: gradients)
-    }
-
-    /// Mean cross-entropy of logits `[count, outputSize]` and its gradient with respect to them:
-    /// softmax − one-hot (or σ(z) − y for a sigmoid head), divided by the batch size.
-    func lossAndGradient(_ z: [Float], labels: [UInt8], count: Int) -> (Float, [Float]) {
+    /// Mean cross-entropy of logits `z` `[count, outputSize]`; writes its gradient with respect to
+    /// them to `g`: softmax − one-hot (or σ(z) − y for a sigmoid head), over the batch size.
+    func lossAndGradient(_ z: UnsafePointer<Float>, labels: [UInt8], count: Int,
+                         into g: UnsafeMutablePointer<Float>) -> Float {
         let k = outputSize
-        var gradient = z
         var loss: Double = 0
         let scale = 1 / Float(max(count, 1))
-        gradient.withUnsafeMutableBufferPointer { g in
-            for row in 0..<count {
-                let label = Int(labels[row])
-                if head == .sigmoid {
-                    let v = g[row], y = Float(label)
-                    // softplus(v) − y·v, written to stay finite for large |v|.
-                    loss += Double(max(v, 0) - y * v + log1pf(expf(-abs(v))))
-                    g[row] = (1 / (1 + expf(-v)) - y) * scale
-                    continue
-                }
-                let r = UnsafeMutableBufferPointer(rebasing: g[(row * k)..<((row + 1) * k)])
-                let m = r.max() ?? 0
-                var sum: Float = 0
-                for j in r.indices { r[j] = expf(r[j] - m); sum += r[j] }
-                loss += Double(logf(sum) + m - z[row * k + label])
-                for j in r.indices { r[j] = r[j] / sum * scale }
-                r[label] -= scale
+        for row in 0..<count {
+            let label = Int(labels[row])
+            if head == .sigmoid {
+                let v = z[row], y = Float(label)
+                // softplus(v) − y·v, written to stay finite for large |v|.
+                loss += Double(max(v, 0) - y * v + log1pf(expf(-abs(v))))
+                g[row] = (1 / (1 + expf(-v)) - y) * scale
+                continue
             }
+            let zr = z + row * k, gr = g + row * k
+            var m = zr[0]
+            for j in 1..<max(k, 1) { m = max(m, zr[j]) }
+            var sum: Float = 0
+            for j in 0..<k { gr[j] = expf(zr[j] - m); sum += gr[j] }
+            loss += Double(logf(sum) + m - zr[label])
+            for j in 0..<k { gr[j] = gr[j] / sum * scale }
+            gr[label] -= scale
         }
-        return (Float(loss / Double(max(count, 1))), gradient)
+        return Float(loss / Double(max(count, 1)))
     }
 
-    /// Backpropagates `outputGradient` through the ops, returning a gradient per parameter.
-    func backward(_ trace: Trace, outputGradient: [Float], count: Int, parameters: [[Float]]) -> [[Float]] {
-        var gradients = parameters.map { [Float](repeating: 0, count: $0.count) }
-        var g = outputGradient
+    /// Backpropagates the output gradient in `workspace.gradient` through the ops, adding each
+    /// parameter's gradient to `gradients`.
+    func backward(count: Int, parameters: [[Float]], gradients: inout [[Float]], workspace: Workspace) {
+        // The gradient with respect to the current op's output, and the buffer for its input's.
+        var g = workspace.gradient, dx = workspace.inputGradient
+        let firstTrainable = ops.firstIndex { op in
+            switch op {
+            case .dense, .conv: true
+            default: false
+            }
+        } ?? ops.count
         for i in ops.indices.reversed() {
-            // The first op's input gradient is the image's: nobody needs it.
-            let needsInput = i > 0
+            // Gradients below the first layer with parameters lead only to the image: skip them.
+            let needsInput = i > firstTrainable
+            let gp = UnsafePointer(g.base)
             switch ops[i] {
             case .dense(let w, let b, let inputs, let outputs):
-                let x = trace.activations[i]
-                g.withUnsafeBufferPointer { gp in
-                    x.withUnsafeBufferPointer { xp in
-                        gradients[w].withUnsafeMutableBufferPointer { dw in
-                            // dW [out, in] += gᵀ [out, B] · x [B, in]
-                            BLAS.gemm(transposeA: true, transposeB: false, m: outputs, n: inputs, k: count,
-                                      a: gp.baseAddress!, lda: outputs, b: xp.baseAddress!, ldb: inputs,
-                                      beta: 1, c: dw.baseAddress!, ldc: inputs)
-                        }
-                    }
-                    gradients[b].withUnsafeMutableBufferPointer { db in
-                        for row in 0..<count {
-                            for j in 0..<outputs { db[j] += gp[row * outputs + j] }
-                        }
+                let x = UnsafePointer(workspace.activation(i))
+                gradients[w].withUnsafeMutableBufferPointer { dw in
+                    // dW [out, in] += gᵀ [out, B] · x [B, in]
+                    BLAS.gemm(transposeA: true, transposeB: false, m: outputs, n: inputs, k: count,
+                              a: gp, lda: outputs, b: x, ldb: inputs, beta: 1, c: dw.baseAddress!, ldc: inputs)
+                }
+                gradients[b].withUnsafeMutableBufferPointer { db in
+                    for row in 0..<count {
+                        for j in 0..<outputs { db[j] += gp[row * outputs + j] }
                     }
                 }
-                if needsInput {
-                    var dx = [Float](repeating: 0, count: count * inputs)
-                    g.withUnsafeBufferPointer { gp in
-                        parameters[w].withUnsafeBufferPointer { wp in
-                            dx.withUnsafeMutableBufferPointer { dp in
-                                // dx [B, in] = g [B, out] · W [out, in]
-                                BLAS.gemm(transposeA: false, transposeB: false, m: count, n: inputs, k: outputs,
-                                          a: gp.baseAddress!, lda: outputs, b: wp.baseAddress!, ldb: inputs,
-                                          c: dp.baseAddress!, ldc: inputs)
-                            }
-                        }
-                    }
-                    g = dx
+                guard needsInput else { break }
+                let dxp = dx.reserve(count * inputs)
+                parameters[w].withUnsafeBufferPointer { wp in
+                    // dx [B, in] = g [B, out] · W [out, in]
+                    BLAS.gemm(transposeA: false, transposeB: false, m: count, n: inputs, k: outputs,
+                              a: gp, lda: outputs, b: wp.baseAddress!, ldb: inputs, c: dxp, ldc: inputs)
                 }
+                swap(&g, &dx)
             case .conv(let w, let b, let c, let oc, let h, let wd):
                 // Moved out and back (not copied) so the two inout arguments do not overlap.
                 var dw = [Float](), db = [Float]()
                 swap(&dw, &gradients[w])
                 swap(&db, &gradients[b])
-                g = convBackward(g, columns: trace.columns[i]!, count: count, weights: parameters[w],
-                                 dWeights: &dw, dBias: &db, channels: c, outChannels: oc,
-                                 height: h, width: wd, needsInput: needsInput)
+                convBackward(gp, op: i, count: count, weights: parameters[w], dWeights: &dw, dBias: &db,
+                             channels: c, outChannels: oc, height: h, width: wd,
+                             inputGradient: needsInput ? dx.reserve(count * c * h * wd) : nil, workspace: workspace)
                 swap(&dw, &gradients[w])
                 swap(&db, &gradients[b])
-            case .maxpool(let c, let h, let wd):
-                var dx = [Float](repeating: 0, count: count * c * h * wd)
-                let winners = trace.argmax[i]!
-                dx.withUnsafeMutableBufferPointer { dp in
-                    for (k, source) in winners.enumerated() { dp[source] += g[k] }
-                }
-                g = dx
+                if needsInput { swap(&g, &dx) }
+            case .maxpool:
+                guard needsInput else { break }
+                let n = count * sizes[i]
+                let dxp = dx.reserve(n)
+                dxp.update(repeating: 0, count: n)
+                let winners = workspace.argmax[i].base
+                for k in 0..<(count * sizes[i + 1]) { dxp[Int(winners[k])] += gp[k] }
+                swap(&g, &dx)
             case .relu:
-                let y = trace.activations[i + 1]
-                g.withUnsafeMutableBufferPointer { gp in
-                    y.withUnsafeBufferPointer { yp in
-                        for k in gp.indices where !(yp[k] > 0) { gp[k] = 0 }
-                    }
+                guard needsInput else { break }
+                // Both loads before the select: a load inside `?:` is conditional, so the
+                // compiler emits a branch, which the predictor gets wrong half the time.
+                let y = workspace.activation(i + 1), n = count * sizes[i]
+                let dxp = dx.reserve(n)
+                for k in 0..<n {
+                    let (gk, yk) = (gp[k], y[k])
+                    dxp[k] = yk > 0 ? gk : 0
                 }
+                swap(&g, &dx)
             case .flatten:
                 break
             }
         }
-        return gradients
     }
 
     /// Gradients of a 3×3 convolution from its output gradient `g` [B, outC, H·W]: weights and
-    /// bias accumulate; returns the input gradient [B, C, H, W] (empty when not needed).
-    private func convBackward(_ g: [Float], columns: [Float], count: Int, weights: [Float],
+    /// bias accumulate; the input gradient [B, C, H, W] goes to `inputGradient` when given.
+    private func convBackward(_ g: UnsafePointer<Float>, op: Int, count: Int, weights: [Float],
                               dWeights: inout [Float], dBias: inout [Float], channels: Int, outChannels: Int,
-                              height: Int, width: Int, needsInput: Bool) -> [Float] {
+                              height: Int, width: Int, inputGradient: UnsafeMutablePointer<Float>?,
+                              workspace: Workspace) {
         let pixels = height * width
         let stride = count * pixels
         let inner = channels * 9
+        let columns = UnsafePointer(workspace.columns(op).base)
         // sgemm's layout: [outC, B·H·W].
-        var g2 = [Float](repeating: 0, count: outChannels * stride)
-        g.withUnsafeBufferPointer { gp in
-            g2.withUnsafeMutableBufferPointer { tp in
-                for b in 0..<count {
-                    for o in 0..<outChannels {
-                        (tp.baseAddress! + o * stride + b * pixels)
-                            .update(from: gp.baseAddress! + (b * outChannels + o) * pixels, count: pixels)
-                    }
-                }
+        let g2 = workspace.product.reserve(outChannels * stride)
+        for b in 0..<count {
+            for o in 0..<outChannels {
+                (g2 + o * stride + b * pixels).update(from: g + (b * outChannels + o) * pixels, count: pixels)
             }
         }
-        g2.withUnsafeBufferPointer { tp in
-            columns.withUnsafeBufferPointer { cp in
-                dWeights.withUnsafeMutableBufferPointer { dw in
-                    BLAS.gemm(transposeA: false, transposeB: true, m: outChannels, n: inner, k: stride,
-                              a: tp.baseAddress!, lda: stride, b: cp.baseAddress!, ldb: stride,
-                              beta: 1, c: dw.baseAddress!, ldc: inner)
-                }
-            }
-            dBias.withUnsafeMutableBufferPointer { db in
-                for o in 0..<outChannels {
-                    var s: Float = 0
-                    for k in 0..<stride { s += tp[o * stride + k] }
-                    db[o] += s
-                }
-            }
+        dWeights.withUnsafeMutableBufferPointer { dw in
+            BLAS.gemm(transposeA: false, transposeB: true, m: outChannels, n: inner, k: stride,
+                      a: g2, lda: stride, b: columns, ldb: stride, beta: 1, c: dw.baseAddress!, ldc: inner)
         }
-        guard needsInput else { return [] }
-        var dColumns = [Float](repeating: 0, count: inner * stride)
-        g2.withUnsafeBufferPointer { tp in
-            weights.withUnsafeBufferPointer { wp in
-                dColumns.withUnsafeMutableBufferPointer { dp in
-                    BLAS.gemm(transposeA: true, transposeB: false, m: inner, n: stride, k: outChannels,
-                              a: wp.baseAddress!, lda: inner, b: tp.baseAddress!, ldb: stride,
-                              c: dp.baseAddress!, ldc: stride)
-                }
-            }
+        for o in 0..<outChannels {
+            var s: Float = 0
+            for k in 0..<stride { s += g2[o * stride + k] }
+            dBias[o] += s
         }
-        return Network.col2im(dColumns, count: count, channels: channels, height: height, width: width)
+        guard let inputGradient else { return }
+        let dColumns = workspace.columnGradient.reserve(inner * stride)
+        weights.withUnsafeBufferPointer { wp in
+            BLAS.gemm(transposeA: true, transposeB: false, m: inner, n: stride, k: outChannels,
+                      a: wp.baseAddress!, lda: inner, b: g2, ldb: stride, c: dColumns, ldc: stride)
+        }
+        Network.col2im(dColumns, count: count, channels: channels, height: height, width: width, into: inputGradient)
     }
 
-    /// The adjoint of ``im2col``: sums every column entry back onto the pixel it was copied from.
-    static func col2im(_ cols: [Float], count: Int, channels: Int, height: Int, width: Int) -> [Float] {
+    /// The adjoint of ``im2col(_:count:channels:height:width:into:)``: sums every column entry
+    /// back onto the pixel it was copied from.
+    static func col2im(_ cols: UnsafePointer<Float>, count: Int, channels: Int, height: Int, width: Int,
+                       into x: UnsafeMutablePointer<Float>) {
         let pixels = height * width
         let stride = count * pixels
-        var x = [Float](repeating: 0, count: count * channels * pixels)
-        cols.withUnsafeBufferPointer { cp in
-            x.withUnsafeMutableBufferPointer { xp in
-                for c in 0..<channels {
-                    for ky in 0..<3 {
-                        for kx in 0..<3 {
-                            let row = cp.baseAddress! + ((c * 3 + ky) * 3 + kx) * stride
-                            let dx = kx - 1
-                            let lo = max(0, -dx), hi = min(width, width - dx)
-                            for b in 0..<count {
-                                let plane = xp.baseAddress! + (b * channels + c) * pixels
-                                for y in 0..<height {
-                                    let sy = y + ky - 1
-                                    guard sy >= 0 && sy < height else { continue }
-                                    let src = row + b * pixels + y * width
-                                    let dst = plane + sy * width + dx
-                                    for xx in lo..<hi { dst[xx] += src[xx] }
-                                }
-                            }
+        x.update(repeating: 0, count: count * channels * pixels)
+        for c in 0..<channels {
+            for ky in 0..<3 {
+                for kx in 0..<3 {
+                    let row = cols + ((c * 3 + ky) * 3 + kx) * stride
+                    let dx = kx - 1
+                    let lo = max(0, -dx), hi = min(width, width - dx)
+                    for b in 0..<count {
+                        let plane = x + (b * channels + c) * pixels
+                        for y in 0..<height {
+                            let sy = y + ky - 1
+                            guard sy >= 0 && sy < height else { continue }
+                            let src = row + b * pixels + y * width
+                            let dst = plane + sy * width + dx
+                            for xx in lo..<hi { dst[xx] += src[xx] }
                         }
                     }
                 }
             }
         }
-        return x
     }
 }
