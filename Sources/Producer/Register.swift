@@ -4,7 +4,7 @@ import SuccessiveRefinement
 
 struct Register: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Register a matrix in the operand store and print its SHA-256 digest.",
+        abstract: "Register a matrix or a network in the operand store and print its SHA-256 digest.",
         discussion: """
             The matrix (a float32 or float64 .npy file, C order, finite values) is stored once, \
             content-addressed, and NAME points to it. Jobs then name it (--matrix NAME) and \
@@ -15,7 +15,10 @@ struct Register: ParsableCommand {
     var name: String
 
     @Option(help: ArgumentHelp("The matrix as a .npy file.", valueName: "path"))
-    var matrix: String
+    var matrix: String?
+
+    @Option(help: ArgumentHelp("A network: a model directory (model.json + model.safetensors) or a .safetensors file with the manifest in its metadata.", valueName: "dir|file"))
+    var model: String?
 
     @OptionGroup var storeOptions: StoreOptions
 
@@ -23,11 +26,14 @@ struct Register: ParsableCommand {
         guard OperandStore.isValidName(name) else {
             throw ValidationError("'\(name)' is not a valid name: use 1–128 letters, digits, '.', '_' or '-', not starting with '.'")
         }
+        guard (matrix == nil) != (model == nil) else { throw ValidationError("give exactly one of --matrix and --model") }
     }
 
     func run() throws {
-        let a = try Npy.readMatrix(contentsOf: matrix)
-        let digest = try storeOptions.operandStore.register(a, name: name)
-        print(digest)
+        if let model {
+            print(try storeOptions.operandStore.register(model: Model.load(from: model), name: name))
+        } else if let matrix {
+            print(try storeOptions.operandStore.register(Npy.readMatrix(contentsOf: matrix), name: name))
+        }
     }
 }

@@ -37,3 +37,17 @@ struct AccuracyFloorTests {
         #expect(accuracy >= 0.94, "accuracy \(accuracy)")
     }
 }
+
+@Suite struct ModelStoreTests {
+    @Test func registeredModelsLoadByNameAndDigestUnchanged() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("sr-models-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let store = OperandStore(root: root)
+        let model = try RealData.model("mnist-5k-mlp")
+        let digest = try store.register(model: model, name: "digits")
+        #expect(try store.resolveModel("digits") == digest)
+        #expect(try store.loadModel(digest: digest) == model)
+        #expect(try store.register(model: model, name: nil) == digest)   // content-addressed
+        #expect(throws: StoreError.self) { try store.loadModel(digest: String(repeating: "0", count: 64)) }
+    }
+}

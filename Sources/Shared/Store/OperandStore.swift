@@ -56,7 +56,8 @@ public struct OperandStore: Sendable {
 
     /// The digest for a name or a digest (a 64-hex string is taken as a digest if present).
     public func resolve(_ reference: String) throws(StoreError) -> String {
-        if Self.isDigest(reference), FileManager.default.fileExists(atPath: objectPath(reference)) {
+        if Self.isDigest(reference), FileManager.default.fileExists(atPath: objectPath(reference))
+            || FileManager.default.fileExists(atPath: "\(root)/objects/\(reference).safetensors") {
             return reference
         }
         guard Self.isValidName(reference) else {
