@@ -1,0 +1,108 @@
+// The aggregator's per-job logic for distributed inference, as a pure state machine (no I/O,
+// time passed in): per-sample logits in, exit decisions, next-resolution work and the deadline
+// answer out. The messaging around it (tasks, partials, outputs) is the next step of issue C.
+
+/// One inference job over `sampleCount` samples and R resolutions. After a block of samples
+/// arrives at resolution r, each sample is decided by the exit rule (or by reaching R); only
+/// the undecided ones are asked for at r + 1 — frozen samples cost nothing more. At the
+/// deadline every sample has an answer: its label at the best resolution it reached.
+public struct InferenceAggregation: Sendable {
+    /// What the caller must do after an input.
+    public enum Action: Sendable, Equatable {
+        /// Request resolution `resolution` for these samples (publish their tasks).
+        case evaluate(resolution: Int, samples: [Int])
+        /// These samples changed (new resolution or decided): publish a refinement.
+        case refined(samples: [Int])
+        /// Every sample is decided (status complete) or the deadline fired (status deadline):
+        /// publish the final answer and close the job.
+        case finish(OutputStatus)
+    }
+
+    /// Where one sample stands.
+    public struct Sample: Sendable, Equatable {
+        /// Logits at `resolution` (empty before the first one arrives).
+        public var logits: [Double] = []
+        /// The best resolution reached so far (0 = none yet).
+        public var resolution = 0
+        /// True once the exit rule (or resolution R) froze it.
+        public var decided = false
+        /// argmax of `logits` (-1 before any).
+        public var label: Int { logits.indices.max { logits[$0] < logits[$1] } ?? -1 }
+        /// top-1 minus top-2 logit (0 before any or for one class).
+        public var margin: Double {
+            let sorted = logits.sorted(by: >)
+            return sorted.count >= 2 ? sorted[0] - sorted[1] : 0
+        }
+    }
+
+    public let job: String
+    public let resolutions: Int
+    public let rule: ExitRule
+    public let deadlineMs: Int64
+    public private(set) var samples: [Sample]
+    /// Samples asked for at each resolution and not answered yet.
+    var outstanding: [Int: Set<Int>] = [:]
+    public private(set) var closedWith: OutputStatus?
+    /// (sample, resolution) pairs that were never requested because the sample was decided.
+    public private(set) var skipped = 0
+
+    /// A new job; returns the first action: evaluate every sample at resolution 1.
+    public init(job: String, sampleCount: Int, resolutions: Int, rule: ExitRule, deadlineMs: Int64) {
+        precondition(sampleCount >= 1 && resolutions >= 1)
+        self.job = job
+        self.resolutions = resolutions
+        self.rule = rule
+        self.deadlineMs = deadlineMs
+        self.samples = Array(repeating: Sample(), count: sampleCount)
+        self.outstanding[1] = Set(0..<sampleCount)
+    }
+
+    /// The request that starts the job.
+    public var initialAction: Action { .evaluate(resolution: 1, samples: Array(0..<samples.count)) }
+
+    public var isClosed: Bool { closedWith != nil }
+
+    /// Logits for `indices` at `resolution` (one row per index). Duplicates and answers for
+    /// samples not asked at that resolution are ignored (at-least-once delivery).
+    public mutating func receive(resolution r: Int, indices: [Int], logits: [[Double]]) throws(WireError) -> [Action] {
+        guard !isClosed else { return [] }
+        guard indices.count == logits.count, (1...resolutions).contains(r) else {
+            throw WireError("job \(job): \(indices.count) indices with \(logits.count) logit rows at resolution \(r) of \(resolutions)")
+        }
+        var changed: [Int] = [], next: [Int] = []
+        for (i, s) in indices.enumerated() {
+            guard logits[i].allSatisfy(\.isFinite), !logits[i].isEmpty else {
+                throw WireError("job \(job): sample \(s) has non-finite or empty logits")
+            }
+            guard samples.indices.contains(s), outstanding[r]?.remove(s) != nil else { continue }
+            let previous = samples[s].logits.isEmpty ? nil : samples[s].logits
+            samples[s].logits = logits[i]
+            samples[s].resolution = r
+            if r == resolutions || rule.decides(logits[i], previous: previous, resolution: r) {
+                samples[s].decided = true
+                skipped += resolutions - r
+            } else {
+                next.append(s)
+            }
+            changed.append(s)
+        }
+        var actions: [Action] = []
+        if !changed.isEmpty { actions.append(.refined(samples: changed)) }
+        if !next.isEmpty {
+            outstanding[r + 1, default: []].formUnion(next)
+            actions.append(.evaluate(resolution: r + 1, samples: next))
+        }
+        if samples.allSatisfy(\.decided) {
+            closedWith = .complete
+            actions.append(.finish(.complete))
+        }
+        return actions
+    }
+
+    /// The deadline fired: finish with every sample's best answer so far, exactly once.
+    public mutating func deadlineFired(nowMs: Int64) -> [Action] {
+        guard !isClosed else { return [] }
+        closedWith = .deadline
+        return [.finish(.deadline)]
+    }
+}
