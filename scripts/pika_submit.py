@@ -17,20 +17,9 @@ import uuid
 import numpy as np
 import pika
 
-
-def chunks(v, p):
-    """PAPER.md §2: sign-magnitude, truncation toward zero. int64 array (m, *v.shape)."""
-    assert np.all(np.abs(v) < 2.0 ** p[0])
-    s = np.sign(v)
-    u = np.abs(v) / 2.0 ** p[0]
-    u = u - np.floor(u)
-    out = []
-    for i in range(1, len(p)):
-        u = u * 2.0 ** (p[i - 1] - p[i])
-        c = np.floor(u)
-        u = u - c
-        out.append((s * c).astype(np.int64))
-    return np.stack(out)
+# The same sign-magnitude split as the numpy cross-check (PAPER.md §2).
+sys.path.insert(0, __import__('os').path.dirname(__file__))
+from numpy_reference import chunks  # noqa: E402
 
 
 def fitted(v, m, b):

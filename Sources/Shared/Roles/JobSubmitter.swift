@@ -74,8 +74,11 @@ public struct JobSubmitter: Sendable {
                             layers: request.schedule.layers.map { $0.map { [$0.a, $0.x] } },
                             rowBlock: max(1, min(request.rowBlock, a.rows)), createdMs: now, deadlineMs: now + max(1, deadlineMs))
         let chunked = try decomposed ?? ChunkedOperand(decomposing: a, partition: request.partitionA)
-        // Fails early (with the accumulator's message) when the exact sums would not fit.
-        _ = try LayeredProduct(matrix: chunked, vectors: request.vectors, partitionX: request.partitionX, schedule: request.schedule)
+        // Fails early (with the accumulator's message) when the exact sums would not fit. Only the
+        // check: x is decomposed once, by the planner below.
+        _ = try ResolutionAccumulator(schedule: request.schedule, partitionA: request.partitionA,
+                                      partitionX: request.partitionX, rows: 1, vectors: 1,
+                                      innerDimension: a.columns, bounds: nil)
         var inline: Matrix<Double>?
         if case .inline(let m) = request.operand { inline = m }
         return try JobPlanner.plan(job, matrix: chunked, vectors: request.vectors, inlineMatrix: inline, nowMs: now)

@@ -3,7 +3,7 @@
 
 /// Exchange and queue names and their declarations.
 public enum Topology {
-    /// Job records (open, submit) → the aggregator. Direct exchange.
+    /// Job open records → the aggregator. Direct exchange.
     public static let jobsExchange = "sr.jobs"
     public static let jobsQueue = "sr.jobs"
     /// Mini-job tasks → consumers, by layer priority (classic queue; quorum queues have 2 levels).
@@ -51,7 +51,6 @@ public enum Topology {
 
     public static let bindings: [BindingSpec] = [
         BindingSpec(queue: jobsQueue, exchange: jobsExchange, routingKey: "open"),
-        BindingSpec(queue: jobsQueue, exchange: jobsExchange, routingKey: "submit"),
         BindingSpec(queue: deadQueue, exchange: deadLetterExchange, routingKey: ""),
     ]
 
