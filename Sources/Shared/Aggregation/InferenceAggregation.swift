@@ -1,6 +1,6 @@
 // The aggregator's per-job logic for distributed inference, as a pure state machine (no I/O,
 // time passed in): per-sample logits in, exit decisions, next-resolution work and the deadline
-// answer out. The messaging around it (tasks, partials, outputs) is the next step of issue C.
+// answer out. AggregatorService turns its actions into tasks and outputs.
 
 /// One inference job over `sampleCount` samples and R resolutions. After a block of samples
 /// arrives at resolution r, each sample is decided by the exit rule (or by reaching R); only
@@ -26,13 +26,10 @@ public struct InferenceAggregation: Sendable {
         public var resolution = 0
         /// True once the exit rule (or resolution R) froze it.
         public var decided = false
-        /// argmax of `logits` (-1 before any).
-        public var label: Int { logits.indices.max { logits[$0] < logits[$1] } ?? -1 }
-        /// top-1 minus top-2 logit (0 before any or for one class).
-        public var margin: Double {
-            let sorted = logits.sorted(by: >)
-            return sorted.count >= 2 ? sorted[0] - sorted[1] : 0
-        }
+        /// The predicted class, as the exit rules see it (-1 before any logits).
+        public var label: Int { logits.isEmpty ? -1 : ExitRule.predictedClass(logits) }
+        /// top-1 minus top-2 logit, |z| for a single logit (0 before any).
+        public var margin: Double { logits.isEmpty ? 0 : ExitRule.logitMargin(logits) }
     }
 
     public let job: String

@@ -36,6 +36,9 @@ public struct ModelManifest: Sendable, Equatable, Codable {
     public var activationGrid: Int?
     /// Class names (optional), index = label.
     public var classes: [String]?
+    /// Early-exit rules calibrated for this network (`srproduce model calibrate`), in their
+    /// text form (`ExitRule(parsing:)`); the first is the one `srproduce infer` uses by default.
+    public var exitRules: [String]?
 
     public init(input: [Int], layers: [LayerSpec], resolutions: Int, bitsPerUpgrade: Int,
                 partitions: [String: [Int]] = [:], activationGrid: Int? = nil, classes: [String]? = nil) {

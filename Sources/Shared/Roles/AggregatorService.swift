@@ -1,5 +1,5 @@
 // The aggregator role: job opens, partials and deadlines in; refinements out (one log line
-// each). Inputs stay unacknowledged until their job's final output is confirmed, so a crashed
+// each). Mat-vec jobs here; inference jobs in AggregatorService+Inference.swift. Inputs stay unacknowledged until their job's final output is confirmed, so a crashed
 // aggregator loses nothing: on restart the broker redelivers them and the state rebuilds.
 import Logging
 import ServiceLifecycle
@@ -96,6 +96,11 @@ extension AggregatorService {
     struct Core {
         let service: AggregatorService
         var jobs: [String: JobAggregation] = [:]
+        /// Inference jobs (AggregatorService+Inference.swift).
+        var inferences: [String: InferenceJobState] = [:]
+        var waitingInferencePartials: [String: [(InferencePartial, Int64)]] = [:]
+        /// Tasks of open inference jobs whose publish failed: retried every tick.
+        var unsentTasks: [String: [Message]] = [:]
         var held: [String: [(Delivery, Subscription)]] = [:]
         var waitingPartials: [String: [(PartialMessage, Int64)]] = [:]
         var waitingDeadlines: [String: Int64] = [:]
@@ -103,7 +108,7 @@ extension AggregatorService {
         var closedOrder: [String] = []
         /// Final outputs whose publish failed: retried every tick; their jobs' inputs stay held
         /// (unacknowledged) until one is confirmed, so a failure never loses the job.
-        var unpublished: [String: OutputMessage] = [:]
+        var unpublished: [String: FinalOutput] = [:]
 
         init(service: AggregatorService) { self.service = service }
 
@@ -124,6 +129,7 @@ extension AggregatorService {
         }
 
         mutating func open(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
+            if d.message.kind == InferenceOpen.kind { return await openInference(d, sub, now) }
             let record: OpenRecord
             let agg: JobAggregation
             do {
@@ -155,6 +161,7 @@ extension AggregatorService {
         }
 
         mutating func partial(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
+            if d.message.kind == InferencePartial.kind { return await inferencePartial(d, sub, now) }
             let p: PartialMessage
             do { p = try PartialMessage(decoding: d.message) } catch {
                 return await deadLetter(d, sub, Topology.partialsQueue, "invalid partial: \(error)")
@@ -204,16 +211,19 @@ extension AggregatorService {
             held[m.job, default: []].append((d.forAck, sub))
             if jobs[m.job] != nil {
                 await apply(m.job) { $0.deadlineFired(nowMs: now) }
+            } else if inferences[m.job] != nil {
+                await applyInference(m.job, now) { $0.deadlineFired(nowMs: now) }
             } else {
                 waitingDeadlines[m.job] = now
             }
         }
 
         mutating func tick(_ now: Int64) async {
-            for (id, output) in unpublished where await emit(output) {
+            for (id, output) in unpublished where await output.publish(with: self) {
                 unpublished[id] = nil
                 await close(id)
             }
+            await retryUnsentTasks()
             let grace = Self.ms(service.configuration.safetyGrace)
             for (id, agg) in jobs where !agg.isClosed && now > agg.job.deadlineMs &+ grace {
                 service.counters.withLock { $0.safetyTimerFirings += 1 }
@@ -221,12 +231,20 @@ extension AggregatorService {
                                metadata: ["job.id": "\(id)", "late_ms": "\(now - agg.job.deadlineMs)"])
                 await apply(id) { $0.deadlineFired(nowMs: now) }
             }
+            for (id, state) in inferences where !state.aggregation.isClosed && now > state.job.deadlineMs &+ grace {
+                service.counters.withLock { $0.safetyTimerFirings += 1 }
+                logger.warning("deadline message late; firing from the safety timer",
+                               metadata: ["job.id": "\(id)", "late_ms": "\(now - state.job.deadlineMs)"])
+                await applyInference(id, now) { $0.deadlineFired(nowMs: now) }
+            }
             let unknownGrace = Self.ms(service.configuration.unknownJobGrace)
             let staleIDs = Set(waitingPartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
+                .union(waitingInferencePartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
                 .union(waitingDeadlines.filter { $0.value + unknownGrace < now }.keys)
             for id in staleIDs {
                 logger.warning("dropping inputs of a job that was never opened", metadata: ["job.id": "\(id)"])
                 waitingPartials[id] = nil
+                waitingInferencePartials[id] = nil
                 waitingDeadlines[id] = nil
                 for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
             }
@@ -242,7 +260,7 @@ extension AggregatorService {
                 switch action {
                 case .emit(let output):
                     if !(await emit(output)) && output.status != .partial {
-                        unpublished[id] = output
+                        unpublished[id] = .matVec(output)
                         finalFailed = true
                     }
                 case .close:
@@ -254,6 +272,8 @@ extension AggregatorService {
         /// Forgets a finished job and acknowledges its inputs — only once its final output is confirmed.
         mutating func close(_ id: String) async {
             jobs[id] = nil
+            inferences[id] = nil
+            unsentTasks[id] = nil
             remember(id)
             for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
         }

@@ -112,10 +112,41 @@ public struct OutputWatcher: Sendable {
         return OutputWatcher(subscription: try await transport.subscribe(queue: queue, prefetch: 0))
     }
 
-    /// The next output, or nil when none arrives within `limit`.
+    /// The next mat-vec output, or nil when none arrives within `limit`.
     public func next(within limit: Duration) async throws -> OutputMessage? {
-        try await withThrowingTaskGroup(of: OutputMessage?.self) { group in
-            group.addTask { try await next() }
+        try await within(limit) { try await next() }
+    }
+
+    /// The next mat-vec output (acked on receipt; outputs are informational copies).
+    public func next() async throws -> OutputMessage? {
+        while let m = try await nextMessage() {
+            if let o = try? OutputMessage(decoding: m) { return o }
+        }
+        return nil
+    }
+
+    /// The next inference output, or nil when none arrives within `limit`.
+    public func nextInference(within limit: Duration) async throws -> InferenceOutput? {
+        try await within(limit) {
+            while let m = try await nextMessage() {
+                if let o = try? InferenceOutput(decoding: m) { return o }
+            }
+            return nil
+        }
+    }
+
+    /// The next message of any kind, acked on receipt.
+    func nextMessage() async throws -> Message? {
+        for try await d in subscription.deliveries {
+            try await subscription.ack(d)
+            return d.message
+        }
+        return nil
+    }
+
+    func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T?) async throws -> T? {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
             group.addTask {
                 try await Task.sleep(for: limit)
                 return nil
@@ -124,14 +155,5 @@ public struct OutputWatcher: Sendable {
             group.cancelAll()
             return first
         }
-    }
-
-    /// The next output (acked on receipt; outputs are informational copies).
-    public func next() async throws -> OutputMessage? {
-        for try await d in subscription.deliveries {
-            try await subscription.ack(d)
-            if let o = try? OutputMessage(decoding: d.message) { return o }
-        }
-        return nil
     }
 }

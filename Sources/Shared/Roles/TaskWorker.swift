@@ -1,5 +1,5 @@
-// The consumer role: takes tasks by layer priority, skips dead work, computes, publishes the
-// partial with a confirm, then acks. Stateless with respect to jobs; any replica can die.
+// The consumer role: takes tasks (mat-vec chunk products or inference samples) by priority,
+// skips dead work, computes, publishes the partial with a confirm, then acks. Stateless with respect to jobs; any replica can die.
 import Logging
 import Synchronization
 import ServiceLifecycle
@@ -28,6 +28,7 @@ public final class TaskWorker: Service, Sendable {
 
     let transport: any Transport
     let computer: TaskComputer
+    let inference: InferenceComputer
     let configuration: Configuration
     let logger: Logger
     let blocking: BlockingWork
@@ -37,7 +38,9 @@ public final class TaskWorker: Service, Sendable {
     public init(transport: any Transport, store: OperandStore, configuration: Configuration, logger: Logger,
                 wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
         self.transport = transport
-        self.computer = TaskComputer(store: store, cache: PlaneCache(capacityBytes: configuration.cacheBytes))
+        let cache = PlaneCache(capacityBytes: configuration.cacheBytes)
+        self.computer = TaskComputer(store: store, cache: cache)
+        self.inference = InferenceComputer(store: store, cache: cache)
         self.configuration = configuration
         self.logger = logger
         self.blocking = BlockingWork(label: "sr.worker.\(configuration.name)")
@@ -71,30 +74,68 @@ public final class TaskWorker: Service, Sendable {
         await subscription.cancel()
     }
 
+    /// A decoded task of either kind.
+    enum Work: Sendable {
+        case matVec(TaskMessage)
+        case inference(InferenceTask)
+
+        init(decoding message: Message) throws(WireError) {
+            if message.kind == InferenceTask.kind {
+                self = .inference(try InferenceTask(decoding: message))
+            } else {
+                self = .matVec(try TaskMessage(decoding: message))
+            }
+        }
+
+        var job: String {
+            switch self {
+            case .matVec(let t): t.job
+            case .inference(let t): t.job
+            }
+        }
+        var task: String {
+            switch self {
+            case .matVec(let t): t.task
+            case .inference(let t): t.task
+            }
+        }
+        var deadlineMs: Int64 {
+            switch self {
+            case .matVec(let t): t.deadlineMs
+            case .inference(let t): t.deadlineMs
+            }
+        }
+    }
+
     func handle(_ delivery: Delivery, _ subscription: Subscription) async {
-        let task: TaskMessage
+        let work: Work
         do {
-            task = try TaskMessage(decoding: delivery.message)
+            work = try Work(decoding: delivery.message)
         } catch {
             await deadLetter(delivery, subscription, reason: "undecodable task: \(error)")
             return
         }
         var log = logger
-        log[metadataKey: "job.id"] = "\(task.job)"
-        log[metadataKey: "task.id"] = "\(task.task)"
-        if wallClock() > task.deadlineMs {
+        log[metadataKey: "job.id"] = "\(work.job)"
+        log[metadataKey: "task.id"] = "\(work.task)"
+        if wallClock() > work.deadlineMs {
             counters.withLock { $0.skippedPastDeadline += 1 }
             log.debug("skipped: past its deadline")
             try? await subscription.ack(delivery)
             return
         }
         do {
-            let computer = self.computer, name = configuration.name
-            let partial = try await blocking.run { try computer.compute(task, worker: name) }
-            try await transport.publish(partial.encode(), exchange: "", routingKey: Topology.partialsQueue)
+            let computer = self.computer, inference = self.inference, name = configuration.name
+            let partial = try await blocking.run { () throws -> Message in
+                switch work {
+                case .matVec(let t): try computer.compute(t, worker: name).encode()
+                case .inference(let t): try inference.compute(t, worker: name).encode()
+                }
+            }
+            try await transport.publish(partial, exchange: "", routingKey: Topology.partialsQueue)
             counters.withLock {
                 $0.computed += 1
-                if configuration.recordOrder { $0.order.append(task.task) }
+                if configuration.recordOrder { $0.order.append(work.task) }
             }
             try await subscription.ack(delivery)
         } catch let error as WireError {

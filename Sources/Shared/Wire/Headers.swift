@@ -27,6 +27,12 @@ public enum Header {
     public static let maxBound = "sr-max-bound"
     public static let deadReason = "sr-dead-reason"
     public static let lateMilliseconds = "sr-late-ms"
+    // Inference jobs.
+    public static let model = "sr-model"
+    public static let images = "sr-images"
+    public static let samples = "sr-samples"
+    public static let inputPartition = "sr-input-partition"
+    public static let classes = "sr-classes"
 
     public static let currentVersion: Int64 = 1
 }
@@ -76,6 +82,15 @@ struct HeaderReader {
 }
 
 extension Message {
+    /// The `sr-kind` header (nil when absent): how roles tell message kinds apart on one queue.
+    var kind: String? {
+        switch headers[Header.kind] {
+        case .string(let s): s
+        case .bytes(let b): String(decoding: b, as: UTF8.self)
+        default: nil
+        }
+    }
+
     /// A message of wire format version 1 of the given kind.
     static func wire(kind: String, headers: [String: HeaderValue], body: [UInt8] = [],
                      priority: UInt8? = nil, expiration: Duration? = nil, messageID: String? = nil) -> Message {

@@ -1,0 +1,147 @@
+// `srproduce infer`: classify images on the worker pool by successive refinement — a coarse
+// label for every image early, refined only where the exit rule is not yet sure, and every
+// image answered (best label, resolution reached, margin) when the deadline fires.
+import ArgumentParser
+import Foundation
+import Logging
+import SuccessiveRefinement
+
+struct Infer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Classify images with a registered network under a deadline, refining only uncertain images.",
+        discussion: """
+            Every image is evaluated exactly at resolution 1 first (tasks of --block images, \
+            priority by resolution); after each answer the aggregator applies the exit rule per \
+            image and asks for the next resolution only for the undecided ones. When all are \
+            decided — or the deadline fires — it publishes the final answer: for every image its \
+            best label, the resolution reached (0 if none arrived in time) and its margin.
+
+            Images: an IDX images file (e.g. data/fashion-mnist/t10k-images-idx3-ubyte, pixels \
+            scaled to [0, 1]), a CIFAR-10 .bin batch, an MNIST .csv, or a .npy array (N × input \
+            size, used as is). With labels (--labels, or inline in .bin/.csv) --wait reports accuracy.
+
+            Exit rules: margin:T1,T2,… (top-1 minus top-2 logit ≥ T_r), entropy:T1,… (softmax \
+            entropy ≤ T_r), stability:T1,… (same label as at r − 1 and margin ≥ T_r), none (every \
+            image to R). One threshold per resolution, the last repeating. A family alone \
+            (e.g. margin) takes the model's calibrated thresholds (`srproduce model calibrate`); \
+            the default is the model's first calibrated rule, else none.
+            """)
+
+    @Option(help: ArgumentHelp("A registered model (name or digest), or a model directory / .safetensors file (registered first).", valueName: "name|path"))
+    var model: String
+
+    @Option(help: ArgumentHelp("The images to classify.", valueName: "path"))
+    var images: String
+
+    @Option(help: ArgumentHelp("Labels for the images: an IDX labels file or a .npy vector (for the accuracy report).", valueName: "path"))
+    var labels: String?
+
+    @Option(help: "Number of images to classify (default: all from --first on).")
+    var count: Int?
+
+    @Option(help: "Index of the first image to classify.")
+    var first: Int = 0
+
+    @Option(help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 5s.", valueName: "duration"))
+    var deadline: Duration
+
+    @Option(name: .customLong("exit"), help: ArgumentHelp("Exit rule: FAMILY:T1,T2,…, a family alone (the model's calibrated thresholds), or none.", valueName: "rule"))
+    var exitRule: String?
+
+    @Option(help: "Images per task at resolution 1.")
+    var block: Int = 100
+
+    @Flag(help: "Wait for the refinements, print progress and the final answer.")
+    var wait = false
+
+    @Flag(help: "With --wait: one JSON object per refinement, then the final answer as JSON.")
+    var json = false
+
+    @Option(help: ArgumentHelp("With --wait: write the final answer (JSON) to this file.", valueName: "path"))
+    var out: String?
+
+    @Option(help: ArgumentHelp("Job id (default: generated).", valueName: "id"))
+    var id: String?
+
+    @OptionGroup var brokerOptions: BrokerOptions
+    @OptionGroup var storeOptions: StoreOptions
+
+    func validate() throws {
+        guard (1...InferenceTask.maxIndices).contains(block) else { throw ValidationError("--block must be in 1...\(InferenceTask.maxIndices)") }
+        if let count, count < 1 { throw ValidationError("--count must be ≥ 1") }
+        guard first >= 0 else { throw ValidationError("--first must be ≥ 0") }
+        if (out != nil || json) && !wait { throw ValidationError("--out and --json need --wait") }
+        if let id, !MatVecJob.isValidID(id) { throw ValidationError("--id must be 1–64 letters, digits, '-' or '_'") }
+    }
+
+    func run() async throws {
+        let store = storeOptions.operandStore
+        let (digest, network) = try Self.model(model, store: store)
+        let file = try ImageFile.read(images, labelsPath: labels, first: first, count: count)
+        let rule = try Self.rule(exitRule, manifest: network.manifest)
+        let request = InferenceRequest(model: digest, network: network, images: file.samples, rule: rule,
+                                       deadline: deadline, blockSize: block, id: id)
+        let job = try InferenceSubmitter(transport: NoTransport(), store: store).prepare(request)   // before connecting
+        let transport = try await Connector.connect(brokerOptions.url, logger: Logger(label: "srproduce"))
+        do {
+            let watcher = wait ? try await OutputWatcher.watch([job.id], on: transport) : nil
+            try await InferenceSubmitter(transport: transport, store: store).publish(job)
+            if !json {
+                print("job \(job.id): \(job.samples) images, R = \(job.resolutions), exit \(job.exitRule), deadline \(deadline)")
+            }
+            if let watcher {
+                var progress = InferenceProgress(job: job, labels: file.labels, classNames: network.manifest.classes)
+                try await follow(watcher, &progress)
+            }
+        } catch {
+            await transport.close()
+            throw error
+        }
+        await transport.close()
+    }
+
+    func follow(_ watcher: OutputWatcher, _ progress: inout InferenceProgress) async throws {
+        let limit = DurationParsing.milliseconds(deadline) + 10_000
+        while true {
+            guard let output = try await watcher.nextInference(within: .milliseconds(Int64(limit))) else {
+                throw RunFailure("no final answer within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
+            }
+            progress.apply(output)
+            if output.status == .partial {
+                print(json ? progress.refinementJSON(output) : progress.refinementLine(output))
+                continue
+            }
+            let report = try progress.finalJSON(output)
+            if json { print(report) } else { print(progress.summary(output)) }
+            if let out { try Data(report.utf8).write(to: URL(fileURLWithPath: out)) }
+            break
+        }
+        await watcher.subscription.cancel()
+    }
+
+    /// A registered model by name or digest, or a model path registered now.
+    static func model(_ reference: String, store: OperandStore) throws -> (String, Model) {
+        if FileManager.default.fileExists(atPath: reference) {
+            let model = try Model.load(from: reference)
+            return (try store.register(model: model, name: nil), model)
+        }
+        let digest = try store.resolveModel(reference)
+        return (digest, try store.loadModel(digest: digest))
+    }
+
+    /// The rule of --exit: explicit, a family taken from the model's calibration, or the default.
+    static func rule(_ text: String?, manifest: ModelManifest) throws -> ExitRule {
+        let calibrated = manifest.exitRules ?? []
+        guard let text else {
+            return try calibrated.first.map { try ExitRule(parsing: $0) } ?? ExitRule(parsing: "none")
+        }
+        if text.contains(":") || text == "none" { return try ExitRule(parsing: text) }
+        guard let match = calibrated.first(where: { $0.hasPrefix(text + ":") }) else {
+            throw ValidationError("""
+                the model has no calibrated \(text) rule (it has: \(calibrated.isEmpty ? "none" : calibrated.joined(separator: "; "))); \
+                give thresholds (--exit \(text):0.5,0.3) or calibrate with `srproduce model calibrate --rule \(text)`
+                """)
+        }
+        return try ExitRule(parsing: match)
+    }
+}

@@ -1,0 +1,202 @@
+// The aggregator's inference jobs: per-sample answers in, the exit rule applied by the pure
+// state machine (InferenceAggregation), next-resolution tasks published only for undecided
+// samples, per-sample refinements out, and every sample's best answer at the deadline.
+import Logging
+
+extension AggregatorService {
+    /// An open inference job: its spec (to publish tasks) and its state machine.
+    struct InferenceJobState: Sendable {
+        var job: InferenceJob
+        var aggregation: InferenceAggregation
+    }
+
+    /// A final output whose publish failed, retried every tick until confirmed.
+    enum FinalOutput: Sendable {
+        case matVec(OutputMessage)
+        case inference(InferenceOutput)
+
+        func publish(with core: Core) async -> Bool {
+            switch self {
+            case .matVec(let o): await core.emit(o)
+            case .inference(let o): await core.emit(o)
+            }
+        }
+    }
+}
+
+extension AggregatorService.Core {
+    mutating func openInference(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
+        let record: InferenceOpen
+        let rule: ExitRule
+        do {
+            record = try InferenceOpen(decoding: d.message)
+            rule = try record.job.rule()
+        } catch {
+            return await deadLetter(d, sub, Topology.jobsQueue, "invalid inference open record: \(error)")
+        }
+        let job = record.job
+        if closed.contains(job.id) {
+            try? await sub.ack(d)
+            return
+        }
+        held[job.id, default: []].append((d.forAck, sub))
+        // A redelivered copy (after a reconnect) is held too, so the job stays recoverable.
+        guard inferences[job.id] == nil, jobs[job.id] == nil else { return }
+        // Resolution 1 of every sample was published by the producer with the open record.
+        inferences[job.id] = AggregatorService.InferenceJobState(
+            job: job, aggregation: InferenceAggregation(job: job.id, sampleCount: job.samples, resolutions: job.resolutions,
+                                                        rule: rule, deadlineMs: job.deadlineMs))
+        service.counters.withLock { $0.opened += 1 }
+        logger.info("inference job opened", metadata: [
+            "job.id": "\(job.id)", "samples": "\(job.samples)", "resolutions": "\(job.resolutions)",
+            "exit": "\(job.exitRule)", "deadline_ms": "\(job.relativeDeadlineMs)",
+        ])
+        for (p, _) in waitingInferencePartials.removeValue(forKey: job.id) ?? [] {
+            await receiveInference(p, now)
+        }
+        if waitingDeadlines.removeValue(forKey: job.id) != nil {
+            await applyInference(job.id, now) { $0.deadlineFired(nowMs: now) }
+        }
+    }
+
+    mutating func inferencePartial(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
+        let p: InferencePartial
+        do { p = try InferencePartial(decoding: d.message) } catch {
+            return await deadLetter(d, sub, Topology.partialsQueue, "invalid inference partial: \(error)")
+        }
+        if closed.contains(p.job) {
+            service.counters.withLock { $0.latePartials += 1 }
+            try? await sub.ack(d)
+            return
+        }
+        guard let state = inferences[p.job] else {
+            // Its open record has not arrived yet (a different queue): keep it, held.
+            waitingInferencePartials[p.job, default: []].append((p, now))
+            held[p.job, default: []].append((d.forAck, sub))
+            return
+        }
+        if let why = Self.mismatch(p, state.job) {
+            return await deadLetter(d, sub, Topology.partialsQueue, why)
+        }
+        // Held until the job closes, duplicates included: after a reconnect a redelivered copy
+        // may be the only live one.
+        held[p.job, default: []].append((d.forAck, sub))
+        await receiveInference(p, now)
+    }
+
+    /// Why a partial cannot belong to `job`, or nil.
+    static func mismatch(_ p: InferencePartial, _ job: InferenceJob) -> String? {
+        if p.classes != job.classes { return "job \(job.id) has \(job.classes) classes; the partial has \(p.classes) logits per sample" }
+        if p.resolution < 1 || p.resolution > job.resolutions { return "resolution \(p.resolution) is outside 1...\(job.resolutions)" }
+        if let bad = p.indices.first(where: { $0 >= job.samples }) { return "sample \(bad) is outside the job's \(job.samples) samples" }
+        return nil
+    }
+
+    mutating func receiveInference(_ p: InferencePartial, _ now: Int64) async {
+        if let state = inferences[p.job], let why = Self.mismatch(p, state.job) {
+            logger.warning("ignoring an inference partial: \(why)", metadata: ["job.id": "\(p.job)"])
+            return
+        }
+        var refused: (any Error)?
+        await applyInference(p.job, now) { agg in
+            do { return try agg.receive(resolution: p.resolution, indices: p.indices, logits: p.logits) } catch {
+                refused = error
+                return []
+            }
+        }
+        if let refused { logger.warning("ignoring an inference partial: \(refused)", metadata: ["job.id": "\(p.job)"]) }
+    }
+
+    /// Runs `body` on inference job `id`'s state machine and carries out its actions.
+    mutating func applyInference(_ id: String, _ now: Int64,
+                                 _ body: (inout InferenceAggregation) -> [InferenceAggregation.Action]) async {
+        guard var state = inferences[id] else { return }
+        let actions = body(&state.aggregation)
+        inferences[id] = state
+        for action in actions {
+            switch action {
+            case .evaluate(let r, let samples):
+                await publishTasks(state.job, resolution: r, samples: samples, now)
+            case .refined(let samples):
+                _ = await emit(Self.output(state, .partial, samples, now))
+            case .finish(let status):
+                let output = Self.output(state, status, Array(0..<state.job.samples), now)
+                if await emit(output) { await close(id) } else { unpublished[id] = .inference(output) }
+            }
+        }
+    }
+
+    /// Tasks for `samples` at resolution r, `blockSize` samples each, expiring at the deadline.
+    mutating func publishTasks(_ job: InferenceJob, resolution r: Int, samples: [Int], _ now: Int64) async {
+        let remaining = job.deadlineMs - now
+        guard remaining > 0 else { return }
+        let sorted = samples.sorted()
+        for start in stride(from: 0, to: sorted.count, by: job.blockSize) {
+            let block = Array(sorted[start..<min(sorted.count, start + job.blockSize)])
+            let task = InferenceTask(job: job, resolution: r, indices: block).encode(expiration: .milliseconds(remaining))
+            // Behind earlier unsent tasks: keep the order (resolution priority is per message).
+            if unsentTasks[job.id] == nil, await send(task, job: job.id) { continue }
+            unsentTasks[job.id, default: []].append(task)
+        }
+    }
+
+    /// Retries tasks whose publish failed, in order, while their job is open.
+    mutating func retryUnsentTasks() async {
+        for (id, tasks) in unsentTasks {
+            var left = tasks[...]
+            while let t = left.first, await send(t, job: id) { left = left.dropFirst() }
+            unsentTasks[id] = left.isEmpty ? nil : Array(left)
+        }
+    }
+
+    func send(_ task: Message, job: String) async -> Bool {
+        do {
+            try await service.transport.publish(task, exchange: "", routingKey: Topology.tasksQueue)
+            return true
+        } catch {
+            logger.error("could not publish an inference task; will retry: \(error)", metadata: ["job.id": "\(job)"])
+            return false
+        }
+    }
+
+    static func output(_ state: AggregatorService.InferenceJobState, _ status: OutputStatus, _ samples: [Int],
+                       _ now: Int64) -> InferenceOutput {
+        let agg = state.aggregation
+        let answers = samples.map { s in
+            let sample = agg.samples[s]
+            return InferenceOutput.Answer(sample: s, label: sample.label, resolution: sample.resolution,
+                                          margin: sample.margin, decided: sample.decided, logits: sample.logits)
+        }
+        return InferenceOutput(job: state.job.id, status: status, resolutions: state.job.resolutions,
+                               elapsedMs: Double(now - state.job.createdMs),
+                               lateMs: status == .deadline ? Double(now - state.job.deadlineMs) : nil,
+                               skipped: agg.skipped, answers: answers)
+    }
+
+    /// Publishes (with confirm) and logs one line; false when the publish failed.
+    func emit(_ output: InferenceOutput) async -> Bool {
+        do {
+            try await service.transport.publish(output.encode(), exchange: Topology.outputsExchange, routingKey: output.routingKey)
+        } catch {
+            logger.error("could not publish an output; will retry: \(error)", metadata: ["job.id": "\(output.job)"])
+            return false
+        }
+        service.counters.withLock {
+            $0.refinements += 1
+            if output.status == .complete { $0.completed += 1 }
+            if output.status == .deadline { $0.deadlines += 1 }
+        }
+        var metadata: Logger.Metadata = [
+            "job.id": "\(output.job)", "resolution": "\(output.resolution)/\(output.resolutions)",
+            "status": "\(output.status.rawValue)", "elapsed_ms": "\(Int(output.elapsedMs))",
+            "samples": "\(output.answers.count)", "decided": "\(output.answers.count(where: \.decided))",
+        ]
+        if output.status != .partial {
+            metadata["unanswered"] = "\(output.answers.count { $0.resolution == 0 })"
+            metadata["skipped"] = "\(output.skipped)"
+        }
+        if let late = output.lateMs { metadata["late_ms"] = "\(Int(late))" }
+        logger.info("inference refinement", metadata: metadata)
+        return true
+    }
+}

@@ -1,0 +1,99 @@
+// The producer side of distributed inference: check the request against the network, register
+// the images, publish the open record, the deadline timer and resolution 1 of every sample.
+
+/// An inference request before planning.
+public struct InferenceRequest: Sendable {
+    /// Digest of the registered model, and the model itself (to check the request against it).
+    public var model: String
+    public var network: Model
+    /// One sample per row.
+    public var images: Matrix<Double>
+    public var rule: ExitRule
+    public var deadline: Duration
+    /// Samples per task at resolution 1.
+    public var blockSize: Int
+    public var id: String?
+
+    public init(model: String, network: Model, images: Matrix<Double>, rule: ExitRule, deadline: Duration,
+                blockSize: Int = 100, id: String? = nil) {
+        self.model = model
+        self.network = network
+        self.images = images
+        self.rule = rule
+        self.deadline = deadline
+        self.blockSize = blockSize
+        self.id = id
+    }
+}
+
+public struct InferenceSubmitter: Sendable {
+    let transport: any Transport
+    let store: OperandStore
+    let wallClock: @Sendable () -> Int64
+
+    public init(transport: any Transport, store: OperandStore, wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
+        self.transport = transport
+        self.store = store
+        self.wallClock = wallClock
+    }
+
+    /// Prepares and publishes; returns the job as the aggregator will see it.
+    public func submit(_ request: InferenceRequest) async throws -> InferenceJob {
+        let job = try prepare(request)
+        try await publish(job)
+        return job
+    }
+
+    /// Validates (the network can be refined with these images and this rule) and registers
+    /// the images; needs no broker, so bad input is refused before connecting.
+    public func prepare(_ request: InferenceRequest) throws -> InferenceJob {
+        let manifest = request.network.manifest
+        let size = manifest.input.reduce(1, *)
+        guard request.images.columns == size else {
+            throw RefinementError(.shapeMismatch, "the images have \(request.images.columns) values each; the network takes \(manifest.input) = \(size)")
+        }
+        guard (1...InferenceJob.maxSamples).contains(request.images.rows) else {
+            throw RefinementError(.shapeMismatch, "\(request.images.rows) images; a job takes 1...\(InferenceJob.maxSamples) (split larger sets into several jobs)")
+        }
+        let partition: PartitionVector
+        if let explicit = manifest.partitions["input"] {
+            partition = try PartitionVector(explicit)
+        } else {
+            partition = try .fitted(maxMagnitude: request.images.maxMagnitude, chunks: manifest.resolutions, bits: manifest.bitsPerUpgrade)
+        }
+        // Builds what consumers will build: refuses a network whose exact sums could overflow,
+        // and checks every sample fits the input partition, before anything is published.
+        let network = try QuantizedNetwork(manifest: manifest, tensors: request.network.tensors, inputPartition: partition)
+        for i in 0..<request.images.rows {
+            _ = try QuantizedTensor(values: Array(request.images.elements[(i * size)..<((i + 1) * size)]), shape: manifest.input,
+                                    partition: partition, name: "image \(i)")
+        }
+        let classes = network.outputShape.reduce(1, *)
+        if let why = request.rule.mismatch(outputs: classes) { throw EarlyExitError(.ruleMismatch, why) }
+        let images = try store.register(request.images, name: nil)
+        let now = wallClock()
+        let relative = max(1, Int64(request.deadline.components.seconds * 1000 + request.deadline.components.attoseconds / 1_000_000_000_000_000))
+        let job = InferenceJob(id: request.id ?? JobSubmitter.newID(), model: request.model, images: images,
+                               samples: request.images.rows, inputPartition: partition.exponents,
+                               resolutions: manifest.resolutions, classes: classes, exitRule: request.rule.text,
+                               blockSize: max(1, min(request.blockSize, request.images.rows, InferenceTask.maxIndices)),
+                               createdMs: now, deadlineMs: now + relative)
+        try job.validate()
+        return job
+    }
+
+    /// Publishes the open record, the deadline timer and resolution 1 of every sample.
+    public func publish(_ job: InferenceJob) async throws {
+        try await Topology.declare(on: transport)
+        // The delay queue first: if it cannot be declared, nothing of the job is out yet.
+        let relative = job.relativeDeadlineMs
+        let delay = Topology.delayQueue(milliseconds: relative)
+        try await transport.declare(delay)
+        try await transport.publish(InferenceOpen(job: job).encode(), exchange: Topology.jobsExchange, routingKey: "open")
+        try await transport.publish(DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), exchange: "", routingKey: delay.name)
+        for start in stride(from: 0, to: job.samples, by: job.blockSize) {
+            let task = InferenceTask(job: job, resolution: 1, indices: Array(start..<min(job.samples, start + job.blockSize)))
+            try await transport.publish(task.encode(expiration: .milliseconds(relative)), exchange: "", routingKey: Topology.tasksQueue)
+        }
+    }
+}
