@@ -8,7 +8,7 @@ struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Train and evaluate networks for successive-refinement inference.",
-        subcommands: [TrainModel.self, EvaluateModel.self])
+        subcommands: [TrainModel.self, EvaluateModel.self, CalibrateModel.self])
 }
 
 /// The data sets of ENVIRONMENT.md, fetched by scripts/fetch-data.sh into ./data.

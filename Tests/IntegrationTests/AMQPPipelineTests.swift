@@ -11,7 +11,7 @@ extension AMQPIntegration {
                     "set SR_RABBITMQ_DIR (source the env file of scripts/rabbitmq-start.sh)"),
            .timeLimit(.minutes(3)))
     struct AMQPPipelineTests {
-        @Test(arguments: PipelineScenarios.all)
+        @Test(arguments: PipelineScenarios.all + InferenceScenarios.all)
         func scenario(_ s: PipelineScenario) async throws {
             let dir = ProcessInfo.processInfo.environment["SR_RABBITMQ_DIR"]!
             var url = try AMQPURL(AMQPSupport.url())

@@ -18,3 +18,18 @@ import TransportConformance
         try await scenario.run(env)
     }
 }
+
+/// The inference scenarios on the in-memory transport (the integration tests run them on RabbitMQ).
+@Suite struct InferencePipelineInMemoryTests {
+    @Test(arguments: InferenceScenarios.all)
+    func scenario(_ scenario: PipelineScenario) async throws {
+        let broker = InMemoryBroker()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("sr-inf-\(UUID().uuidString)").path
+        defer {
+            broker.shutdown()
+            try? FileManager.default.removeItem(atPath: root)
+        }
+        let env = PipelineEnvironment(makeTransport: { InMemoryTransport(broker: broker) }, store: OperandStore(root: root))
+        try await scenario.run(env)
+    }
+}

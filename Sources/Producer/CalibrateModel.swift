@@ -1,0 +1,96 @@
+// `srproduce model calibrate`: choose early-exit thresholds for a model on labelled held-out
+// images and store them (with the input partition they assume) in the model's manifest, so
+// that `srproduce infer` applies calibrated rules by default.
+import ArgumentParser
+import Foundation
+import SuccessiveRefinement
+
+struct CalibrateModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calibrate",
+        abstract: "Calibrate early-exit rules on labelled images and save them in the model's manifest.",
+        discussion: """
+            Evaluates the images exactly at every resolution, then picks per-resolution \
+            thresholds for each rule so that the adaptive run loses at most --max-loss percentage \
+            points against resolution R on these images (with a --safety margin against \
+            thresholds that fit by luck). Writes the rules to the manifest (`exitRules`, the \
+            first listed is `srproduce infer`'s default) and fixes the input partition it \
+            calibrated with (`partitions.input`). Use images the model was not trained on — and \
+            not the ones you report on. Example: srproduce model calibrate --model DIR \
+            --images data/fashion-mnist/t10k-images-idx3-ubyte --labels \
+            data/fashion-mnist/t10k-labels-idx1-ubyte --count 5000
+            """)
+
+    @Option(help: ArgumentHelp("Model directory (model.json + model.safetensors) or .safetensors file.", valueName: "path"))
+    var model: String
+
+    @Option(help: ArgumentHelp("Labelled calibration images (IDX with --labels, CIFAR-10 .bin, MNIST .csv, or .npy with --labels).", valueName: "path"))
+    var images: String
+
+    @Option(help: ArgumentHelp("Labels file when the images carry none.", valueName: "path"))
+    var labels: String?
+
+    @Option(help: "Index of the first calibration image.")
+    var first: Int = 0
+
+    @Option(help: "Number of calibration images (default: all from --first on).")
+    var count: Int?
+
+    @Option(help: "Rules to calibrate, comma-separated, the default first: margin, entropy, stability (gray-zone for one-logit networks).")
+    var rules: String = "margin,stability,entropy"
+
+    @Option(name: .customLong("max-loss"), help: "Accuracy a rule may lose against resolution R on these images, in percentage points.")
+    var maxLoss = 0.5
+
+    @Option(help: "Safety factor z: net loss + z·√(flipped samples) must fit --max-loss (0: the plain constraint).")
+    var safety = 2.0
+
+    @Option(help: ArgumentHelp("Where to write the calibrated model (default: over --model).", valueName: "path"))
+    var out: String?
+
+    func validate() throws {
+        guard maxLoss >= 0, maxLoss < 100 else { throw ValidationError("--max-loss must be in [0, 100) percentage points") }
+        guard safety >= 0, safety.isFinite else { throw ValidationError("--safety must be ≥ 0") }
+    }
+
+    func run() throws {
+        BLAS.setThreadCount(1)
+        var net = try Model.load(from: model)
+        let file = try ImageFile.read(images, labelsPath: labels, first: first, count: count)
+        guard let labels = file.labels else {
+            throw ValidationError("\(images) has no labels; give --labels FILE")
+        }
+        let families = try rules.split(separator: ",").map { name in
+            guard let f = ExitRule.Family(rawValue: name == "gray-zone" ? "grayZone" : String(name)) else {
+                throw ValidationError("unknown rule '\(name)'; use margin, entropy, stability or gray-zone")
+            }
+            return f
+        }
+        let manifest = net.manifest
+        let partition: PartitionVector
+        if let explicit = manifest.partitions["input"] { partition = try PartitionVector(explicit) } else {
+            partition = try .fitted(maxMagnitude: file.samples.maxMagnitude, chunks: manifest.resolutions, bits: manifest.bitsPerUpgrade)
+        }
+        let network = try QuantizedNetwork(manifest: manifest, tensors: net.tensors, inputPartition: partition)
+        let size = file.samples.columns
+        let inputs = try (0..<file.samples.rows).map { i in
+            try QuantizedTensor(values: Array(file.samples.elements[(i * size)..<((i + 1) * size)]), shape: manifest.input,
+                                partition: partition, name: "image \(i)")
+        }
+        print("evaluating \(inputs.count) images at resolutions 1…\(manifest.resolutions)")
+        let logits = try AdaptiveRunner.allResolutions(network, inputs: inputs)
+        var texts: [String] = []
+        for family in families {
+            let c = try ExitCalibration.calibrate(family, logits: logits, labels: labels, maxLoss: maxLoss / 100, safety: safety)
+            texts.append(c.rule.text)
+            print("\(family.rawValue): " + String(format: "accuracy at R %.4f, adaptive %.4f (loss %.2f pp), skipped %.1f %% — ",
+                         c.referenceAccuracy, c.adaptiveAccuracy, 100 * c.accuracyLoss, 100 * c.skippedShare)
+                  + c.rule.text)
+        }
+        net.manifest.exitRules = texts
+        net.manifest.partitions["input"] = partition.exponents
+        let destination = out ?? model
+        if destination.hasSuffix(".safetensors") { try net.save(toFile: destination) } else { try net.save(to: destination) }
+        print("saved to \(destination) (input partition \(partition.exponents))")
+    }
+}
