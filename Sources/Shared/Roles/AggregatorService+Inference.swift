@@ -59,6 +59,16 @@ extension AggregatorService.Core {
         }
     }
 
+    /// Answers inference jobs whose deadline has passed by this clock before handling anything
+    /// else: when partials queue up in front of the deadline message (one event loop), waiting
+    /// for it would make the answer late by the backlog. Assumes synchronised clocks (NTP), as
+    /// the deadline itself does; the deadline message still fires any job this misses.
+    mutating func fireDueInferenceDeadlines(_ now: Int64) async {
+        for (id, state) in inferences where !state.aggregation.isClosed && now >= state.job.deadlineMs {
+            await applyInference(id, now) { $0.deadlineFired(nowMs: now) }
+        }
+    }
+
     mutating func inferencePartial(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
         let p: InferencePartial
         do { p = try InferencePartial(decoding: d.message) } catch {

@@ -116,6 +116,7 @@ extension AggregatorService {
 
         mutating func handle(_ event: Event) async {
             let now = service.wallClock()
+            await fireDueInferenceDeadlines(now)
             switch event {
             case .tick:
                 await tick(now)
