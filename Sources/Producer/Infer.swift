@@ -139,7 +139,7 @@ struct Infer: AsyncParsableCommand {
         guard let match = calibrated.first(where: { $0.hasPrefix(text + ":") }) else {
             throw ValidationError("""
                 the model has no calibrated \(text) rule (it has: \(calibrated.isEmpty ? "none" : calibrated.joined(separator: "; "))); \
-                give thresholds (--exit \(text):0.5,0.3) or calibrate with `srproduce model calibrate --rule \(text)`
+                give thresholds (--exit \(text):0.5,0.3) or calibrate with `srproduce model calibrate --rules \(text)`
                 """)
         }
         return try ExitRule(parsing: match)

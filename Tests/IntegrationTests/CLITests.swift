@@ -95,4 +95,23 @@ struct CLITests {
         try await expectFailure(["matvec", "--matrix", a, "--vector", x, "--deadline", "1s"],
                                 mentions: ["127.0.0.1:1"], env: store)
     }
+
+    @Test func badInferenceInputIsRefusedBeforeConnecting() async throws {
+        let model = Executables.root.appendingPathComponent("Tests/Models/fashion-mnist-mlp").path
+        let images = try npy("images.npy", (0..<(2 * 784)).map { Double($0 % 255) / 255 }, shape: [2, 784])
+        let short = try npy("short.npy", [0.5, 0.25, 0.1], shape: [1, 3])
+        let store = ["SR_STORE": dir + "/store", "SR_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"]
+        let base = ["infer", "--model", model, "--deadline", "1s"]
+        try await expectFailure(base + ["--images", dir + "/none.npy"], mentions: ["none.npy"], env: store)
+        try await expectFailure(base + ["--images", short], mentions: ["784", "3"], env: store)
+        try await expectFailure(base + ["--images", images, "--count", "5"], mentions: ["2 images"], env: store)
+        try await expectFailure(base + ["--images", images, "--exit", "margin:x"], mentions: ["'x' is not a number"], env: store)
+        try await expectFailure(base + ["--images", images, "--exit", "confidence:1"], mentions: ["unknown exit rule family"], env: store)
+        try await expectFailure(base + ["--images", images, "--exit", "gray-zone:0.3-0.6"], mentions: ["single logit"], env: store)
+        try await expectFailure(base + ["--images", images, "--exit", "gray-zone"], mentions: ["srproduce model calibrate"], env: store)
+        try await expectFailure(["infer", "--model", "no-such-model", "--images", images, "--deadline", "1s"],
+                                mentions: ["no-such-model"], env: store)
+        // A valid job against a broker that is not there.
+        try await expectFailure(base + ["--images", images], mentions: ["127.0.0.1:1"], env: store)
+    }
 }
