@@ -33,7 +33,10 @@ public struct InferenceComputer: Sendable {
         }
         let logits: [[Double]]
         do {
-            logits = try DirectEvaluator(network: network).evaluate(inputs, resolution: task.resolution).map(\.values)
+            let key = "\(task.model)|input \(task.inputPartition)|r\(task.resolution)"
+            let cached = cache.value(for: key) { .resolution(network.operands(atResolution: task.resolution)) }
+            guard case .resolution(let operands) = cached else { throw WireError("cache entry kind mismatch for \(key)") }
+            logits = try DirectEvaluator(network: network).evaluate(inputs, resolution: task.resolution, operands: operands).map(\.values)
         } catch {
             throw WireError("job \(task.job): \(error)")
         }

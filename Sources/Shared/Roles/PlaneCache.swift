@@ -10,11 +10,14 @@ public enum CachedOperand: Sendable {
     case network(QuantizedNetwork)
     /// A registered matrix as stored (inference images: one sample per row).
     case matrix(Matrix<Double>)
+    /// A network's weights and biases assembled at one resolution.
+    case resolution(ResolutionOperands)
 
     var bytes: Int {
         switch self {
         case .network(let n): n.tensors.values.reduce(0) { $0 + $1.count * $1.resolutions * 4 }
         case .matrix(let m): m.elements.count * 8
+        case .resolution(let o): o.bytes
         // The plane itself plus the float copy a BLAS path keeps (none for int8 / integer paths).
         case .layered(let planes): planes.reduce(0) { $0 + $1.plane.byteCount + ($1.path == .float32BLAS || $1.path == .float64BLAS ? $1.bytesPerPass : 0) }
         case .float32(let m): m.elements.count * 4

@@ -12,6 +12,13 @@ public struct DirectEvaluator: Sendable {
     /// The exact logits of every sample at resolution r (0…R; 0 gives zeros).
     /// Cost: one exact product per linear layer over the whole batch, O(r·|W|) to assemble W^(r).
     public func evaluate(_ inputs: [QuantizedTensor], resolution r: Int) throws(RefinementError) -> [ExactTensor] {
+        try evaluate(inputs, resolution: r, operands: nil)
+    }
+
+    /// As above, with the stages' operands at r assembled ahead (`QuantizedNetwork.operands(atResolution:)`):
+    /// a worker evaluating many batches at one resolution assembles W^(r) once, not per batch.
+    public func evaluate(_ inputs: [QuantizedTensor], resolution r: Int,
+                         operands: ResolutionOperands?) throws(RefinementError) -> [ExactTensor] {
         guard (0...network.resolutions).contains(r) else {
             throw RefinementError(.invalidResolution, "resolution \(r) is outside 0…\(network.resolutions)")
         }
@@ -21,8 +28,11 @@ public struct DirectEvaluator: Sendable {
         }
         let plan = network.plan
         var h = network.inputBatch(inputs, resolution: r).applying(plan.inputActivations)
-        for stage in plan.stages {
-            let (w, b) = network.operands(stage, resolution: r, increment: false)
+        if let operands, operands.resolution != r || operands.stages.count != plan.stages.count {
+            throw RefinementError(.invalidResolution, "operands of resolution \(operands.resolution) used at \(r)")
+        }
+        for (index, stage) in plan.stages.enumerated() {
+            let (w, b) = operands?.stages[index] ?? network.operands(stage, resolution: r, increment: false)
             let raw = stage.rawProduct(h, weights: w)
             h = stage.finish(raw, count: inputs.count, bias: b).applying(stage.activations)
         }

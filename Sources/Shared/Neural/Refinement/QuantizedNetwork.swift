@@ -118,4 +118,18 @@ public struct QuantizedNetwork: Sendable {
         let bu = increment ? b.increment(atResolution: r) : b.units(atResolution: r)
         return (wu, bu.map { Int128($0) << stage.biasShift })
     }
+
+    /// Every stage's W^(r) and b^(r), assembled once for many direct evaluations at r.
+    public func operands(atResolution r: Int) -> ResolutionOperands {
+        ResolutionOperands(resolution: r, stages: plan.stages.map { operands($0, resolution: r, increment: false) })
+    }
+}
+
+/// A network's weights and biases at one resolution, in the units `DirectEvaluator` uses.
+public struct ResolutionOperands: Sendable {
+    public let resolution: Int
+    let stages: [([Int64], [Int128])]
+
+    /// Bytes held (for cache accounting).
+    public var bytes: Int { stages.reduce(0) { $0 + $1.0.count * 8 + $1.1.count * 16 } }
 }
