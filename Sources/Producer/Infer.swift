@@ -25,6 +25,9 @@ struct Infer: AsyncParsableCommand {
             image to R). One threshold per resolution, the last repeating. A family alone \
             (e.g. margin) takes the model's calibrated thresholds (`srproduce model calibrate`); \
             the default is the model's first calibrated rule, else none.
+
+            --embedded runs the aggregator and --consumers workers in this process over the \
+            in-memory transport: no broker needed.
             """)
 
     @Option(help: ArgumentHelp("A registered model (name or digest), or a model directory / .safetensors file (registered first).", valueName: "name|path"))
@@ -63,6 +66,12 @@ struct Infer: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Job id (default: generated).", valueName: "id"))
     var id: String?
 
+    @Flag(help: "Run the aggregator and --consumers workers in this process over the in-memory transport (no broker; implies --wait).")
+    var embedded = false
+
+    @Option(help: "Workers in this process with --embedded.")
+    var consumers: Int = 2
+
     @OptionGroup var brokerOptions: BrokerOptions
     @OptionGroup var storeOptions: StoreOptions
 
@@ -70,7 +79,8 @@ struct Infer: AsyncParsableCommand {
         guard (1...InferenceTask.maxIndices).contains(block) else { throw ValidationError("--block must be in 1...\(InferenceTask.maxIndices)") }
         if let count, count < 1 { throw ValidationError("--count must be ≥ 1") }
         guard first >= 0 else { throw ValidationError("--first must be ≥ 0") }
-        if (out != nil || json) && !wait { throw ValidationError("--out and --json need --wait") }
+        if (out != nil || json) && !(wait || embedded) { throw ValidationError("--out and --json need --wait") }
+        guard (1...64).contains(consumers) else { throw ValidationError("--consumers must be in 1...64") }
         if let id, !MatVecJob.isValidID(id) { throw ValidationError("--id must be 1–64 letters, digits, '-' or '_'") }
     }
 
@@ -82,22 +92,48 @@ struct Infer: AsyncParsableCommand {
         let request = InferenceRequest(model: digest, network: network, images: file.samples, rule: rule,
                                        deadline: deadline, blockSize: block, id: id)
         let job = try InferenceSubmitter(transport: NoTransport(), store: store).prepare(request)   // before connecting
+        var progress = InferenceProgress(job: job, labels: file.labels, classNames: network.manifest.classes)
+        if embedded { return try await runEmbedded(job, store: store, &progress) }
         let transport = try await Connector.connect(brokerOptions.url, logger: Logger(label: "srproduce"))
         do {
             let watcher = wait ? try await OutputWatcher.watch([job.id], on: transport) : nil
             try await InferenceSubmitter(transport: transport, store: store).publish(job)
-            if !json {
-                print("job \(job.id): \(job.samples) images, R = \(job.resolutions), exit \(job.exitRule), deadline \(deadline)")
-            }
-            if let watcher {
-                var progress = InferenceProgress(job: job, labels: file.labels, classNames: network.manifest.classes)
-                try await follow(watcher, &progress)
-            }
+            announce(job)
+            if let watcher { try await follow(watcher, &progress) }
         } catch {
             await transport.close()
             throw error
         }
         await transport.close()
+    }
+
+    func announce(_ job: InferenceJob) {
+        if !json {
+            print("job \(job.id): \(job.samples) images, R = \(job.resolutions), exit \(job.exitRule), deadline \(deadline)"
+                  + (embedded ? ", \(consumers) in-process consumers" : ""))
+        }
+    }
+
+    /// The whole pool in this process: aggregator and workers over one in-memory broker.
+    func runEmbedded(_ job: InferenceJob, store: OperandStore, _ progress: inout InferenceProgress) async throws {
+        BLAS.setThreadCount(1)
+        var logger = Logger(label: "srproduce")
+        logger.logLevel = .warning
+        let broker = InMemoryBroker()
+        defer { broker.shutdown() }
+        let producer = InMemoryTransport(broker: broker)
+        let aggregator = AggregatorService(transport: InMemoryTransport(broker: broker), logger: logger)
+        let workers = (0..<consumers).map { i in
+            var c = TaskWorker.Configuration()
+            c.name = "worker-\(i + 1)"
+            return TaskWorker(transport: InMemoryTransport(broker: broker), store: store, configuration: c, logger: logger)
+        }
+        let services = [Task { try? await aggregator.run() }] + workers.map { w in Task { try? await w.run() } }
+        defer { for s in services { s.cancel() } }
+        let watcher = try await OutputWatcher.watch([job.id], on: producer)
+        try await InferenceSubmitter(transport: producer, store: store).publish(job)
+        announce(job)
+        try await follow(watcher, &progress)
     }
 
     func follow(_ watcher: OutputWatcher, _ progress: inout InferenceProgress) async throws {

@@ -114,4 +114,18 @@ struct CLITests {
         // A valid job against a broker that is not there.
         try await expectFailure(base + ["--images", images], mentions: ["127.0.0.1:1"], env: store)
     }
+
+    @Test func embeddedInferenceAnswersEveryImageWithoutABroker() async throws {
+        let model = Executables.root.appendingPathComponent("Tests/Models/fashion-mnist-mlp").path
+        let images = try npy("few.npy", (0..<(3 * 784)).map { Double(($0 * 7) % 256) / 255 }, shape: [3, 784])
+        let (status, output) = try await Executables.run("srproduce", [
+            "infer", "--embedded", "--model", model, "--images", images, "--deadline", "20s", "--exit", "none", "--json",
+            "--out", dir + "/final.json"], environment: ["SR_STORE": dir + "/store"], timeout: .seconds(60))
+        try #require(status == 0, "\(output)")
+        let final = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/final.json"))) as? [String: Any]
+        let answers = final?["answers"] as? [[String: Any]] ?? []
+        #expect(final?["status"] as? String == "complete")
+        #expect(answers.map { $0["resolution"] as? Int } == [6, 6, 6], "\(output)")
+        #expect(answers.allSatisfy { (0..<10).contains($0["label"] as? Int ?? -1) })
+    }
 }
