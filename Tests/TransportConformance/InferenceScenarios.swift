@@ -72,6 +72,8 @@ public enum InferenceScenarios {
         PipelineScenario(name: "inference: each sample stops where the rule says, with exact logits", run: exits),
         PipelineScenario(name: "inference: the deadline answers every sample once with its best resolution", run: deadline),
         PipelineScenario(name: "inference: an aggregator dying mid-job loses nothing after a restart", run: aggregatorRestarts),
+        PipelineScenario(name: "inference: an aggregator restarted after the deadline answers with what was computed",
+                         run: restartAfterDeadline),
     ]
 
     static func exits(_ env: PipelineEnvironment) async throws {
@@ -175,6 +177,36 @@ public enum InferenceScenarios {
         try require(final.status == .complete, "status \(final.status), expected complete after the restart")
         for a in final.answers {
             try require(a.resolution == 3 && a.logits == reference[2][a.sample], "sample \(a.sample) wrong after the restart")
+        }
+    }
+
+    static func restartAfterDeadline(_ env: PipelineEnvironment) async throws {
+        let fixture = try InferenceFixture(store: env.store, samples: 20, seed: 64)
+        let reference = try fixture.referenceLogits()
+        let producer = try await env.makeTransport()
+        let id = PipelineScenarios.unique("ird")
+        let watcher = try await OutputWatcher.watch([id], on: producer)
+        let (first, _, _) = try await startRoles(env, consumers: 0)
+        let job = try await InferenceSubmitter(transport: producer, store: env.store)
+            .submit(fixture.request(id: id, rule: "none", deadline: .milliseconds(1000), block: 10))
+        let task = InferenceTask(job: job, resolution: 1, indices: Array(0..<10))
+        let answer = InferencePartial(for: task, logits: (0..<10).map { reference[0][$0] }, computeMicroseconds: 0, worker: "test")
+        try await producer.publish(answer.encode(), exchange: "", routingKey: Topology.partialsQueue)
+        let r1 = try await within(.seconds(10), "the first refinement") { try await watcher.nextInference(within: .seconds(10)) }
+        try require(r1?.answers.count == 10, "expected the refinement of samples 0…9")
+        // The aggregator dies before the deadline; the next one starts after it has passed.
+        await first.stop()
+        let wait = job.deadlineMs + 200 - WallClock.nowMs()
+        if wait > 0 { try await Task.sleep(for: .milliseconds(wait)) }   // the deadline itself is the event
+        let (second, _, _) = try await startRoles(env, consumers: 0)
+        let final = try await inferenceOutputs(until: id, from: watcher).last!
+        await second.stop()
+        await producer.close()
+        try require(final.status == .deadline, "status \(final.status), expected deadline")
+        for a in final.answers {
+            let r = a.sample < 10 ? 1 : 0
+            try require(a.resolution == r, "sample \(a.sample) at \(a.resolution) after the restart; expected \(r) (what was computed)")
+            if r == 1 { try require(a.logits == reference[0][a.sample], "sample \(a.sample): wrong logits") }
         }
     }
 }

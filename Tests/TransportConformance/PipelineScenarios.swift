@@ -152,6 +152,8 @@ public enum PipelineScenarios {
         PipelineScenario(name: "a consumer dying mid-job loses nothing; duplicates are ignored", run: consumerDies),
         PipelineScenario(name: "malformed tasks and partials end in sr.dead with a reason", run: malformed),
         PipelineScenario(name: "an aggregator dying mid-job loses nothing after a restart", run: aggregatorRestarts),
+        PipelineScenario(name: "an aggregator restarted after the deadline emits the best resolution computed",
+                         run: restartAfterDeadline),
     ]
 
     static func unique(_ base: String) -> String { "\(base)\(UInt32.random(in: 0...UInt32.max))" }
@@ -329,5 +331,33 @@ public enum PipelineScenarios {
         await producer.close()
         try require(seen.last?.status == .complete, "status \(String(describing: seen.last?.status))")
         try require(seen.last!.values.elements == job.fixedPoint, "final ≠ the fixed-point product after the restart")
+    }
+
+    static func restartAfterDeadline(_ env: PipelineEnvironment) async throws {
+        let producer = try await env.makeTransport()
+        let job = try ScenarioJob(id: unique("ard"), chunks: 3, rowBlock: 48, deadline: .milliseconds(1000), seed: 52)
+        let id = job.request.id!
+        let watcher = try await OutputWatcher.watch([id], on: producer)
+        let plan = try JobSubmitter(transport: producer).plan(job.request)
+        // Only layer 0 is ever computed; the aggregator dies after emitting resolution 1 and
+        // the next one starts once the deadline has passed: its deadline output must still
+        // carry resolution 1 (replayed from the held partial), not nothing.
+        try await Topology.declare(on: producer)
+        try await producer.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
+        try await producer.declare(plan.deadlineQueue)
+        try await producer.publish(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name)
+        try await producer.publish(plan.tasks[0], exchange: "", routingKey: Topology.tasksQueue)
+        let (first, _, _) = try await startRoles(env, consumers: 1)
+        let r1 = try await within(.seconds(10), "resolution 1") { try await watcher.next() }
+        try require(r1?.resolution == 1, "expected resolution 1, got \(String(describing: r1?.resolution))")
+        await first.stop()
+        let wait = plan.job.deadlineMs + 200 - WallClock.nowMs()
+        if wait > 0 { try await Task.sleep(for: .milliseconds(wait)) }   // the deadline itself is the event
+        let (second, _, _) = try await startRoles(env, consumers: 0)
+        let final = try await outputs(until: id, from: watcher).last!
+        await second.stop()
+        await producer.close()
+        try require(final.status == .deadline && final.resolution == 1,
+                    "after the restart: status \(final.status), resolution \(final.resolution); expected deadline at 1")
     }
 }

@@ -46,6 +46,7 @@ extension AggregatorService.Core {
         inferences[job.id] = AggregatorService.InferenceJobState(
             job: job, aggregation: InferenceAggregation(job: job.id, sampleCount: job.samples, resolutions: job.resolutions,
                                                         rule: rule, deadlineMs: job.deadlineMs))
+        noteReplay(job.id, d, now)
         service.counters.withLock { $0.opened += 1 }
         logger.info("inference job opened", metadata: [
             "job.id": "\(job.id)", "samples": "\(job.samples)", "resolutions": "\(job.resolutions)",
@@ -55,7 +56,11 @@ extension AggregatorService.Core {
             await receiveInference(p, now)
         }
         if waitingDeadlines.removeValue(forKey: job.id) != nil {
-            await applyInference(job.id, now) { $0.deadlineFired(nowMs: now) }
+            if inReplay(job.id, now) {
+                deferredDeadlines.insert(job.id)
+            } else {
+                await applyInference(job.id, now) { $0.deadlineFired(nowMs: now) }
+            }
         }
     }
 
@@ -64,7 +69,7 @@ extension AggregatorService.Core {
     /// for it would make the answer late by the backlog. Assumes synchronised clocks (NTP), as
     /// the deadline itself does; the deadline message still fires any job this misses.
     mutating func fireDueInferenceDeadlines(_ now: Int64) async {
-        for (id, state) in inferences where !state.aggregation.isClosed && now >= state.job.deadlineMs {
+        for (id, state) in inferences where !state.aggregation.isClosed && now >= state.job.deadlineMs && !inReplay(id, now) {
             await applyInference(id, now) { $0.deadlineFired(nowMs: now) }
         }
     }

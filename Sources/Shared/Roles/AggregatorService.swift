@@ -24,6 +24,10 @@ public final class AggregatorService: Service, Sendable {
         public var safetyGrace: Duration = .milliseconds(500)
         /// How long inputs of a job never opened are kept before they are dropped.
         public var unknownJobGrace: Duration = .seconds(10)
+        /// After a restart (a job's open record arrives redelivered), how long its deadline
+        /// waits for the job's redelivered partials to be replayed, so that the answer is the
+        /// best the previous aggregator had seen rather than whatever replayed first.
+        public var replayGrace: Duration = .milliseconds(300)
         /// Period of the safety-timer check.
         public var tick: Duration = .milliseconds(10)
         public init() {}
@@ -104,6 +108,10 @@ extension AggregatorService {
         var held: [String: [(Delivery, Subscription)]] = [:]
         var waitingPartials: [String: [(PartialMessage, Int64)]] = [:]
         var waitingDeadlines: [String: Int64] = [:]
+        /// Jobs recovered after a restart: no deadline fires for them before this time.
+        var replayUntil: [String: Int64] = [:]
+        /// Deadlines that arrived during a job's replay grace, fired by `tick` after it.
+        var deferredDeadlines: Set<String> = []
         var closed: Set<String> = []
         var closedOrder: [String] = []
         /// Final outputs whose publish failed: retried every tick; their jobs' inputs stay held
@@ -152,12 +160,13 @@ extension AggregatorService {
             }
             jobs[id] = agg
             held[id, default: []].append((d.forAck, sub))
+            noteReplay(id, d, now)
             service.counters.withLock { $0.opened += 1 }
             for (p, _) in waitingPartials.removeValue(forKey: id) ?? [] {
                 await apply(id) { $0.receive(p, nowMs: now).1 }
             }
             if waitingDeadlines.removeValue(forKey: id) != nil {
-                await apply(id) { $0.deadlineFired(nowMs: now) }
+                if inReplay(id, now) { deferredDeadlines.insert(id) } else { await apply(id) { $0.deadlineFired(nowMs: now) } }
             }
         }
 
@@ -210,7 +219,9 @@ extension AggregatorService {
                 return
             }
             held[m.job, default: []].append((d.forAck, sub))
-            if jobs[m.job] != nil {
+            if inReplay(m.job, now) {
+                deferredDeadlines.insert(m.job)
+            } else if jobs[m.job] != nil {
                 await apply(m.job) { $0.deadlineFired(nowMs: now) }
             } else if inferences[m.job] != nil {
                 await applyInference(m.job, now) { $0.deadlineFired(nowMs: now) }
@@ -225,14 +236,23 @@ extension AggregatorService {
                 await close(id)
             }
             await retryUnsentTasks()
+            for id in deferredDeadlines where !inReplay(id, now) {
+                deferredDeadlines.remove(id)
+                replayUntil[id] = nil
+                if jobs[id] != nil {
+                    await apply(id) { $0.deadlineFired(nowMs: now) }
+                } else if inferences[id] != nil {
+                    await applyInference(id, now) { $0.deadlineFired(nowMs: now) }
+                }
+            }
             let grace = Self.ms(service.configuration.safetyGrace)
-            for (id, agg) in jobs where !agg.isClosed && now > agg.job.deadlineMs &+ grace {
+            for (id, agg) in jobs where !agg.isClosed && now > agg.job.deadlineMs &+ grace && !inReplay(id, now) {
                 service.counters.withLock { $0.safetyTimerFirings += 1 }
                 logger.warning("deadline message late; firing from the safety timer",
                                metadata: ["job.id": "\(id)", "late_ms": "\(now - agg.job.deadlineMs)"])
                 await apply(id) { $0.deadlineFired(nowMs: now) }
             }
-            for (id, state) in inferences where !state.aggregation.isClosed && now > state.job.deadlineMs &+ grace {
+            for (id, state) in inferences where !state.aggregation.isClosed && now > state.job.deadlineMs &+ grace && !inReplay(id, now) {
                 service.counters.withLock { $0.safetyTimerFirings += 1 }
                 logger.warning("deadline message late; firing from the safety timer",
                                metadata: ["job.id": "\(id)", "late_ms": "\(now - state.job.deadlineMs)"])
@@ -271,7 +291,17 @@ extension AggregatorService {
         }
 
         /// Forgets a finished job and acknowledges its inputs — only once its final output is confirmed.
+        /// A redelivered open record means an earlier aggregator had the job: give its
+        /// redelivered partials `replayGrace` to arrive before any deadline of the job fires.
+        mutating func noteReplay(_ id: String, _ d: Delivery, _ now: Int64) {
+            if d.redelivered { replayUntil[id] = now + Self.ms(service.configuration.replayGrace) }
+        }
+
+        func inReplay(_ id: String, _ now: Int64) -> Bool { (replayUntil[id] ?? .min) > now }
+
         mutating func close(_ id: String) async {
+            replayUntil[id] = nil
+            deferredDeadlines.remove(id)
             jobs[id] = nil
             inferences[id] = nil
             unsentTasks[id] = nil
