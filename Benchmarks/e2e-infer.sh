@@ -5,12 +5,14 @@
 # every image to R, the calibrated rules, and deadlines that cut the job short.
 #
 #   Benchmarks/e2e-infer.sh [--consumers 2] [--count 5000] [--model Tests/Models/fashion-mnist-mlp]
+#                           [--deadlines 800ms,500ms,300ms] [--block 100]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-consumers=2 count=5000 model=Tests/Models/fashion-mnist-mlp
+consumers=2 count=5000 model=Tests/Models/fashion-mnist-mlp deadlines=800ms,500ms,300ms block=100
 while (($#)); do
   case $1 in
     --consumers) consumers=$2; shift ;; --count) count=$2; shift ;; --model) model=$2; shift ;;
+    --deadlines) deadlines=$2; shift ;; --block) block=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 64 ;;
   esac
   shift
@@ -27,21 +29,21 @@ source "$pool"
 "$SR_POOL_BIN/srproduce" register bench-model --model "$model" >/dev/null
 images=(--images data/fashion-mnist/t10k-images-idx3-ubyte --labels data/fashion-mnist/t10k-labels-idx1-ubyte)
 # Warm-up: every consumer loads the model and the images once (cached by digest afterwards).
-"$SR_POOL_BIN/srproduce" infer --model bench-model "${images[@]}" --first 5000 --count "$count" --deadline 60s --exit none --wait >/dev/null
+"$SR_POOL_BIN/srproduce" infer --model bench-model "${images[@]}" --first 5000 --count "$count" --deadline 600s --exit none \
+  --block "$block" --wait >/dev/null
 run() {   # name, then infer arguments
   local name=$1; shift
-  "$SR_POOL_BIN/srproduce" infer --model bench-model "${images[@]}" --first 5000 --count "$count" --wait --json \
+  "$SR_POOL_BIN/srproduce" infer --model bench-model "${images[@]}" --first 5000 --count "$count" --block "$block" --wait --json \
     --out "$work/$name.json" "$@" > "$work/$name.lines"
   echo "$name|$*"
 }
 runs=(
-  "$(run all-R --deadline 60s --exit none)"
-  "$(run calibrated --deadline 60s)"
-  "$(run stability --deadline 60s --exit stability)"
-  "$(run deadline-800 --deadline 800ms)"
-  "$(run deadline-500 --deadline 500ms)"
-  "$(run deadline-300 --deadline 300ms)"
+  "$(run all-R --deadline 600s --exit none)"
+  "$(run calibrated --deadline 600s)"
+  "$(run stability --deadline 600s --exit stability)"
 )
+IFS=, read -ra cuts <<< "$deadlines"
+for d in "${cuts[@]}"; do runs+=("$(run "deadline-$d" --deadline "$d")"); done
 python3 - "$work" "$consumers" "${runs[@]}" <<'PY'
 import json, sys
 work, consumers, runs = sys.argv[1], sys.argv[2], sys.argv[3:]
