@@ -21,8 +21,9 @@ struct Infer: AsyncParsableCommand {
             size, used as is). With labels (--labels, or inline in .bin/.csv) --wait reports accuracy.
 
             Exit rules: margin:T1,T2,… (top-1 minus top-2 logit ≥ T_r), entropy:T1,… (softmax \
-            entropy ≤ T_r), stability:T1,… (same label as at r − 1 and margin ≥ T_r), none (every \
-            image to R). One threshold per resolution, the last repeating. A family alone \
+            entropy ≤ T_r), stability:T1,… (same label as at r − 1 and margin ≥ T_r), \
+            gray-zone:LOW/HIGH,… (one-logit networks: decided when the sigmoid is outside \
+            [LOW, HIGH]), none (every image to R). One threshold per resolution, the last repeating. A family alone \
             (e.g. margin) takes the model's calibrated thresholds (`srproduce model calibrate`); \
             the default is the model's first calibrated rule, else none.
 
@@ -126,6 +127,7 @@ struct Infer: AsyncParsableCommand {
         let workers = (0..<consumers).map { i in
             var c = TaskWorker.Configuration()
             c.name = "worker-\(i + 1)"
+            c.cacheBytes = (1 << 30) / consumers   // one GiB for the whole process
             return TaskWorker(transport: InMemoryTransport(broker: broker), store: store, configuration: c, logger: logger)
         }
         let services = [Task { try? await aggregator.run() }] + workers.map { w in Task { try? await w.run() } }
@@ -140,7 +142,9 @@ struct Infer: AsyncParsableCommand {
         let limit = DurationParsing.milliseconds(deadline) + 10_000
         while true {
             guard let output = try await watcher.nextInference(within: .milliseconds(Int64(limit))) else {
-                throw RunFailure("no final answer within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
+                throw RunFailure(embedded
+                    ? "no final answer within the deadline + 10 s from the in-process pool"
+                    : "no final answer within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
             }
             progress.apply(output)
             if output.status == .partial {

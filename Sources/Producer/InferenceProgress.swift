@@ -40,8 +40,8 @@ struct InferenceProgress {
 
     /// Images per resolution reached, index 0…R.
     func histogram(_ o: InferenceOutput) -> [Int] {
-        var h = Array(repeating: 0, count: o.resolutions + 1)
-        for a in o.answers { h[min(max(a.resolution, 0), o.resolutions)] += 1 }
+        var h = Array(repeating: 0, count: max(o.resolutions, 0) + 1)
+        for a in o.answers { h[min(max(a.resolution, 0), h.count - 1)] += 1 }
         return h
     }
 
@@ -56,7 +56,7 @@ struct InferenceProgress {
         let late = o.lateMs.map { String(format: ", %.0f ms after the deadline", $0) } ?? ""
         lines.append("final (\(o.status.rawValue)\(late))" + String(format: " at %.0f ms: %d/%d images answered, %d decided",
                             o.elapsedMs, o.answers.count { $0.resolution > 0 }, o.answers.count, o.answers.count(where: \.decided)))
-        lines.append("  resolution reached: " + (0...o.resolutions).filter { h[$0] > 0 }.map { "r\($0) \(h[$0])" }.joined(separator: ", "))
+        lines.append("  resolution reached: " + h.indices.filter { h[$0] > 0 }.map { "r\($0) \(h[$0])" }.joined(separator: ", "))
         let total = o.answers.count * o.resolutions
         lines.append(String(format: "  skipped %d of %d image-resolutions (%.1f %%) by early exit", o.skipped, total,
                             100 * Double(o.skipped) / Double(max(total, 1))))

@@ -107,7 +107,7 @@ struct CLITests {
         try await expectFailure(base + ["--images", images, "--count", "5"], mentions: ["2 images"], env: store)
         try await expectFailure(base + ["--images", images, "--exit", "margin:x"], mentions: ["'x' is not a number"], env: store)
         try await expectFailure(base + ["--images", images, "--exit", "confidence:1"], mentions: ["unknown exit rule family"], env: store)
-        try await expectFailure(base + ["--images", images, "--exit", "gray-zone:0.3-0.6"], mentions: ["single logit"], env: store)
+        try await expectFailure(base + ["--images", images, "--exit", "gray-zone:0.3/0.6"], mentions: ["single logit"], env: store)
         try await expectFailure(base + ["--images", images, "--exit", "gray-zone"], mentions: ["srproduce model calibrate"], env: store)
         try await expectFailure(["infer", "--model", "no-such-model", "--images", images, "--deadline", "1s"],
                                 mentions: ["no-such-model"], env: store)

@@ -14,6 +14,7 @@ struct InferenceCLITests {
         let status: String
         let answers: [Answer]
         let accuracy: Double?
+        let lateMs: Double?
         let resolution_histogram: [Int]
     }
 
@@ -52,7 +53,7 @@ struct InferenceCLITests {
         await pool.finish()
     }
 
-    @Test func aTightDeadlineStillAnswersEveryImageExactlyOnce() async throws {
+    @Test func aTightDeadlineStillAnswersEveryImageOnTime() async throws {
         let pool = try await ProcessKillTests.Pool()
         do {
             _ = try pool.spawn("sraggregate")
@@ -60,6 +61,11 @@ struct InferenceCLITests {
             _ = try pool.spawn("srconsume")
             let (final, output) = try await infer(pool, deadline: "700ms", out: pool.dir + "/final.json")
             #expect(final.status == "deadline" || final.status == "complete", "\(output)")
+            if final.status == "deadline" {
+                // The aggregator answers a due job before anything else: on time, give or take
+                // a loaded CI machine.
+                #expect((0...250).contains(final.lateMs ?? -1), "deadline answer \(String(describing: final.lateMs)) ms late")
+            }
             #expect(final.answers.map(\.sample) == Array(0..<1000))
             // An image has a label exactly when some resolution arrived in time.
             #expect(final.answers.allSatisfy { ($0.resolution == 0) == ($0.label == -1) })

@@ -21,11 +21,15 @@ import Testing
         for rule: ExitRule in [.margin([0.1, 0.30000000000000004]), .entropy([1e-9]), .stability(margin: [0.5]), .margin([.infinity])] {
             #expect(try ExitRule(parsing: rule.text) == rule, "\(rule.text)")
         }
-        let zone = try ExitRule(parsing: "gray-zone:0.3-0.6")
+        let zone = try ExitRule(parsing: "gray-zone:0.3/0.6")
         guard case .grayZone(let z) = zone else { Issue.record("not a gray zone"); return }
         #expect(abs(z[0].probabilities.lowerBound - 0.3) < 1e-12 && abs(z[0].probabilities.upperBound - 0.6) < 1e-12)
+        // Gray zones are written in logits, so even saturated or tiny ones read back exactly.
+        for rule: ExitRule in [zone, .grayZone([.init(low: -5, high: 5.000000000000019), .init(low: -40, high: 1e-5)])] {
+            #expect(try ExitRule(parsing: rule.text) == rule, "\(rule.text)")
+        }
         for (bad, mention) in [("margin", "needs thresholds"), ("margin:", "needs thresholds"), ("margin:1,x", "'x' is not a number"),
-                               ("size:1", "unknown exit rule family"), ("gray-zone:0.6-0.3", "LOW-HIGH"), ("margin:nan", "not a number")] {
+                               ("size:1", "unknown exit rule family"), ("gray-zone:0.6/0.3", "LOW/HIGH"), ("gray-zone:0.3-0.6", "LOW/HIGH"), ("gray-zone-logits:2/1", "LOW ≤ HIGH"), ("margin:nan", "not a number")] {
             #expect(throws: EarlyExitError.self, "\(bad)") { try ExitRule(parsing: bad) }
             do { _ = try ExitRule(parsing: bad) } catch { #expect(error.message.contains(mention), "\(bad): \(error.message)") }
         }
@@ -84,7 +88,7 @@ import Testing
         nan.body = LittleEndian.bytes([UInt32(0)]) + LittleEndian.bytes([1.0, .nan, 3])
         refuses(nan, "NaN") { _ = try InferencePartial(decoding: $0) }
 
-        for (bad, mention) in [(job(block: 0), "blockSize"), (job(rule: "gray-zone:0.3-0.6"), "single logit"),
+        for (bad, mention) in [(job(block: 0), "blockSize"), (job(rule: "gray-zone:0.3/0.6"), "single logit"),
                                (job(samples: 0), "samples"), (job(rule: "margin:q"), "not a number")] {
             refuses(try InferenceOpen(job: bad).encode(), mention) { _ = try InferenceOpen(decoding: $0) }
         }

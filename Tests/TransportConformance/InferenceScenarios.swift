@@ -74,6 +74,8 @@ public enum InferenceScenarios {
         PipelineScenario(name: "inference: an aggregator dying mid-job loses nothing after a restart", run: aggregatorRestarts),
         PipelineScenario(name: "inference: an aggregator restarted after the deadline answers with what was computed",
                          run: restartAfterDeadline),
+        PipelineScenario(name: "inference: inputs of the other job kind under a job's id are dead-lettered, the job unharmed",
+                         run: kindCollision),
     ]
 
     static func exits(_ env: PipelineEnvironment) async throws {
@@ -162,19 +164,25 @@ public enum InferenceScenarios {
         let producer = try await env.makeTransport()
         let id = PipelineScenarios.unique("iag")
         let watcher = try await OutputWatcher.watch([id], on: producer)
-        let (first, _, _) = try await startRoles(env, consumers: 1)
-        _ = try await InferenceSubmitter(transport: producer, store: env.store)
+        // No consumers at first: this test answers resolution 1 of ten samples itself, so the
+        // job is certainly open when its aggregator dies (inputs unacknowledged).
+        let (first, _, _) = try await startRoles(env, consumers: 0)
+        let job = try await InferenceSubmitter(transport: producer, store: env.store)
             .submit(fixture.request(id: id, rule: "none", deadline: .seconds(30), block: 10))
-        // The aggregator dies once it has refined some samples (its inputs unacknowledged).
+        let task = InferenceTask(job: job, resolution: 1, indices: Array(0..<10))
+        let answer = InferencePartial(for: task, logits: (0..<10).map { reference[0][$0] }, computeMicroseconds: 0, worker: "test")
+        try await producer.publish(answer.encode(), exchange: "", routingKey: Topology.partialsQueue)
         let r1 = try await within(.seconds(10), "a first refinement") { try await watcher.nextInference(within: .seconds(10)) }
-        try require(r1?.status == .partial, "expected a refinement first")
+        try require(r1?.status == .partial && r1?.answers.count == 10, "expected the refinement of samples 0…9")
         await first.stop()
-        let (second, _, _) = try await startRoles(env, consumers: 1)
+        let (second, aggregator, _) = try await startRoles(env, consumers: 1)
         let seen = try await inferenceOutputs(until: id, from: watcher)
         await second.stop()
         await producer.close()
+        try require(aggregator?.snapshot.opened == 1, "the second aggregator did not recover the job")
         let final = seen.last!
         try require(final.status == .complete, "status \(final.status), expected complete after the restart")
+        try require(final.answers.map(\.sample) == Array(0..<40), "the final does not answer every sample once")
         for a in final.answers {
             try require(a.resolution == 3 && a.logits == reference[2][a.sample], "sample \(a.sample) wrong after the restart")
         }
@@ -203,10 +211,55 @@ public enum InferenceScenarios {
         await second.stop()
         await producer.close()
         try require(final.status == .deadline, "status \(final.status), expected deadline")
+        try require(final.answers.map(\.sample) == Array(0..<20), "the final does not answer every sample once")
         for a in final.answers {
             let r = a.sample < 10 ? 1 : 0
             try require(a.resolution == r, "sample \(a.sample) at \(a.resolution) after the restart; expected \(r) (what was computed)")
             if r == 1 { try require(a.logits == reference[0][a.sample], "sample \(a.sample): wrong logits") }
         }
+    }
+
+    static func kindCollision(_ env: PipelineEnvironment) async throws {
+        let fixture = try InferenceFixture(store: env.store, samples: 8, seed: 65)
+        let reference = try fixture.referenceLogits()
+        let (roles, _, _) = try await startRoles(env, consumers: 0)
+        let producer = try await env.makeTransport()
+        try await Topology.declare(on: producer)
+        let dead = try await producer.subscribe(queue: Topology.deadQueue, prefetch: 0)
+        let id = PipelineScenarios.unique("ikc")
+        let watcher = try await OutputWatcher.watch([id], on: producer)
+        // margin ≥ 0 holds for every sample: all are decided at resolution 1.
+        let job = try await InferenceSubmitter(transport: producer, store: env.store)
+            .submit(fixture.request(id: id, rule: "margin:0", deadline: .seconds(30), block: 8))
+        // A mat-vec open record and a mat-vec partial that claim the inference job's id.
+        let other = try ScenarioJob(id: id, chunks: 2, seed: 42)
+        let plan = try JobSubmitter(transport: producer).plan(other.request)
+        try await producer.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
+        let strayTask = try TaskMessage(decoding: plan.tasks[0])
+        let stray = PartialMessage(for: strayTask, computeMicroseconds: 0, worker: "stray",
+                                   exact: Array(repeating: 0, count: strayTask.rows.count * strayTask.vectors), values: [])
+        try await producer.publish(stray.encode(), exchange: "", routingKey: Topology.partialsQueue)
+        let reasons = try await within(.seconds(10), "two dead letters") {
+            var found: [String] = []
+            for try await d in dead.deliveries {
+                try await dead.ack(d)
+                guard d.message.headers[Header.job]?.stringValue == id else { continue }
+                found.append(d.message.headers[Header.deadReason]?.stringValue ?? "")
+                if found.count == 2 { break }
+            }
+            return found
+        }
+        await dead.cancel()
+        try require(reasons.contains { $0.contains("already an open inference job") }, "reasons \(reasons)")
+        try require(reasons.contains { $0.contains("mat-vec partial for inference job") }, "reasons \(reasons)")
+        // The inference job itself still completes with the right answers.
+        let task = InferenceTask(job: job, resolution: 1, indices: Array(0..<8))
+        let answer = InferencePartial(for: task, logits: (0..<8).map { reference[0][$0] }, computeMicroseconds: 0, worker: "test")
+        try await producer.publish(answer.encode(), exchange: "", routingKey: Topology.partialsQueue)
+        let final = try await inferenceOutputs(until: id, from: watcher).last!
+        await roles.stop()
+        await producer.close()
+        try require(final.status == .complete && final.answers.allSatisfy { $0.resolution == 1 && $0.decided },
+                    "the inference job did not complete at resolution 1: \(final.status)")
     }
 }

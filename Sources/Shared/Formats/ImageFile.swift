@@ -34,7 +34,7 @@ public struct ImageFile: Sendable {
             let labels: [Int]
             if labelsPath.hasSuffix(".npy") {
                 let m = try Npy.readMatrix(contentsOf: labelsPath)
-                guard m.columns == 1, m.elements.allSatisfy({ $0 == $0.rounded() && $0 >= 0 }) else {
+                guard m.columns == 1, m.elements.allSatisfy({ $0 == $0.rounded() && $0 >= 0 && $0 < 1e9 }) else {
                     throw DatasetError(.malformedRow, "\(labelsPath): labels must be a vector of non-negative integers")
                 }
                 labels = m.elements.map { Int($0) }
@@ -48,8 +48,8 @@ public struct ImageFile: Sendable {
         }
         let n = file.samples.rows
         let take = count ?? (n - first)
-        guard first >= 0, take >= 1, first + take <= n else {
-            throw DatasetError(.countMismatch, "\(path) holds \(n) images; samples \(first)..<\(first + take) are not all there")
+        guard first >= 0, first <= n, take >= 1, take <= n - first else {
+            throw DatasetError(.countMismatch, "\(path) holds \(n) images; \(take) from index \(first) on are not all there")
         }
         let size = file.samples.columns
         return ImageFile(samples: Matrix(rows: take, columns: size,

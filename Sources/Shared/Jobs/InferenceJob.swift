@@ -29,6 +29,15 @@ public struct InferenceJob: Sendable, Codable, Equatable {
 
     /// Most samples per job: the final answer lists every sample in one message.
     public static let maxSamples = 100_000
+    /// Most bytes the final answer may take (estimated): under RabbitMQ 4's 16 MiB default
+    /// message limit, with room for headers.
+    public static let maxFinalBytes = 12 << 20
+    /// Most logits in one partial (block × classes): 8 MiB of Float64.
+    public static let maxPartialLogits = 1 << 20
+
+    /// A generous estimate of the final answer's JSON size: per sample ~96 bytes of fields
+    /// and ≤ 24 per logit.
+    public static func finalBytes(samples: Int, classes: Int) -> Int { samples * (96 + 24 * classes) }
 
     public init(id: String, model: String, images: String, samples: Int, inputPartition: [Int], resolutions: Int,
                 classes: Int, exitRule: String, blockSize: Int, createdMs: Int64, deadlineMs: Int64) {
@@ -66,7 +75,15 @@ public struct InferenceJob: Sendable, Codable, Equatable {
         }
         do { _ = try PartitionVector(inputPartition) } catch { throw WireError("job \(id): input partition: \(error)") }
         guard (1...100_000).contains(classes) else { throw WireError("job \(id): \(classes) classes is not in 1...100000") }
-        guard (1...samples).contains(blockSize) else { throw WireError("job \(id): blockSize must be in 1...\(samples)") }
+        guard (1...min(samples, InferenceTask.maxIndices)).contains(blockSize) else {
+            throw WireError("job \(id): blockSize must be in 1...\(min(samples, InferenceTask.maxIndices))")
+        }
+        guard blockSize * classes <= Self.maxPartialLogits else {
+            throw WireError("job \(id): blockSize \(blockSize) × \(classes) classes exceeds \(Self.maxPartialLogits) logits per task; use smaller blocks")
+        }
+        guard Self.finalBytes(samples: samples, classes: classes) <= Self.maxFinalBytes else {
+            throw WireError("job \(id): \(samples) samples × \(classes) classes would make a final answer over \(Self.maxFinalBytes >> 20) MiB; split the images into several jobs")
+        }
         guard WireLimits.creationRange.contains(createdMs) else {
             throw WireError("job \(id): createdMs \(createdMs) is not a plausible time (ms since the Unix epoch)")
         }

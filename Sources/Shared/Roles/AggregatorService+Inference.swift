@@ -39,9 +39,14 @@ extension AggregatorService.Core {
             try? await sub.ack(d)
             return
         }
+        if jobs[job.id] != nil {
+            return await deadLetter(d, sub, Topology.jobsQueue, "job id \(job.id) is already an open mat-vec job; ids must be unique")
+        }
         held[job.id, default: []].append((d.forAck, sub))
         // A redelivered copy (after a reconnect) is held too, so the job stays recoverable.
-        guard inferences[job.id] == nil, jobs[job.id] == nil else { return }
+        guard inferences[job.id] == nil else { return }
+        // Mat-vec partials parked under this id are not this job's: held, never replayed.
+        waitingPartials[job.id] = nil
         // Resolution 1 of every sample was published by the producer with the open record.
         inferences[job.id] = AggregatorService.InferenceJobState(
             job: job, aggregation: InferenceAggregation(job: job.id, sampleCount: job.samples, resolutions: job.resolutions,
@@ -83,6 +88,9 @@ extension AggregatorService.Core {
             service.counters.withLock { $0.latePartials += 1 }
             try? await sub.ack(d)
             return
+        }
+        if jobs[p.job] != nil {
+            return await deadLetter(d, sub, Topology.partialsQueue, "an inference partial for mat-vec job \(p.job)")
         }
         guard let state = inferences[p.job] else {
             // Its open record has not arrived yet (a different queue): keep it, held.

@@ -152,12 +152,18 @@ extension AggregatorService {
                 try? await sub.ack(d)
                 return
             }
+            if inferences[id] != nil {
+                return await deadLetter(d, sub, Topology.jobsQueue, "job id \(id) is already an open inference job; ids must be unique")
+            }
             if jobs[id] != nil {
                 // Redelivered (e.g. after a reconnect, with a new tag): hold the new copy too,
                 // so the job stays recoverable until it closes.
                 held[id, default: []].append((d.forAck, sub))
                 return
             }
+            // Inference partials parked under this id are not this job's: they stay held (acked
+            // when the job closes) but are never replayed.
+            waitingInferencePartials[id] = nil
             jobs[id] = agg
             held[id, default: []].append((d.forAck, sub))
             noteReplay(id, d, now)
@@ -180,6 +186,9 @@ extension AggregatorService {
                 service.counters.withLock { $0.latePartials += 1 }
                 try? await sub.ack(d)
                 return
+            }
+            if inferences[p.job] != nil {
+                return await deadLetter(d, sub, Topology.partialsQueue, "a mat-vec partial for inference job \(p.job)")
             }
             guard jobs[p.job] != nil else {
                 // Its open record has not arrived yet (a different queue): keep it, held.
@@ -263,6 +272,14 @@ extension AggregatorService {
                 .union(waitingInferencePartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
                 .union(waitingDeadlines.filter { $0.value + unknownGrace < now }.keys)
             for id in staleIDs {
+                if jobs[id] != nil || inferences[id] != nil {
+                    // Parked inputs of the other kind under an open job's id: they stay held
+                    // with the job's own inputs (acked when it closes), never replayed.
+                    waitingPartials[id] = nil
+                    waitingInferencePartials[id] = nil
+                    waitingDeadlines[id] = nil
+                    continue
+                }
                 logger.warning("dropping inputs of a job that was never opened", metadata: ["job.id": "\(id)"])
                 waitingPartials[id] = nil
                 waitingInferencePartials[id] = nil

@@ -27,6 +27,9 @@ public struct InferenceRequest: Sendable {
 }
 
 public struct InferenceSubmitter: Sendable {
+    /// Most image values (samples × input size) per job.
+    public static let maxImageValues = 1 << 25
+
     let transport: any Transport
     let store: OperandStore
     let wallClock: @Sendable () -> Int64
@@ -55,6 +58,10 @@ public struct InferenceSubmitter: Sendable {
         guard (1...InferenceJob.maxSamples).contains(request.images.rows) else {
             throw RefinementError(.shapeMismatch, "\(request.images.rows) images; a job takes 1...\(InferenceJob.maxSamples) (split larger sets into several jobs)")
         }
+        // Consumers keep a job's images in memory (Float64): at most 256 MiB of them.
+        guard request.images.elements.count <= Self.maxImageValues else {
+            throw RefinementError(.shapeMismatch, "\(request.images.rows) images of \(size) values are more than \(Self.maxImageValues) values per job; split them into several jobs")
+        }
         let partition: PartitionVector
         if let explicit = manifest.partitions["input"] {
             partition = try PartitionVector(explicit)
@@ -76,7 +83,8 @@ public struct InferenceSubmitter: Sendable {
         let job = InferenceJob(id: request.id ?? JobSubmitter.newID(), model: request.model, images: images,
                                samples: request.images.rows, inputPartition: partition.exponents,
                                resolutions: manifest.resolutions, classes: classes, exitRule: request.rule.text,
-                               blockSize: max(1, min(request.blockSize, request.images.rows, InferenceTask.maxIndices)),
+                               blockSize: max(1, min(request.blockSize, request.images.rows, InferenceTask.maxIndices,
+                                                     InferenceJob.maxPartialLogits / max(classes, 1))),
                                createdMs: now, deadlineMs: now + relative)
         try job.validate()
         return job

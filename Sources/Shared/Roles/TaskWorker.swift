@@ -145,10 +145,13 @@ public final class TaskWorker: Service, Sendable {
             await deadLetter(delivery, subscription, reason: error.message)
         } catch let error as TransportError where error.code == .publishRejected && delivery.redelivered {
             await deadLetter(delivery, subscription, reason: "the broker refused its partial twice: \(error.message)")
+        } catch where delivery.redelivered {
+            // Failed before and failed again: dead-letter rather than loop until it expires.
+            await deadLetter(delivery, subscription, reason: "failed twice: \(error)")
         } catch {
             // A store that is not ready yet (a volume still mounting, a file just registered) or a
-            // transport failure: put the task back for another try. Only a redelivered task that
-            // fails again is dead-lettered (above), so nothing loops forever.
+            // transport failure: put the task back for one more try (redelivered, so a second
+            // failure of any kind dead-letters it above: nothing loops forever).
             log.warning("task not completed, requeued: \(error)")
             try? await subscription.reject(delivery, requeue: true)
         }

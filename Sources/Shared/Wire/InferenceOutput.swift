@@ -9,11 +9,12 @@ public struct InferenceOutput: Sendable, Codable, Equatable {
     public struct Answer: Sendable, Codable, Equatable {
         /// Index of the sample in the job (0-based).
         public var sample: Int
-        /// argmax of `logits`; −1 when no resolution arrived before the deadline.
+        /// The predicted class: argmax of `logits` (a single logit z: 1 if z > 0, else 0); −1 when
+        /// no resolution arrived before the deadline.
         public var label: Int
         /// The resolution reached (1…R; 0 = none).
         public var resolution: Int
-        /// top-1 minus top-2 logit (0 with fewer than two logits).
+        /// top-1 minus top-2 logit (a single logit z: |z|; 0 before any resolution).
         public var margin: Double
         /// True once the exit rule (or resolution R) froze the sample.
         public var decided: Bool

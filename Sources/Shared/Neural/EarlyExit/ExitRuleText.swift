@@ -1,10 +1,13 @@
 // The textual form of an exit rule, as given on the command line and carried in an inference
 // job's open record: `FAMILY:t1,t2,…` (one threshold per resolution, the last repeating), or
-// `none` (every sample refines to R).
+// `none` (every sample refines to R). Gray zones: `gray-zone:0.3/0.6,…` in sigmoid
+// probabilities (how people state them), `gray-zone-logits:L/H,…` in logits (exact; what
+// `text` writes, because probabilities saturate and would not read back exactly).
 
 extension ExitRule {
-    /// Parses `margin:0.27,0.65`, `entropy:1.2`, `stability:0,0.01`, `gray-zone:0.3-0.6` (sigmoid
-    /// probabilities, one low-high pair per resolution) or `none`. Thresholds may be `inf`.
+    /// Parses `margin:0.27,0.65`, `entropy:1.2`, `stability:0,0.01`, `gray-zone:0.3/0.6` (sigmoid
+    /// probabilities, one low/high pair per resolution), `gray-zone-logits:-0.85/0.41` or `none`.
+    /// Thresholds may be `inf`.
     public init(parsing text: String) throws(EarlyExitError) {
         let trimmed = String(text.filter { $0 != " " })
         if trimmed == "none" {
@@ -31,25 +34,27 @@ extension ExitRule {
         case "margin": self = .margin(try numbers())
         case "entropy": self = .entropy(try numbers())
         case "stability": self = .stability(margin: try numbers())
-        case "gray-zone":
+        case "gray-zone", "gray-zone-logits":
+            let logits = parts[0] == "gray-zone-logits"
             var zones: [GrayZone] = []
             for f in fields {
-                let ends = f.split(separator: "-").compactMap { Double($0) }
-                guard ends.count == 2, (0...1).contains(ends[0]), (0...1).contains(ends[1]), ends[0] <= ends[1] else {
-                    throw EarlyExitError(.invalidInput,
-                        "exit rule '\(text)': '\(f)' must be LOW-HIGH sigmoid probabilities in [0, 1], e.g. 0.3-0.6")
+                let ends = f.split(separator: "/", omittingEmptySubsequences: false).map { Double($0) }
+                guard ends.count == 2, let low = ends[0], let high = ends[1], !low.isNaN, !high.isNaN, low <= high,
+                      logits || ((0...1).contains(low) && (0...1).contains(high)) else {
+                    throw EarlyExitError(.invalidInput, logits
+                        ? "exit rule '\(text)': '\(f)' must be LOW/HIGH logits with LOW ≤ HIGH, e.g. -0.85/0.41"
+                        : "exit rule '\(text)': '\(f)' must be LOW/HIGH sigmoid probabilities in [0, 1], e.g. 0.3/0.6")
                 }
-                zones.append(GrayZone(probabilities: ends[0]...ends[1]))
+                zones.append(logits ? GrayZone(low: low, high: high) : GrayZone(probabilities: low...high))
             }
             self = .grayZone(zones)
         default:
             throw EarlyExitError(.invalidInput,
-                "unknown exit rule family '\(parts[0])' in '\(text)': use margin, entropy, stability, gray-zone or none")
+                "unknown exit rule family '\(parts[0])' in '\(text)': use margin, entropy, stability, gray-zone, gray-zone-logits or none")
         }
     }
 
-    /// The text `init(parsing:)` reads back to this rule (thresholds printed exactly; gray zones
-    /// as probabilities, which read back to within rounding).
+    /// The text `init(parsing:)` reads back to exactly this rule.
     public var text: String {
         func list(_ v: [Double]) -> String { v.map { $0 == .infinity ? "inf" : $0 == -.infinity ? "-inf" : "\($0)" }.joined(separator: ",") }
         switch self {
@@ -57,7 +62,7 @@ extension ExitRule {
         case .entropy(let t): return "entropy:\(list(t))"
         case .stability(let t): return "stability:\(list(t))"
         case .grayZone(let z):
-            return "gray-zone:" + z.map { "\($0.probabilities.lowerBound)-\($0.probabilities.upperBound)" }.joined(separator: ",")
+            return "gray-zone-logits:" + z.map { list([$0.low]) + "/" + list([$0.high]) }.joined(separator: ",")
         }
     }
 }
