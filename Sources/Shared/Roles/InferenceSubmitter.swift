@@ -90,18 +90,21 @@ public struct InferenceSubmitter: Sendable {
         return job
     }
 
-    /// Publishes the open record, the deadline timer and resolution 1 of every sample.
+    /// Publishes resolution 1 of every sample, then the open record, then the deadline timer.
+    /// In that order so that a producer failing part-way never leaves an open job with samples
+    /// nobody was asked for: without the open record the aggregator drops the early answers
+    /// after a grace period (and the caller sees the error and resubmits); without the deadline
+    /// message the aggregator's safety timer still answers at the deadline.
     public func publish(_ job: InferenceJob) async throws {
         try await Topology.declare(on: transport)
-        // The delay queue first: if it cannot be declared, nothing of the job is out yet.
         let relative = job.relativeDeadlineMs
         let delay = Topology.delayQueue(milliseconds: relative)
         try await transport.declare(delay)
-        try await transport.publish(InferenceOpen(job: job).encode(), exchange: Topology.jobsExchange, routingKey: "open")
-        try await transport.publish(DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), exchange: "", routingKey: delay.name)
         for start in stride(from: 0, to: job.samples, by: job.blockSize) {
             let task = InferenceTask(job: job, resolution: 1, indices: Array(start..<min(job.samples, start + job.blockSize)))
             try await transport.publish(task.encode(expiration: .milliseconds(relative)), exchange: "", routingKey: Topology.tasksQueue)
         }
+        try await transport.publish(InferenceOpen(job: job).encode(), exchange: Topology.jobsExchange, routingKey: "open")
+        try await transport.publish(DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), exchange: "", routingKey: delay.name)
     }
 }
