@@ -85,7 +85,8 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "SuccessiveRefinementTests",
-            dependencies: ["SuccessiveRefinement", "TransportConformance"],
+            dependencies: ["SuccessiveRefinement", "TransportConformance",
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Tests/SuccessiveRefinementTests",
             swiftSettings: strict),
         // Needs a real RabbitMQ: scripts/test.sh starts one and sets SR_AMQP_URL.

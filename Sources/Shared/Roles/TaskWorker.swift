@@ -59,17 +59,31 @@ public final class TaskWorker: Service, Sendable {
         try await Topology.declare(on: transport)
         let subscription = try await transport.subscribe(queue: Topology.tasksQueue, prefetch: configuration.prefetch)
         logger.info("consuming", metadata: ["queue": "\(Topology.tasksQueue)", "prefetch": "\(configuration.prefetch)"])
-        // On graceful shutdown: stop taking tasks; the one in hand finishes (publish + ack).
+        // On graceful shutdown: stop taking tasks; the one in hand finishes (publish + ack)
+        // before the subscription is cancelled — cancelling returns unacked deliveries to the
+        // queue, which would have the task computed twice.
+        let phase = Mutex((busy: false, stopping: false))
         await withGracefulShutdownHandler {
             do {
                 for try await delivery in subscription.deliveries {
+                    let stop = phase.withLock { p -> Bool in
+                        if !p.stopping { p.busy = true }
+                        return p.stopping
+                    }
+                    if stop { break }   // not started: it goes back to the queue
                     await handle(delivery, subscription)
+                    if phase.withLock({ p -> Bool in p.busy = false; return p.stopping }) { break }
                 }
             } catch {
                 logger.error("task stream failed: \(error)")
             }
         } onGracefulShutdown: {
-            Task { await subscription.cancel() }
+            let idle = phase.withLock { p -> Bool in
+                p.stopping = true
+                return !p.busy
+            }
+            // Idle: nothing in hand, so end the wait for the next delivery now.
+            if idle { Task { await subscription.cancel() } }
         }
         await subscription.cancel()
     }
