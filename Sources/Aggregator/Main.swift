@@ -17,8 +17,8 @@ struct Aggregate: AsyncParsableCommand {
             the broker redelivers them to the restarted aggregator.
             """)
 
-    @Option(name: .customLong("safety-grace"), help: "Fire a deadline locally if its message is this late.")
-    var safetyGrace: Duration = .milliseconds(500)
+    @Option(name: .customLong("safety-grace"), help: "Answer a job this long after its deadline by this machine's clock if the deadline message has not come (0: clocks synchronised by NTP; raise it by the worst clock skew to producers).")
+    var safetyGrace: Duration = .zero
 
     @Option(help: ArgumentHelp("RabbitMQ URL (default: $SR_AMQP_URL).", valueName: "url"))
     var broker: String?

@@ -24,17 +24,7 @@ struct CalibrateModel: ParsableCommand {
     @Option(help: ArgumentHelp("Model directory (model.json + model.safetensors) or .safetensors file.", valueName: "path"))
     var model: String
 
-    @Option(help: ArgumentHelp("Labelled calibration images (IDX with --labels, CIFAR-10 .bin, MNIST .csv, or .npy with --labels).", valueName: "path"))
-    var images: String
-
-    @Option(help: ArgumentHelp("Labels file when the images carry none.", valueName: "path"))
-    var labels: String?
-
-    @Option(help: "Index of the first calibration image.")
-    var first: Int = 0
-
-    @Option(help: "Number of calibration images (default: all from --first on).")
-    var count: Int?
+    @OptionGroup var imageOptions: ImageOptions
 
     @Option(help: "Rules to calibrate, comma-separated, the default first: margin, entropy, stability (gray-zone for one-logit networks).")
     var rules: String = "margin,stability,entropy"
@@ -56,9 +46,9 @@ struct CalibrateModel: ParsableCommand {
     func run() throws {
         BLAS.setThreadCount(1)
         var net = try Model.load(from: model)
-        let file = try ImageFile.read(images, labelsPath: labels, first: first, count: count)
+        let file = try imageOptions.read()
         guard let labels = file.labels else {
-            throw ValidationError("\(images) has no labels; give --labels FILE")
+            throw ValidationError("\(imageOptions.images) has no labels; give --labels FILE")
         }
         let families = try rules.split(separator: ",").map { name in
             guard let f = ExitRule.Family(rawValue: name == "gray-zone" ? "grayZone" : String(name)) else {
@@ -67,16 +57,9 @@ struct CalibrateModel: ParsableCommand {
             return f
         }
         let manifest = net.manifest
-        let partition: PartitionVector
-        if let explicit = manifest.partitions["input"] { partition = try PartitionVector(explicit) } else {
-            partition = try .fitted(maxMagnitude: file.samples.maxMagnitude, chunks: manifest.resolutions, bits: manifest.bitsPerUpgrade)
-        }
+        let partition = try QuantizedNetwork.inputPartition(manifest: manifest, maxMagnitude: file.samples.maxMagnitude)
         let network = try QuantizedNetwork(manifest: manifest, tensors: net.tensors, inputPartition: partition)
-        let size = file.samples.columns
-        let inputs = try (0..<file.samples.rows).map { i in
-            try QuantizedTensor(values: Array(file.samples.elements[(i * size)..<((i + 1) * size)]), shape: manifest.input,
-                                partition: partition, name: "image \(i)")
-        }
+        let inputs = try network.quantize(rows: file.samples, 0..<file.samples.rows)
         print("evaluating \(inputs.count) images at resolutions 1…\(manifest.resolutions)")
         let logits = try AdaptiveRunner.allResolutions(network, inputs: inputs)
         var texts: [String] = []

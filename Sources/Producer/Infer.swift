@@ -34,17 +34,7 @@ struct Infer: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A registered model (name or digest), or a model directory / .safetensors file (registered first).", valueName: "name|path"))
     var model: String
 
-    @Option(help: ArgumentHelp("The images to classify.", valueName: "path"))
-    var images: String
-
-    @Option(help: ArgumentHelp("Labels for the images: an IDX labels file or a .npy vector (for the accuracy report).", valueName: "path"))
-    var labels: String?
-
-    @Option(help: "Number of images to classify (default: all from --first on).")
-    var count: Int?
-
-    @Option(help: "Index of the first image to classify.")
-    var first: Int = 0
+    @OptionGroup var imageOptions: ImageOptions
 
     @Option(help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 5s.", valueName: "duration"))
     var deadline: Duration
@@ -78,8 +68,6 @@ struct Infer: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...InferenceTask.maxIndices).contains(block) else { throw ValidationError("--block must be in 1...\(InferenceTask.maxIndices)") }
-        if let count, count < 1 { throw ValidationError("--count must be ≥ 1") }
-        guard first >= 0 else { throw ValidationError("--first must be ≥ 0") }
         if (out != nil || json) && !(wait || embedded) { throw ValidationError("--out and --json need --wait") }
         guard (1...64).contains(consumers) else { throw ValidationError("--consumers must be in 1...64") }
         if let id, !MatVecJob.isValidID(id) { throw ValidationError("--id must be 1–64 letters, digits, '-' or '_'") }
@@ -88,7 +76,7 @@ struct Infer: AsyncParsableCommand {
     func run() async throws {
         let store = storeOptions.operandStore
         let (digest, network) = try Self.model(model, store: store)
-        let file = try ImageFile.read(images, labelsPath: labels, first: first, count: count)
+        let file = try imageOptions.read()
         let rule = try Self.rule(exitRule, manifest: network.manifest)
         let request = InferenceRequest(model: digest, network: network, images: file.samples, rule: rule,
                                        deadline: deadline, blockSize: block, id: id)

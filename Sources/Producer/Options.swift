@@ -23,6 +23,30 @@ struct StoreOptions: ParsableArguments {
     }
 }
 
+/// Which images a command reads: `srproduce infer` and `srproduce model calibrate`.
+struct ImageOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The images: an IDX images file (pixels scaled to [0, 1]), a CIFAR-10 .bin batch, an MNIST .csv, or a .npy array (N × input size, used as is).", valueName: "path"))
+    var images: String
+
+    @Option(help: ArgumentHelp("Labels when the images carry none: an IDX labels file or a .npy vector.", valueName: "path"))
+    var labels: String?
+
+    @Option(help: "Index of the first image to use.")
+    var first: Int = 0
+
+    @Option(help: "Number of images to use (default: all from --first on).")
+    var count: Int?
+
+    func validate() throws {
+        if let count, count < 1 { throw ValidationError("--count must be ≥ 1") }
+        guard first >= 0 else { throw ValidationError("--first must be ≥ 0") }
+    }
+
+    func read() throws -> ImageFile {
+        try ImageFile.read(images, labelsPath: labels, first: first, count: count)
+    }
+}
+
 struct PartitionOptions: ParsableArguments {
     @Option(name: .long, help: "Chunks per operand (m), with p_0 fitted to the data.")
     var chunks: Int = 3

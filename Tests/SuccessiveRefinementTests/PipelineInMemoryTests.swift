@@ -1,30 +1,16 @@
-// The pipeline scenarios (Tests/TransportConformance/PipelineScenarios.swift) on the embedded
-// in-memory transport; the integration tests run the same ones on RabbitMQ.
+// The pipeline scenarios (Tests/TransportConformance/PipelineScenarios.swift and
+// InferenceScenarios.swift) on the embedded in-memory transport; the integration tests run the
+// same ones on RabbitMQ.
 import Foundation
 import Testing
 import TransportConformance
 @testable import SuccessiveRefinement
 
 @Suite struct PipelineInMemoryTests {
-    @Test(arguments: PipelineScenarios.all)
+    @Test(arguments: PipelineScenarios.all + InferenceScenarios.all)
     func scenario(_ scenario: PipelineScenario) async throws {
         let broker = InMemoryBroker()
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("sr-pipe-\(UUID().uuidString)").path
-        defer {
-            broker.shutdown()
-            try? FileManager.default.removeItem(atPath: root)
-        }
-        let env = PipelineEnvironment(makeTransport: { InMemoryTransport(broker: broker) }, store: OperandStore(root: root))
-        try await scenario.run(env)
-    }
-}
-
-/// The inference scenarios on the in-memory transport (the integration tests run them on RabbitMQ).
-@Suite struct InferencePipelineInMemoryTests {
-    @Test(arguments: InferenceScenarios.all)
-    func scenario(_ scenario: PipelineScenario) async throws {
-        let broker = InMemoryBroker()
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("sr-inf-\(UUID().uuidString)").path
         defer {
             broker.shutdown()
             try? FileManager.default.removeItem(atPath: root)

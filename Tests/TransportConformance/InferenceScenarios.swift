@@ -38,6 +38,14 @@ struct InferenceFixture {
         return try (1...resolutions).map { _ in try inc.upgrade(Array(0..<images.rows)).map(\.values) }
     }
 
+    /// Publishes, as a consumer would, the reference logits of `samples` at resolution r.
+    func answer(_ job: InferenceJob, resolution r: Int, samples: [Int], reference: [[[Double]]],
+                on producer: any Transport) async throws {
+        let task = InferenceTask(job: job, resolution: r, indices: samples)
+        let p = InferencePartial(for: task, logits: samples.map { reference[r - 1][$0] }, computeMicroseconds: 0, worker: "test")
+        try await producer.publish(p.encode(), exchange: "", routingKey: Topology.partialsQueue)
+    }
+
     func request(id: String, rule: String, deadline: Duration, block: Int) throws -> InferenceRequest {
         InferenceRequest(model: digest, network: model, images: images, rule: try ExitRule(parsing: rule),
                          deadline: deadline, blockSize: block, id: id)
@@ -127,15 +135,10 @@ public enum InferenceScenarios {
         let watcher = try await OutputWatcher.watch([id], on: producer)
         let job = try await InferenceSubmitter(transport: producer, store: env.store)
             .submit(fixture.request(id: id, rule: "none", deadline: .milliseconds(1500), block: 10))
-        func answer(_ r: Int, _ samples: [Int]) async throws {
-            let task = InferenceTask(job: job, resolution: r, indices: samples)
-            let p = InferencePartial(for: task, logits: samples.map { reference[r - 1][$0] }, computeMicroseconds: 0, worker: "test")
-            try await producer.publish(p.encode(), exchange: "", routingKey: Topology.partialsQueue)
-        }
-        try await answer(1, Array(0..<10))
+        try await fixture.answer(job, resolution: 1, samples: Array(0..<10), reference: reference, on: producer)
         let first = try await within(.seconds(10), "the first refinement") { try await watcher.nextInference(within: .seconds(10)) }
         try require(first?.answers.map(\.resolution) == Array(repeating: 1, count: 10), "expected samples 0…9 at r = 1 first")
-        try await answer(2, Array(0..<10).filter { $0 % 2 == 0 })
+        try await fixture.answer(job, resolution: 2, samples: Array(0..<10).filter { $0 % 2 == 0 }, reference: reference, on: producer)
         let seen = try await inferenceOutputs(until: id, from: watcher)
         let final = seen.last!
         try require(final.status == .deadline, "status \(final.status), expected deadline")
@@ -169,9 +172,7 @@ public enum InferenceScenarios {
         let (first, _, _) = try await startRoles(env, consumers: 0)
         let job = try await InferenceSubmitter(transport: producer, store: env.store)
             .submit(fixture.request(id: id, rule: "none", deadline: .seconds(30), block: 10))
-        let task = InferenceTask(job: job, resolution: 1, indices: Array(0..<10))
-        let answer = InferencePartial(for: task, logits: (0..<10).map { reference[0][$0] }, computeMicroseconds: 0, worker: "test")
-        try await producer.publish(answer.encode(), exchange: "", routingKey: Topology.partialsQueue)
+        try await fixture.answer(job, resolution: 1, samples: Array(0..<10), reference: reference, on: producer)
         let r1 = try await within(.seconds(10), "a first refinement") { try await watcher.nextInference(within: .seconds(10)) }
         try require(r1?.status == .partial && r1?.answers.count == 10, "expected the refinement of samples 0…9")
         await first.stop()
@@ -197,9 +198,7 @@ public enum InferenceScenarios {
         let (first, _, _) = try await startRoles(env, consumers: 0)
         let job = try await InferenceSubmitter(transport: producer, store: env.store)
             .submit(fixture.request(id: id, rule: "none", deadline: .milliseconds(1000), block: 10))
-        let task = InferenceTask(job: job, resolution: 1, indices: Array(0..<10))
-        let answer = InferencePartial(for: task, logits: (0..<10).map { reference[0][$0] }, computeMicroseconds: 0, worker: "test")
-        try await producer.publish(answer.encode(), exchange: "", routingKey: Topology.partialsQueue)
+        try await fixture.answer(job, resolution: 1, samples: Array(0..<10), reference: reference, on: producer)
         let r1 = try await within(.seconds(10), "the first refinement") { try await watcher.nextInference(within: .seconds(10)) }
         try require(r1?.answers.count == 10, "expected the refinement of samples 0…9")
         // The aggregator dies before the deadline; the next one starts after it has passed.
@@ -253,9 +252,7 @@ public enum InferenceScenarios {
         try require(reasons.contains { $0.contains("already an open inference job") }, "reasons \(reasons)")
         try require(reasons.contains { $0.contains("mat-vec partial for inference job") }, "reasons \(reasons)")
         // The inference job itself still completes with the right answers.
-        let task = InferenceTask(job: job, resolution: 1, indices: Array(0..<8))
-        let answer = InferencePartial(for: task, logits: (0..<8).map { reference[0][$0] }, computeMicroseconds: 0, worker: "test")
-        try await producer.publish(answer.encode(), exchange: "", routingKey: Topology.partialsQueue)
+        try await fixture.answer(job, resolution: 1, samples: Array(0..<8), reference: reference, on: producer)
         let final = try await inferenceOutputs(until: id, from: watcher).last!
         await roles.stop()
         await producer.close()

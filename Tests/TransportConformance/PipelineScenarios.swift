@@ -156,6 +156,16 @@ public enum PipelineScenarios {
                          run: restartAfterDeadline),
     ]
 
+    /// A job's open record, deadline timer and only its first `tasks` tasks: a pool too slow
+    /// for the rest (the scenarios publish what else they need themselves).
+    static func publishHead(_ plan: JobPlan, tasks: Int, on producer: any Transport) async throws {
+        try await Topology.declare(on: producer)
+        try await producer.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
+        try await producer.declare(plan.deadlineQueue)
+        try await producer.publish(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name)
+        for t in plan.tasks.prefix(tasks) { try await producer.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
+    }
+
     static func unique(_ base: String) -> String { "\(base)\(UInt32.random(in: 0...UInt32.max))" }
 
     static func ordered(_ env: PipelineEnvironment) async throws {
@@ -218,11 +228,7 @@ public enum PipelineScenarios {
         let plan = try JobSubmitter(transport: producer).plan(job.request)
         // A pool too slow for this deadline: only layer 0's task is ever computed (the other
         // tasks are withheld), so resolution 1 is the best the deadline can emit.
-        try await Topology.declare(on: producer)
-        try await producer.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
-        try await producer.declare(plan.deadlineQueue)
-        try await producer.publish(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name)
-        try await producer.publish(plan.tasks[0], exchange: "", routingKey: Topology.tasksQueue)
+        try await publishHead(plan, tasks: 1, on: producer)
         let (roles, _, _) = try await startRoles(env, consumers: 1, aggregator: false)
         let first = try await within(.seconds(10), "resolution 1") { try await watcher.next() }
         try require(first?.resolution == 1 && first?.status == .partial, "expected resolution 1 first, got \(String(describing: first))")
@@ -313,10 +319,7 @@ public enum PipelineScenarios {
         let watcher = try await OutputWatcher.watch([id], on: producer)
         let plan = try JobSubmitter(transport: producer).plan(job.request)
         // Layer 0 first; the aggregator dies once it has emitted resolution 1 (its inputs unacked).
-        try await Topology.declare(on: producer)
-        try await producer.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
-        try await producer.declare(plan.deadlineQueue)
-        try await producer.publish(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name)
+        try await publishHead(plan, tasks: 0, on: producer)
         let layer0 = plan.tasks.prefix(3)
         for t in layer0 { try await producer.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
         let (first, _, _) = try await startRoles(env, consumers: 1)
@@ -342,11 +345,7 @@ public enum PipelineScenarios {
         // Only layer 0 is ever computed; the aggregator dies after emitting resolution 1 and
         // the next one starts once the deadline has passed: its deadline output must still
         // carry resolution 1 (replayed from the held partial), not nothing.
-        try await Topology.declare(on: producer)
-        try await producer.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
-        try await producer.declare(plan.deadlineQueue)
-        try await producer.publish(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name)
-        try await producer.publish(plan.tasks[0], exchange: "", routingKey: Topology.tasksQueue)
+        try await publishHead(plan, tasks: 1, on: producer)
         let (first, _, _) = try await startRoles(env, consumers: 1)
         let r1 = try await within(.seconds(10), "resolution 1") { try await watcher.next() }
         try require(r1?.resolution == 1, "expected resolution 1, got \(String(describing: r1?.resolution))")

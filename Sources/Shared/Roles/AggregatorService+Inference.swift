@@ -69,16 +69,6 @@ extension AggregatorService.Core {
         }
     }
 
-    /// Answers inference jobs whose deadline has passed by this clock before handling anything
-    /// else: when partials queue up in front of the deadline message (one event loop), waiting
-    /// for it would make the answer late by the backlog. Assumes synchronised clocks (NTP), as
-    /// the deadline itself does; the deadline message still fires any job this misses.
-    mutating func fireDueInferenceDeadlines(_ now: Int64) async {
-        for (id, state) in inferences where !state.aggregation.isClosed && now >= state.job.deadlineMs && !inReplay(id, now) {
-            await applyInference(id, now) { $0.deadlineFired(nowMs: now) }
-        }
-    }
-
     mutating func inferencePartial(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
         let p: InferencePartial
         do { p = try InferencePartial(decoding: d.message) } catch {
@@ -198,20 +188,13 @@ extension AggregatorService.Core {
 
     /// Publishes (with confirm) and logs one line; false when the publish failed.
     func emit(_ output: InferenceOutput) async -> Bool {
-        do {
-            try await service.transport.publish(output.encode(), exchange: Topology.outputsExchange, routingKey: output.routingKey)
-        } catch {
-            logger.error("could not publish an output; will retry: \(error)", metadata: ["job.id": "\(output.job)"])
+        let message: Message
+        do { message = try output.encode() } catch {
+            logger.error("could not encode an inference output: \(error)", metadata: ["job.id": "\(output.job)"])
             return false
         }
-        service.counters.withLock {
-            $0.refinements += 1
-            if output.status == .complete { $0.completed += 1 }
-            if output.status == .deadline { $0.deadlines += 1 }
-        }
         var metadata: Logger.Metadata = [
-            "job.id": "\(output.job)", "resolution": "\(output.resolution)/\(output.resolutions)",
-            "status": "\(output.status.rawValue)", "elapsed_ms": "\(Int(output.elapsedMs))",
+            "resolution": "\(output.resolution)/\(output.resolutions)", "elapsed_ms": "\(Int(output.elapsedMs))",
             "samples": "\(output.answers.count)", "decided": "\(output.answers.count(where: \.decided))",
         ]
         if output.status != .partial {
@@ -219,7 +202,7 @@ extension AggregatorService.Core {
             metadata["skipped"] = "\(output.skipped)"
         }
         if let late = output.lateMs { metadata["late_ms"] = "\(Int(late))" }
-        logger.info("inference refinement", metadata: metadata)
-        return true
+        return await publishOutput(message, routingKey: output.routingKey, job: output.job, status: output.status,
+                                   log: "inference refinement", metadata: metadata)
     }
 }

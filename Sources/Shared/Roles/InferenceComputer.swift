@@ -20,17 +20,8 @@ public struct InferenceComputer: Sendable {
         let start = clock.now
         let network = try self.network(task)
         let images = try self.images(task, inputSize: network.manifest.input.reduce(1, *))
-        var inputs: [QuantizedTensor] = []
-        inputs.reserveCapacity(task.indices.count)
-        do {
-            for i in task.indices {
-                let row = Array(images.elements[(i * images.columns)..<((i + 1) * images.columns)])
-                inputs.append(try QuantizedTensor(values: row, shape: network.manifest.input,
-                                                  partition: network.inputPartition, name: "sample \(i)"))
-            }
-        } catch {
-            throw WireError("job \(task.job): \(error)")
-        }
+        let inputs: [QuantizedTensor]
+        do { inputs = try network.quantize(rows: images, task.indices) } catch { throw WireError("job \(task.job): \(error)") }
         let logits: [[Double]]
         do {
             let key = "\(task.model)|input \(task.inputPartition)|r\(task.resolution)"

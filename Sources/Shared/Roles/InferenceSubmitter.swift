@@ -62,19 +62,11 @@ public struct InferenceSubmitter: Sendable {
         guard request.images.elements.count <= Self.maxImageValues else {
             throw RefinementError(.shapeMismatch, "\(request.images.rows) images of \(size) values are more than \(Self.maxImageValues) values per job; split them into several jobs")
         }
-        let partition: PartitionVector
-        if let explicit = manifest.partitions["input"] {
-            partition = try PartitionVector(explicit)
-        } else {
-            partition = try .fitted(maxMagnitude: request.images.maxMagnitude, chunks: manifest.resolutions, bits: manifest.bitsPerUpgrade)
-        }
+        let partition = try QuantizedNetwork.inputPartition(manifest: manifest, maxMagnitude: request.images.maxMagnitude)
         // Builds what consumers will build: refuses a network whose exact sums could overflow,
-        // and checks every sample fits the input partition, before anything is published.
+        // and checks every image fits the input partition, before anything is published.
         let network = try QuantizedNetwork(manifest: manifest, tensors: request.network.tensors, inputPartition: partition)
-        for i in 0..<request.images.rows {
-            _ = try QuantizedTensor(values: Array(request.images.elements[(i * size)..<((i + 1) * size)]), shape: manifest.input,
-                                    partition: partition, name: "image \(i)")
-        }
+        _ = try network.quantize(rows: request.images, 0..<request.images.rows)
         let classes = network.outputShape.reduce(1, *)
         if let why = request.rule.mismatch(outputs: classes) { throw EarlyExitError(.ruleMismatch, why) }
         let images = try store.register(request.images, name: nil)
@@ -94,7 +86,7 @@ public struct InferenceSubmitter: Sendable {
     /// In that order so that a producer failing part-way never leaves an open job with samples
     /// nobody was asked for: without the open record the aggregator drops the early answers
     /// after a grace period (and the caller sees the error and resubmits); without the deadline
-    /// message the aggregator's safety timer still answers at the deadline.
+    /// message the aggregator's local clock still answers at the deadline (+ its safety grace).
     public func publish(_ job: InferenceJob) async throws {
         try await Topology.declare(on: transport)
         let relative = job.relativeDeadlineMs

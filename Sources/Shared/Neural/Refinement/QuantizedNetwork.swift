@@ -70,6 +70,12 @@ public struct QuantizedNetwork: Sendable {
         return try PartitionVector.fitted(maxMagnitude: m, chunks: manifest.resolutions, bits: manifest.bitsPerUpgrade)
     }
 
+    /// The input partition a job uses for images whose largest |value| is `maxMagnitude`: the
+    /// manifest's `partitions["input"]` (what calibration fixed), else one fitted to the images.
+    public static func inputPartition(manifest: ModelManifest, maxMagnitude: Double) throws -> PartitionVector {
+        try partition(for: "input", manifest: manifest, maxMagnitude: maxMagnitude)
+    }
+
     /// The explicit partition of `name` (checked to have R chunks) or one fitted to the data.
     static func partition(for name: String, manifest: ModelManifest, maxMagnitude: Double) throws -> PartitionVector {
         if let exponents = manifest.partitions[name] {
@@ -100,6 +106,19 @@ public struct QuantizedNetwork: Sendable {
             throw RefinementError(.shapeMismatch, "\(name) has shape \(sample.shape); the network takes \(manifest.input)")
         }
         return try QuantizedTensor(sample, partition: inputPartition, name: name)
+    }
+
+    /// Rows `indices` of `samples` (one flattened sample per row), each split by the input
+    /// partition; an error names the row. O(count · size · R).
+    public func quantize(rows samples: Matrix<Double>, _ indices: some Sequence<Int>) throws -> [QuantizedTensor] {
+        let size = samples.columns
+        guard size == manifest.input.reduce(1, *) else {
+            throw RefinementError(.shapeMismatch, "the samples have \(size) values each; the network takes \(manifest.input)")
+        }
+        return try indices.map { i in
+            try QuantizedTensor(values: Array(samples.elements[(i * size)..<((i + 1) * size)]), shape: manifest.input,
+                                partition: inputPartition, name: "sample \(i)")
+        }
     }
 
     /// X^(r) of `inputs` as a batch in units of 2^{p_n}. O(count · size · r).
