@@ -211,7 +211,9 @@ export RABBITMQ_LOG_BASE=$dir/log
 export RABBITMQ_PID_FILE=$dir/rabbitmq.pid
 export RABBITMQ_MOTD_FILE=$dir/motd
 # Erlang distribution (node <-> CLI) on loopback only, for the node and for CLI nodes alike.
-export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+# Erlang schedulers spin-wait for work by default (busy-wait): on a small machine that burns the
+# cores the pool's own processes need. Off: the node sleeps when idle and wakes on I/O.
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none"
 export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 export ERL_EPMD_ADDRESS=127.0.0.1
 export ERL_EPMD_PORT=$epmd_port

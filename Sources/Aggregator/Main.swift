@@ -23,6 +23,9 @@ struct Aggregate: AsyncParsableCommand {
     @Option(help: ArgumentHelp("RabbitMQ URL (default: $SR_AMQP_URL).", valueName: "url"))
     var broker: String?
 
+    @Option(help: ArgumentHelp("Operand store directory, shared with the producers: the bound statistics of registered matrices are read there (default: $SR_STORE, else ./sr-store).", valueName: "dir"))
+    var store: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default: $SR_LOG_LEVEL or info).")
     var logLevel: String?
 
@@ -32,7 +35,7 @@ struct Aggregate: AsyncParsableCommand {
         let transport = try await Connector.connect(RoleEnvironment.brokerURL(broker), logger: logger)
         var config = AggregatorService.Configuration()
         config.safetyGrace = safetyGrace
-        let service = AggregatorService(transport: transport, configuration: config, logger: logger)
+        let service = AggregatorService(transport: transport, store: RoleEnvironment.store(store), configuration: config, logger: logger)
         let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await transport.close()

@@ -38,8 +38,8 @@ struct Demo: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Relative deadlines, cycled over the jobs.", valueName: "d1,d2,…"))
     var deadlines: String = "5ms,20ms,100ms"
 
-    @Option(name: .customLong("row-block"), help: "Rows per task.")
-    var rowBlock: Int = 256
+    @Option(name: .customLong("row-block"), help: "Rows per task (default: sized by compute, about 64 MiB of planes per task).")
+    var rowBlock: Int?
 
     @Option(help: ArgumentHelp("Run through RabbitMQ at this URL instead of the in-memory transport.", valueName: "url"))
     var broker: String?
@@ -74,11 +74,11 @@ struct Demo: AsyncParsableCommand {
         let a = Matrix(rows: size, columns: size, elements: (0..<(size * size)).map { _ in Double.random(in: -1..<1, using: &g) })
         let digest = try store.register(a, name: "demo")
         let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: chunks, bits: bits)
-        let decomposed = try ChunkedOperand(decomposing: a, partition: p)
+        let statistics = try store.statistics(digest: digest, partition: p)
 
         let (makeTransport, cleanup) = try await transports(logger: logger)
         let producer = try await makeTransport()
-        let aggregator = AggregatorService(transport: try await makeTransport(), logger: logger)
+        let aggregator = AggregatorService(transport: try await makeTransport(), store: store, logger: logger)
         var workers: [TaskWorker] = []
         for i in 0..<consumers {
             var c = TaskWorker.Configuration()
@@ -113,12 +113,12 @@ struct Demo: AsyncParsableCommand {
                 let x = Matrix(column: (0..<size).map { _ in Double.random(in: -1..<1, using: &g) })
                 let q = try PartitionVector.fitted(maxMagnitude: x.maxMagnitude, chunks: chunks, bits: bits)
                 let deadline = parsedDeadlines[i % parsedDeadlines.count]
-                let request = MatVecRequest(operand: .stored(digest: digest, matrix: a), vectors: x, partitionA: p,
+                let request = MatVecRequest(operand: .stored(digest: digest, rows: size, columns: size, statistics: statistics), vectors: x, partitionA: p,
                                             partitionX: q, schedule: try .bySignificance(chunksA: p.chunkCount, chunksX: q.chunkCount),
                                             deadline: deadline, rowBlock: rowBlock, id: id)
                 vectors[id] = x
                 summaries[id] = JobSummary(deadlineMs: DurationParsing.milliseconds(deadline))
-                _ = try await submitter.submit(request, decomposed: decomposed)
+                _ = try await submitter.submit(request)
                 let gap = -log(Double.random(in: Double.ulpOfOne..<1, using: &g)) / rate
                 next = next.advanced(by: .nanoseconds(Int64(gap * 1e9)))
             }

@@ -111,7 +111,7 @@ struct Infer: AsyncParsableCommand {
         let broker = InMemoryBroker()
         defer { broker.shutdown() }
         let producer = InMemoryTransport(broker: broker)
-        let aggregator = AggregatorService(transport: InMemoryTransport(broker: broker), logger: logger)
+        let aggregator = AggregatorService(transport: InMemoryTransport(broker: broker), store: store, logger: logger)
         let workers = (0..<consumers).map { i in
             var c = TaskWorker.Configuration()
             c.name = "worker-\(i + 1)"

@@ -26,8 +26,8 @@ struct MatVec: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 2s.", valueName: "duration"))
     var deadline: Duration
 
-    @Option(name: .customLong("row-block"), help: "Rows per task (each mini-job is split into row blocks).")
-    var rowBlock: Int = 1024
+    @Option(name: .customLong("row-block"), help: "Rows per task (default: sized by compute, about 64 MiB of chunk planes — or of float32 rows with --one-shot — per task).")
+    var rowBlock: Int?
 
     @Flag(name: .customLong("one-shot"), help: "Run as one float32 layer (the baseline).")
     var oneShot = false
@@ -49,22 +49,20 @@ struct MatVec: AsyncParsableCommand {
     @OptionGroup var storeOptions: StoreOptions
 
     func validate() throws {
-        guard rowBlock >= 1 else { throw ValidationError("--row-block must be ≥ 1") }
+        if let rowBlock, rowBlock < 1 { throw ValidationError("--row-block must be ≥ 1") }
         if out != nil && !wait { throw ValidationError("--out needs --wait (the result is written when it arrives)") }
         if let id, !MatVecJob.isValidID(id) { throw ValidationError("--id must be 1–64 letters, digits, '-' or '_'") }
     }
 
     func run() async throws {
-        let operand = try OperandLoading.matrix(matrix, store: storeOptions.operandStore)
+        let store = storeOptions.operandStore
+        let reference = try OperandLoading.matrix(matrix, store: store)
         let x = try OperandLoading.vector(vector)
-        let a: Matrix<Double> = switch operand {
-        case .stored(_, let m), .inline(let m): m
+        guard reference.columns == x.rows else {
+            throw ValidationError("wrong shape: the matrix is \(reference.rows)×\(reference.columns) but the vector has \(x.rows) elements")
         }
-        guard a.columns == x.rows else {
-            throw ValidationError("wrong shape: the matrix is \(a.rows)×\(a.columns) but the vector has \(x.rows) elements")
-        }
-        let (p, q, schedule) = try partition.partitions(a: a, x: x)
-        let request = MatVecRequest(operand: operand, vectors: x, partitionA: p, partitionX: q, schedule: schedule,
+        let (p, q, schedule) = try partition.partitions(maxA: reference.maxMagnitude, maxX: x.maxMagnitude)
+        let request = MatVecRequest(operand: try reference.operand(partition: p, store: store), vectors: x, partitionA: p, partitionX: q, schedule: schedule,
                                     deadline: deadline, rowBlock: rowBlock, mode: oneShot ? .oneShot : .layered, id: id)
         let submitter = JobSubmitter(transport: NoTransport())
         let plan = try submitter.plan(request)   // validates everything before connecting

@@ -7,15 +7,38 @@ enum OperandLoading {
     /// Whole matrices up to this size travel inline in the tasks when given as a file.
     static let inlineLimitBytes = 1 << 20
 
-    static func matrix(_ reference: String, store: OperandStore) throws -> MatVecRequest.Operand {
+    /// A matrix a job can name: carried inline, or stored (digest and summary; its statistics
+    /// come from the store once the partition is known — `statistics(for:)`).
+    enum Reference {
+        case inline(Matrix<Double>)
+        case stored(digest: String, summary: OperandSummary)
+
+        var rows: Int { switch self { case .inline(let m): m.rows; case .stored(_, let s): s.rows } }
+        var columns: Int { switch self { case .inline(let m): m.columns; case .stored(_, let s): s.columns } }
+        var maxMagnitude: Double { switch self { case .inline(let m): m.maxMagnitude; case .stored(_, let s): s.maxMagnitude } }
+
+        /// The request's operand for partition `p`: O(rows) for a stored matrix whose
+        /// statistics were prepared (at register, or by an earlier job).
+        func operand(partition p: PartitionVector, store: OperandStore) throws -> MatVecRequest.Operand {
+            switch self {
+            case .inline(let m): return .inline(m)
+            case .stored(let d, let s):
+                return .stored(digest: d, rows: s.rows, columns: s.columns, statistics: try store.statistics(digest: d, partition: p))
+            }
+        }
+    }
+
+    /// A registered name or digest (never reads A), or a .npy file: inline when small,
+    /// registered when not.
+    static func matrix(_ reference: String, store: OperandStore) throws -> Reference {
         if reference.hasSuffix(".npy") || FileManager.default.fileExists(atPath: reference) {
             let a = try Npy.readMatrix(contentsOf: reference)
             if a.elements.count * 8 <= inlineLimitBytes { return .inline(a) }
             let digest = try store.register(a, name: nil)
-            return .stored(digest: digest, matrix: a)
+            return .stored(digest: digest, summary: try store.summary(digest: digest))
         }
         let digest = try store.resolve(reference)
-        return .stored(digest: digest, matrix: try store.load(digest: digest))
+        return .stored(digest: digest, summary: try store.summary(digest: digest))
     }
 
     static func vector(_ path: String) throws -> Matrix<Double> {

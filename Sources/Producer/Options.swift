@@ -78,14 +78,15 @@ struct PartitionOptions: ParsableArguments {
         }
     }
 
-    func partitions(a: Matrix<Double>, x: Matrix<Double>) throws -> (PartitionVector, PartitionVector, LayerSchedule) {
+    /// Partitions from the operands' largest magnitudes (fitted) or from the explicit flags.
+    func partitions(maxA: Double, maxX: Double) throws -> (PartitionVector, PartitionVector, LayerSchedule) {
         let p: PartitionVector, q: PartitionVector
         if let partitionA, let partitionX {
             p = try PartitionVector(try Self.exponents(partitionA, "--partition-a"))
             q = try PartitionVector(try Self.exponents(partitionX, "--partition-x"))
         } else {
-            p = try .fitted(maxMagnitude: a.maxMagnitude, chunks: chunks, bits: bits)
-            q = try .fitted(maxMagnitude: x.maxMagnitude, chunks: chunks, bits: bits)
+            p = try .fitted(maxMagnitude: maxA, chunks: chunks, bits: bits)
+            q = try .fitted(maxMagnitude: maxX, chunks: chunks, bits: bits)
         }
         let s: LayerSchedule = switch schedule {
         case .significance: try .bySignificance(chunksA: p.chunkCount, chunksX: q.chunkCount)

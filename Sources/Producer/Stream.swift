@@ -11,8 +11,10 @@ struct Stream: AsyncParsableCommand {
         discussion: """
             Vectors are random in [-1, 1) (seeded). With --wait, prints one line per job when its \
             final output arrives and then the median and 95th percentile of the time to the first \
-            resolution and to the final one. Run it twice, with and without --one-shot, on the \
-            same pool to compare layered against one-shot jobs.
+            resolution and to the final one. Times are client-observed: from the moment this \
+            command starts to plan a job to the moment the output reaches it. With --json, each \
+            line is an object with a "type" ("job" or "summary"). Run it twice, with and without \
+            --one-shot, on the same pool to compare layered against one-shot jobs.
             """)
 
     @Option(help: "Mean arrival rate, jobs per second.")
@@ -27,8 +29,8 @@ struct Stream: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A registered matrix name or digest.", valueName: "name"))
     var matrix: String
 
-    @Option(name: .customLong("row-block"), help: "Rows per task.")
-    var rowBlock: Int = 1024
+    @Option(name: .customLong("row-block"), help: "Rows per task (default: sized by compute).")
+    var rowBlock: Int?
 
     @Flag(name: .customLong("one-shot"), help: "Submit one-shot float32 jobs (the baseline).")
     var oneShot = false
@@ -49,20 +51,20 @@ struct Stream: AsyncParsableCommand {
     func validate() throws {
         guard rate.isFinite, rate >= 0.001, rate <= 100_000 else { throw ValidationError("--rate must be between 0.001 and 100000 jobs per second") }
         guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be in 1...1000000") }
-        guard rowBlock >= 1 else { throw ValidationError("--row-block must be ≥ 1") }
+        if let rowBlock, rowBlock < 1 { throw ValidationError("--row-block must be ≥ 1") }
     }
 
     func run() async throws {
         let store = storeOptions.operandStore
         let digest = try store.resolve(matrix)
-        let a = try store.load(digest: digest)
-        var g = SplitMix64(seed: seed)
-        let probe = Matrix(column: (0..<a.columns).map { _ in Double.random(in: -1..<1, using: &g) })
-        let (p, _, _) = try partition.partitions(a: a, x: probe)
-        let decomposed = try ChunkedOperand(decomposing: a, partition: p)
+        let summary = try store.summary(digest: digest)
+        // Fitted partitions: A's from its stored maximum, x's per job (random in [-1, 1)).
+        let (p, _, _) = try partition.partitions(maxA: summary.maxMagnitude, maxX: 1)
+        let statistics = try store.statistics(digest: digest, partition: p)
+        let operand = MatVecRequest.Operand.stored(digest: digest, rows: summary.rows, columns: summary.columns, statistics: statistics)
         let transport = try await Connector.connect(brokerOptions.url, logger: Logger(label: "srproduce"))
         do {
-            try await stream(a: a, digest: digest, p: p, decomposed: decomposed, transport: transport, g: &g)
+            try await stream(operand, columns: summary.columns, maxA: summary.maxMagnitude, transport: transport)
         } catch {
             await transport.close()
             throw error
@@ -70,8 +72,9 @@ struct Stream: AsyncParsableCommand {
         await transport.close()
     }
 
-    func stream(a: Matrix<Double>, digest: String, p: PartitionVector, decomposed: ChunkedOperand,
-                transport: any Transport, g: inout SplitMix64) async throws {
+    /// Submits on a Poisson schedule while a second task receives outputs as they arrive, so
+    /// every time is the client's: submit start → output received.
+    func stream(_ operand: MatVecRequest.Operand, columns n: Int, maxA: Double, transport: any Transport) async throws {
         try await Topology.declare(on: transport)
         let prefix = "s\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"   // unique per run, not per seed
         let ids = (0..<count).map { "\(prefix)-\($0)" }
@@ -79,35 +82,117 @@ struct Stream: AsyncParsableCommand {
         let watcher = wait ? try await OutputWatcher.watch(nil, on: transport) : nil
         let submitter = JobSubmitter(transport: transport)
         let clock = ContinuousClock()
-        var next = clock.now
-        for id in ids {
-            try await clock.sleep(until: next)
-            let x = Matrix(column: (0..<a.columns).map { _ in Double.random(in: -1..<1, using: &g) })
-            let (_, q, schedule) = try partition.partitions(a: a, x: x)
-            let request = MatVecRequest(operand: .stored(digest: digest, matrix: a), vectors: x, partitionA: p, partitionX: q,
-                                        schedule: schedule, deadline: deadline, rowBlock: rowBlock,
-                                        mode: oneShot ? .oneShot : .layered, id: id)
-            _ = try await submitter.submit(request, decomposed: decomposed)
-            next = next.advanced(by: .nanoseconds(Int64(-log(Double.random(in: Double.ulpOfOne..<1, using: &g)) / rate * 1e9)))
-        }
-        print("submitted \(count) jobs (\(prefix)-0…\(count - 1))")
-        guard let watcher else { return }
-        var first: [String: Double] = [:], finals: [String: OutputMessage] = [:]
-        let limit = DurationParsing.milliseconds(deadline) + 30_000
-        while finals.count < count {
-            let o = try await watcher.next(within: .milliseconds(Int64(limit)))
-            guard let o else { throw RunFailure("outputs stopped arriving (\(finals.count)/\(count) final); is sraggregate running?") }
-            guard o.job.hasPrefix(prefix + "-") else { continue }
-            if o.resolution >= 1, first[o.job] == nil { first[o.job] = o.elapsedMs }
-            if o.status != .partial {
-                finals[o.job] = o
-                print(OutputFormatting.line(o, json: json))
+        let submitted = SubmitTimes()
+        let origin = clock.now
+        try await withThrowingTaskGroup(of: [String: JobTiming].self) { group in
+            if let watcher {
+                let limit = DurationParsing.milliseconds(deadline) + 30_000
+                let count = self.count, json = self.json
+                group.addTask {
+                    var timings: [String: JobTiming] = [:]
+                    var finals = 0
+                    while finals < count {
+                        let o = try await watcher.next(within: .milliseconds(Int64(limit)))
+                        let received = clock.now
+                if let o { Trace.mark(o.job, "client.output.r\(o.resolution)") }
+                        guard let o else { throw RunFailure("outputs stopped arriving (\(finals)/\(count) final); is sraggregate running?") }
+                        guard o.job.hasPrefix(prefix + "-"), let start = await submitted.start(of: o.job) else { continue }
+                        let ms = DurationParsing.milliseconds(received - start)
+                        var t = timings[o.job] ?? JobTiming()
+                        if o.resolution >= 1, t.firstMs == nil { t.firstMs = ms }
+                        if o.status != .partial, t.final == nil {
+                            t.final = o
+                            t.finalMs = ms
+                            finals += 1
+                            print(Self.line(o, t, json: json))
+                        }
+                        timings[o.job] = t
+                    }
+                    return timings
+                }
             }
+            var g = SplitMix64(seed: seed)
+            var next = clock.now
+            for id in ids {
+                try await clock.sleep(until: next)
+                let start = clock.now
+                await submitted.record(id, start)
+                let x = Matrix(column: (0..<n).map { _ in Double.random(in: -1..<1, using: &g) })
+                let (_, q, schedule) = try partition.partitions(maxA: maxA, maxX: x.maxMagnitude)
+                let request = MatVecRequest(operand: operand, vectors: x, partitionA: try partitionA(maxA), partitionX: q,
+                                            schedule: schedule, deadline: deadline, rowBlock: rowBlock,
+                                            mode: oneShot ? .oneShot : .layered, id: id)
+                Trace.mark(id, "plan.start")
+                let plan = try submitter.plan(request)
+                Trace.mark(id, "plan.done")
+                let planned = clock.now
+                try await submitter.publish(plan)
+                Trace.mark(id, "publish.confirmed")
+                await submitted.finished(clock.now - start, planning: planned - start)
+                next = next.advanced(by: .nanoseconds(Int64(-log(Double.random(in: Double.ulpOfOne..<1, using: &g)) / rate * 1e9)))
+            }
+            let submitSpan = DurationParsing.milliseconds(clock.now - origin)
+            let perJob = await submitted.durations.map(DurationParsing.milliseconds).sorted()
+            let planning = await submitted.planning.map(DurationParsing.milliseconds).sorted()
+            if !json {
+                print("submitted \(count) jobs (\(prefix)-0…\(count - 1)) in \(String(format: "%.0f", submitSpan)) ms; "
+                      + "per job p50 \(Self.pct(perJob, 0.5)) ms (planning \(Self.pct(planning, 0.5)) ms, publishing the rest)")
+            }
+            guard watcher != nil, let timings = try await group.next() else { return }
+            await watcher?.subscription.cancel()
+            let span = DurationParsing.milliseconds(clock.now - origin)
+            print(Self.summary(Array(timings.values), count: count, spanMs: span, submitSpanMs: submitSpan, submitMs: perJob, json: json))
         }
-        await watcher.subscription.cancel()
-        let firsts = first.values.sorted(), totals = finals.values.map(\.elapsedMs).sorted()
-        let completed = finals.values.filter { $0.status == .complete }.count
-        func pct(_ v: [Double], _ q: Double) -> String { v.isEmpty ? "-" : String(format: "%.2f", v[min(v.count - 1, Int(Double(v.count) * q))]) }
-        print("first resolution ms: p50 \(pct(firsts, 0.5)) p95 \(pct(firsts, 0.95)); final ms: p50 \(pct(totals, 0.5)) p95 \(pct(totals, 0.95)); complete \(completed)/\(count)")
+    }
+
+    /// The partition of A: explicit, or fitted to A's stored maximum.
+    func partitionA(_ maxA: Double) throws -> PartitionVector {
+        try partition.partitions(maxA: maxA, maxX: 1).0
+    }
+
+    struct JobTiming {
+        var firstMs: Double?
+        var finalMs: Double?
+        var final: OutputMessage?
+    }
+
+    /// When each job's submission started (the zero of its client-observed times).
+    actor SubmitTimes {
+        var starts: [String: ContinuousClock.Instant] = [:]
+        var durations: [Duration] = []
+        var planning: [Duration] = []
+        func record(_ id: String, _ at: ContinuousClock.Instant) { starts[id] = at }
+        func start(of id: String) -> ContinuousClock.Instant? { starts[id] }
+        func finished(_ d: Duration, planning p: Duration) {
+            durations.append(d)
+            planning.append(p)
+        }
+    }
+
+    static func pct(_ v: [Double], _ q: Double) -> String {
+        v.isEmpty ? "-" : String(format: "%.2f", v[min(v.count - 1, Int(Double(v.count) * q))])
+    }
+
+    static func line(_ o: OutputMessage, _ t: JobTiming, json: Bool) -> String {
+        let first = t.firstMs.map { String(format: "%.3f", $0) } ?? "null"
+        let final = String(format: "%.3f", t.finalMs ?? 0)
+        if json {
+            return "{\"type\":\"job\",\"job\":\"\(o.job)\",\"status\":\"\(o.status.rawValue)\",\"resolution\":\(o.resolution),\"of\":\(o.of),"
+                + "\"first_ms\":\(first),\"final_ms\":\(final),\"late_ms\":\(o.lateMs.map { String(format: "%.3f", $0) } ?? "null"),\"bound\":\(o.maxBound)}"
+        }
+        return OutputFormatting.line(o, json: false) + "  (client: first \(first) ms, final \(final) ms)"
+    }
+
+    static func summary(_ timings: [JobTiming], count: Int, spanMs: Double, submitSpanMs: Double, submitMs: [Double], json: Bool) -> String {
+        let firsts = timings.compactMap(\.firstMs).sorted(), finals = timings.compactMap(\.finalMs).sorted()
+        let completed = timings.filter { $0.final?.status == .complete }.count
+        if json {
+            return "{\"type\":\"summary\",\"count\":\(count),\"complete\":\(completed),\"with_resolution\":\(firsts.count),"
+                + "\"p50_first_ms\":\(pct(firsts, 0.5)),\"p95_first_ms\":\(pct(firsts, 0.95)),"
+                + "\"p50_final_ms\":\(pct(finals, 0.5)),\"p95_final_ms\":\(pct(finals, 0.95)),"
+                + "\"span_ms\":\(String(format: "%.1f", spanMs)),\"submit_span_ms\":\(String(format: "%.1f", submitSpanMs)),"
+                + "\"p50_submit_ms\":\(pct(submitMs, 0.5))}".replacingOccurrences(of: ":-", with: ":null")
+        }
+        return "first resolution ms: p50 \(pct(firsts, 0.5)) p95 \(pct(firsts, 0.95)); final ms: p50 \(pct(finals, 0.5)) p95 \(pct(finals, 0.95)); complete \(completed)/\(count) (client-observed)"
     }
 }

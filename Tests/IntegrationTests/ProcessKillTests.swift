@@ -68,10 +68,12 @@ struct ProcessKillTests {
         var g = SystemRandomNumberGenerator()
         let a = Matrix(rows: 2048, columns: 256, elements: (0..<(2048 * 256)).map { _ in Double.random(in: -1..<1, using: &g) })
         let x = Matrix(column: (0..<256).map { _ in Double.random(in: -1..<1, using: &g) })
-        let digest = try OperandStore(root: pool.store).register(a, name: "kill")
+        let store = OperandStore(root: pool.store)
+        let digest = try store.register(a, name: "kill")
         let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: 3, bits: 6)
         let q = try PartitionVector.fitted(maxMagnitude: x.maxMagnitude, chunks: 3, bits: 6)
-        let request = MatVecRequest(operand: .stored(digest: digest, matrix: a), vectors: x, partitionA: p, partitionX: q,
+        let request = MatVecRequest(operand: .stored(digest: digest, rows: a.rows, columns: a.columns,
+                                                    statistics: try store.statistics(digest: digest, partition: p)), vectors: x, partitionA: p, partitionX: q,
                                     schedule: try .bySignificance(chunksA: 3, chunksX: 3), deadline: deadline, rowBlock: 8,
                                     id: "k\(UInt32.random(in: 0...UInt32.max))")
         return (request, a, x)

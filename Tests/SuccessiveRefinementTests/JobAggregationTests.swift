@@ -26,7 +26,7 @@ let t0: Int64 = 1_700_000_000_000
                             partitionA: p.exponents, partitionX: q.exponents,
                             layers: schedule.layers.map { $0.map { [$0.a, $0.x] } }, rowBlock: rowBlock,
                             createdMs: t0 + 1_000, deadlineMs: t0 + 2_000)
-            plan = try JobPlanner.plan(job, matrix: ChunkedOperand(decomposing: a, partition: p), vectors: x,
+            plan = try JobPlanner.plan(job, statisticsA: ChunkedOperand(decomposing: a, partition: p).statistics, vectors: x,
                                        inlineMatrix: a, nowMs: t0 + 1_000)
             tasks = try plan.tasks.map { try TaskMessage(decoding: $0) }
         }
@@ -47,12 +47,15 @@ let t0: Int64 = 1_700_000_000_000
             }
             let p = try PartitionVector(t.partitionA)
             var exact: [Int64] = []
-            for (i, _) in t.rows.enumerated() {
-                let chunks = try (0..<n).map { try p.chunks(of: t.inlineRows[i * n + $0])[t.chunkA] }
-                for v in 0..<t.vectors {
-                    var s: Int64 = 0
-                    for c in 0..<n { s += chunks[c] * Int64(t.vectorChunk[v * n + c]) }
-                    exact.append(s)
+            for (k, pair) in t.pairs.enumerated() {
+                let x = Array(t.vectorChunk(k))
+                for (i, _) in t.rows.enumerated() {
+                    let chunks = try (0..<n).map { try p.chunks(of: t.inlineRows[i * n + $0])[pair.a] }
+                    for v in 0..<t.vectors {
+                        var s: Int64 = 0
+                        for c in 0..<n { s += chunks[c] * x[v * n + c] }
+                        exact.append(s)
+                    }
                 }
             }
             return PartialMessage(for: t, computeMicroseconds: 1, worker: "test", exact: exact, values: [])
@@ -145,8 +148,8 @@ let t0: Int64 = 1_700_000_000_000
         let f = try Fixture(chunks: 3, seed: 6)
         var agg = try f.aggregation()
         var outputs: [OutputMessage] = []
-        // Layers 0 and 1 complete (1 + 2 mini-jobs × 3 blocks), one task of layer 2.
-        for t in f.tasks.prefix(10) { outputs += emitted(agg.receive(try f.partial(t), nowMs: t0 + 1_200).1) }
+        // Layers 0 and 1 complete (one task per layer and row block: 2 × 3), one task of layer 2.
+        for t in f.tasks.prefix(7) { outputs += emitted(agg.receive(try f.partial(t), nowMs: t0 + 1_200).1) }
         #expect(outputs.map(\.resolution) == [1, 2])
         let out = emitted(agg.deadlineFired(nowMs: t0 + 2_001))
         #expect(out.count == 1)

@@ -207,12 +207,11 @@ public enum PipelineScenarios {
         await roles.stop()
         await aggRoles.stop()
         await producer.close()
-        // Task ids are <job>/<a>.<x>/<block>; layer = a + x.
+        // Task ids are <job>/L<layer>/<block>: one task per layer (m = 2: 3 layers) and block.
         let layers = workers[0].snapshot.order.filter { $0.hasPrefix(prefix) }.map { id -> Int in
-            let pair = id.split(separator: "/")[1].split(separator: ".").map { Int($0)! }
-            return pair[0] + pair[1]
+            Int(id.split(separator: "/")[1].dropFirst())!
         }
-        try require(layers.count == 20 * 4, "computed \(layers.count) tasks, expected 80")
+        try require(layers.count == 20 * 3, "computed \(layers.count) tasks, expected 60")
         let lastLayer0 = layers.lastIndex(of: 0)!, firstLayer1 = layers.firstIndex(of: 1)!
         try require(lastLayer0 < firstLayer1, "a layer-1 task ran at \(firstLayer1) before the last layer-0 task at \(lastLayer0): \(layers)")
         let firstLayer2 = layers.firstIndex(of: 2)!, lastLayer1 = layers.lastIndex(of: 1)!

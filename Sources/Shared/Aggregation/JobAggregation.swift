@@ -37,16 +37,22 @@ public struct JobAggregation: Sendable {
     public private(set) var latePartials = 0
     public private(set) var duplicatePartials = 0
 
-    public init(_ record: OpenRecord) throws(WireError) {
+    /// `statisticsA`: A's statistics when the record leaves them to the store (the caller read
+    /// them there); ignored when the record carries them.
+    public init(_ record: OpenRecord, statisticsA stored: ChunkedOperand.Statistics? = nil) throws(WireError) {
         job = record.job
         try job.validate()
+        guard let statisticsA = record.statisticsA ?? stored else {
+            throw WireError("job \(job.id): A's statistics are neither in the open record nor in the store")
+        }
         do {
             let p = try PartitionVector(job.partitionA), q = try PartitionVector(job.partitionX)
             schedule = try job.schedule()
-            guard record.statisticsA.valueRowL1.count == job.rows, record.statisticsX.valueRowL1.count == job.vectors else {
+            guard statisticsA.valueRowL1.count == job.rows, statisticsA.planeRowL1.count == p.chunkCount,
+                  record.statisticsX.valueRowL1.count == job.vectors else {
                 throw WireError("job \(job.id): statistics do not match the shape")
             }
-            bounds = ErrorBoundModel(partitionA: p, statisticsA: record.statisticsA, partitionX: q, statisticsX: record.statisticsX)
+            bounds = ErrorBoundModel(partitionA: p, statisticsA: statisticsA, partitionX: q, statisticsX: record.statisticsX)
             if job.mode == .layered {
                 accumulator = try ResolutionAccumulator(schedule: schedule, partitionA: p, partitionX: q, rows: job.rows,
                                                         vectors: job.vectors, innerDimension: job.columns, bounds: bounds)
@@ -93,50 +99,60 @@ public struct JobAggregation: Sendable {
             return (.accepted, [.emit(OutputMessage(job: job.id, resolution: 1, of: 1, status: .complete, elapsedMs: elapsed(nowMs),
                                                     values: values, bound: oneShotBound(values))), .close])
         }
-        let pair = ChunkPair(a: p.chunkA, x: p.chunkX)
-        guard let layer = schedule.layer(of: pair), layer == p.layer else {
+        // A partial carries one or more mini-jobs of one layer (one task per layer and row block).
+        guard !p.pairs.isEmpty else {
             seenTasks.remove(p.task)
-            return (.invalid("partial \(p.task): mini-job \(pair) is not in layer \(p.layer) of job \(job.id)"), [])
+            return (.invalid("partial \(p.task) names no chunk pairs"), [])
         }
-        guard blocks[pair, default: [:]][block] == nil, !(accumulator?.contains(pair) ?? true) else {
+        for pair in p.pairs {
+            guard let layer = schedule.layer(of: pair), layer == p.layer else {
+                seenTasks.remove(p.task)
+                return (.invalid("partial \(p.task): mini-job \(pair) is not in layer \(p.layer) of job \(job.id)"), [])
+            }
+        }
+        if p.pairs.contains(where: { blocks[$0, default: [:]][block] != nil || (accumulator?.contains($0) ?? true) }) {
             duplicatePartials += 1
             return (.duplicate, [])
         }
         // Every element must be within what the operands' statistics allow (Hölder): this refuses
         // corrupt partials before they can overflow the sums or hide behind a small bound.
-        guard p.exact.count == p.rows.count * job.vectors else {
+        let perPair = p.rows.count * job.vectors
+        guard p.exact.count == p.pairs.count * perPair else {
             seenTasks.remove(p.task)
-            return (.invalid("partial \(p.task) has \(p.exact.count) values for \(p.rows.count)×\(job.vectors)"), [])
+            return (.invalid("partial \(p.task) has \(p.exact.count) values for \(p.pairs.count) pair(s) × \(p.rows.count)×\(job.vectors)"), [])
         }
-        for (i, v) in p.exact.enumerated() {
-            let k = p.rows.lowerBound + i / job.vectors, b = i % job.vectors
-            if Double(v.magnitude) > bounds.chunkProductLimit(pair, row: k, vector: b) {
+        for (n, pair) in p.pairs.enumerated() {
+            let (terms, weight) = bounds.chunkProductLimits(pair)
+            let offset = p.rows.lowerBound * job.vectors
+            for (i, v) in p.product(n).enumerated() where terms.isEmpty || Double(v.magnitude) > terms[offset + i] / weight {
                 seenTasks.remove(p.task)
-                return (.invalid("partial \(p.task): value \(v) at row \(k) exceeds what the operands allow"), [])
+                return (.invalid("partial \(p.task): value \(v) of \(pair) at row \(p.rows.lowerBound + i / job.vectors) exceeds what the operands allow"), [])
             }
         }
-        blocks[pair, default: [:]][block] = p.exact
-        guard blocks[pair]!.count == job.blockCount else { return (.accepted, []) }
-        // The mini-job is complete: assemble its rows in order and fold it in.
-        var product = [Int64]()
-        product.reserveCapacity(job.rows * job.vectors)
-        for b in 0..<job.blockCount { product += blocks[pair]![b]! }
-        blocks[pair] = nil
         var actions: [Action] = []
-        do {
-            let released = try accumulator!.add(pair, product: Matrix(rows: job.rows, columns: job.vectors, elements: product))
-            for r in released {
-                last = r
-                let status: OutputStatus = r.isFinal ? .complete : .partial
-                actions.append(.emit(OutputMessage(job: job.id, resolution: r.index + 1, of: r.count, status: status,
-                                                   elapsedMs: elapsed(nowMs), values: r.values, bound: r.bound)))
-                if r.isFinal {
-                    closedWith = .complete
-                    actions.append(.close)
+        for (n, pair) in p.pairs.enumerated() {
+            blocks[pair, default: [:]][block] = Array(p.product(n))
+            guard blocks[pair]!.count == job.blockCount else { continue }
+            // The mini-job is complete: assemble its rows in order and fold it in.
+            var product = [Int64]()
+            product.reserveCapacity(job.rows * job.vectors)
+            for b in 0..<job.blockCount { product += blocks[pair]![b]! }
+            blocks[pair] = nil
+            do {
+                let released = try accumulator!.add(pair, product: Matrix(rows: job.rows, columns: job.vectors, elements: product))
+                for r in released {
+                    last = r
+                    let status: OutputStatus = r.isFinal ? .complete : .partial
+                    actions.append(.emit(OutputMessage(job: job.id, resolution: r.index + 1, of: r.count, status: status,
+                                                       elapsedMs: elapsed(nowMs), values: r.values, bound: r.bound)))
+                    if r.isFinal {
+                        closedWith = .complete
+                        actions.append(.close)
+                    }
                 }
+            } catch {
+                return (.invalid("partial \(p.task): \(error)"), actions)
             }
-        } catch {
-            return (.invalid("partial \(p.task): \(error)"), [])
         }
         return (.accepted, actions)
     }

@@ -1,5 +1,6 @@
 // Turns a validated job into messages: its open record, its deadline timer and its tasks,
 // layer by layer with priority decreasing by layer.
+import Synchronization
 
 /// Every message of one job, in publish order: open record, deadline, then tasks.
 public struct JobPlan: Sendable {
@@ -12,16 +13,17 @@ public struct JobPlan: Sendable {
 }
 
 public enum JobPlanner {
-    /// Plans `job` (its fields already filled in) for the matrix `matrix` (decomposed with
-    /// job.partitionA; used for the bound statistics) and the vectors `x` (n × B).
-    /// `inlineMatrix`, when given, is carried in the tasks instead of a store digest.
-    public static func plan(_ job: MatVecJob, matrix: ChunkedOperand, vectors x: Matrix<Double>,
+    /// Plans `job` (its fields already filled in) for a matrix whose bound statistics under
+    /// job.partitionA are `statisticsA` (nil: the aggregator reads them from the operand store)
+    /// and the vectors `x` (n × B). O(size of x): A itself is never read here. `inlineMatrix`, when given, is carried in the tasks instead
+    /// of a store digest.
+    public static func plan(_ job: MatVecJob, statisticsA: ChunkedOperand.Statistics?, vectors x: Matrix<Double>,
                             inlineMatrix: Matrix<Double>? = nil, nowMs: Int64) throws -> JobPlan {
         try job.validate()
         let q = try PartitionVector(job.partitionX)
         let chunkedX = try ChunkedOperand.vectors(x, partition: q)
         let schedule = try job.schedule()
-        let record = OpenRecord(job: job, statisticsA: matrix.statistics, statisticsX: chunkedX.statistics)
+        let record = OpenRecord(job: job, statisticsA: statisticsA, statisticsX: chunkedX.statistics)
         let remaining = max(1, job.deadlineMs - nowMs)
         let relative = max(1, job.relativeDeadlineMs)
         if let inlineMatrix {
@@ -35,10 +37,10 @@ public enum JobPlanner {
             return Array(m.elements[(rows.lowerBound * m.columns)..<(rows.upperBound * m.columns)])
         }
         var tasks: [Message] = []
-        let base = TaskMessage(job: job.id, task: "", mode: job.mode, layer: 0, chunkA: 0, chunkX: 0, rows: 0..<1,
+        let base = TaskMessage(job: job.id, task: "", mode: job.mode, layer: 0, pairs: [], rows: 0..<1,
                                totalRows: job.rows, columns: job.columns, vectors: job.vectors, deadlineMs: job.deadlineMs,
                                matrix: job.matrix, partitionA: job.partitionA, partitionX: job.partitionX,
-                               vectorChunk: [], vectorValues: [], inlineRows: [])
+                               vectorChunks: [], vectorValues: [], inlineRows: [])
         switch job.mode {
         case .oneShot:
             let xt = x.transposed().elements
@@ -51,25 +53,26 @@ public enum JobPlanner {
                 tasks.append(t.encode(priority: Topology.taskPriority(layer: 0), expiration: .milliseconds(remaining)))
             }
         case .layered:
+            // One task per layer and row block: it carries x's chunk for each pair of the layer,
+            // so a consumer passes over each A_i once and answers the whole layer in one partial.
             for (l, layer) in schedule.layers.enumerated() {
+                var chunks = [Int64]()
+                chunks.reserveCapacity(layer.count * job.vectors * job.columns)
                 for pair in layer {
                     let plane = chunkedX.planes[pair.x]
-                    var chunk = [Int32]()
-                    chunk.reserveCapacity(job.vectors * job.columns)
                     for v in 0..<job.vectors {
-                        for c in 0..<job.columns { chunk.append(Int32(plane[v, c])) }
+                        for c in 0..<job.columns { chunks.append(plane[v, c]) }
                     }
-                    for b in 0..<job.blockCount {
-                        var t = base
-                        t.task = "\(job.id)/\(pair.a).\(pair.x)/\(b)"
-                        t.layer = l
-                        t.chunkA = pair.a
-                        t.chunkX = pair.x
-                        t.rows = job.rowRange(block: b)
-                        t.vectorChunk = chunk
-                        t.inlineRows = inlineRows(t.rows)
-                        tasks.append(t.encode(priority: Topology.taskPriority(layer: l), expiration: .milliseconds(remaining)))
-                    }
+                }
+                for b in 0..<job.blockCount {
+                    var t = base
+                    t.task = "\(job.id)/L\(l)/\(b)"
+                    t.layer = l
+                    t.pairs = layer
+                    t.rows = job.rowRange(block: b)
+                    t.vectorChunks = chunks
+                    t.inlineRows = inlineRows(t.rows)
+                    tasks.append(t.encode(priority: Topology.taskPriority(layer: l), expiration: .milliseconds(remaining)))
                 }
             }
         }
@@ -77,15 +80,40 @@ public enum JobPlanner {
                        deadline: DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), tasks: tasks)
     }
 
-    /// Publishes a plan: open record, deadline timer, then every task (each confirmed).
-    public static func publish(_ plan: JobPlan, on transport: any Transport) async throws {
-        // The delay queue first: if it cannot be declared, nothing of the job is out yet.
-        try await transport.declare(plan.deadlineQueue)
-        try await transport.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
-        try await transport.publish(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name)
-        // One at a time, in layer order: priority only orders a backlog, so when consumers are
-        // idle the arrival order is the compute order. (Publishing a window of tasks
-        // concurrently was measured slower here: later layers overtook layer 0.)
-        for t in plan.tasks { try await transport.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
+    /// Publishes a plan: every task in layer order, then the open record and the deadline timer,
+    /// as one batch whose confirms are awaited together. Tasks go first so consumers start at
+    /// once (the aggregator holds partials that arrive before their open record). The delay
+    /// queue is declared first — once per process and delay (`declared`) — so that if it cannot
+    /// be, nothing of the job is out yet.
+    public static func publish(_ plan: JobPlan, on transport: any Transport, declared: DeclaredQueues? = nil) async throws {
+        if let declared {
+            try await declared.ensure(plan.deadlineQueue, on: transport)
+        } else {
+            try await transport.declare(plan.deadlineQueue)
+        }
+        // One batch, in order: priority only orders a backlog, so when consumers are idle the
+        // arrival order is the compute order.
+        var batch = plan.tasks.map { Publication($0, exchange: "", routingKey: Topology.tasksQueue) }
+        batch.append(Publication(plan.open, exchange: Topology.jobsExchange, routingKey: "open"))
+        batch.append(Publication(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name))
+        try await transport.publish(batch)
+    }
+}
+
+/// Queues this process has declared, so a stream of jobs does not declare its delay queue once
+/// per job (a broker round trip each). A declaration is renewed when older than half the
+/// queue's `x-expires`: publishing does not reset that timer, so an old declaration could
+/// outlive the queue.
+public final class DeclaredQueues: Sendable {
+    private let declared = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    public init() {}
+
+    public func ensure(_ queue: QueueSpec, on transport: any Transport) async throws {
+        let now = ContinuousClock.now
+        let renewAfter = (queue.expires ?? .seconds(3600)) / 2
+        if let at = declared.withLock({ $0[queue.name] }), now - at < renewAfter { return }
+        try await transport.declare(queue)
+        declared.withLock { $0[queue.name] = now }
     }
 }

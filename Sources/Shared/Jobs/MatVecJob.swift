@@ -52,6 +52,22 @@ public struct MatVecJob: Sendable, Codable, Equatable {
         }
     }
 
+    /// Bytes a task should read (about 1–3 ms of kernel time here): per-task costs (a broker
+    /// round trip, decoding, a partial) are fixed, so tasks are sized by the compute they
+    /// carry, not by a fixed number of rows.
+    public static let taskBytesTarget = 64 << 20
+
+    /// Rows per task for an r × n job so that each task reads about `taskBytesTarget`: a layered
+    /// task reads each of its layer's planes (`bytesPerElement` bytes each, the widest chunk);
+    /// a one-shot task reads float32 rows. Equal blocks, at least one row.
+    public static func automaticRowBlock(rows: Int, columns: Int, mode: Mode, planesPerTask: Int,
+                                         bytesPerElement: Int) -> Int {
+        let perRow = mode == .oneShot ? columns * 4 : columns * max(1, planesPerTask) * max(1, bytesPerElement)
+        let (total, overflow) = rows.multipliedReportingOverflow(by: perRow)
+        let blocks = overflow ? rows : max(1, min(rows, (total + taskBytesTarget - 1) / taskBytesTarget))
+        return (rows + blocks - 1) / blocks
+    }
+
     /// Tasks per mini-job.
     public var blockCount: Int { (rows + rowBlock - 1) / rowBlock }
 

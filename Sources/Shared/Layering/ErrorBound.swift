@@ -78,6 +78,13 @@ public struct ErrorBoundModel: Sendable {
         return t[k * vectors + b] / w
     }
 
+    /// `chunkProductLimit` for every element (rows × vectors, row-major): one lookup per
+    /// mini-job instead of one per element. Empty for a pair outside the model.
+    public func chunkProductLimits(_ pair: ChunkPair) -> (terms: [Double], weight: Double) {
+        guard let t = pairTerms[pair], let w = pairWeights[pair] else { return ([], 1) }
+        return (t, w)
+    }
+
     /// An upper bound on |(A·X)[k, b]|: the error of answering 0.
     public func residualFreeMagnitude(row k: Int, vector b: Int) -> Double { magnitude[k * vectors + b] }
 

@@ -44,6 +44,9 @@ public final class AggregatorService: Service, Sendable {
     }
 
     let transport: any Transport
+    /// Where A's statistics of registered matrices are read (open records leave them out);
+    /// nil: only jobs whose records carry their statistics can be aggregated.
+    let store: OperandStore?
     let configuration: Configuration
     let logger: Logger
     let wallClock: @Sendable () -> Int64
@@ -52,9 +55,10 @@ public final class AggregatorService: Service, Sendable {
     /// behind a backlog of partials in one stream they would otherwise fire late by the backlog.
     let dueDeadlines = Mutex<[(Delivery, Subscription)]>([])
 
-    public init(transport: any Transport, configuration: Configuration = .init(), logger: Logger,
+    public init(transport: any Transport, store: OperandStore? = nil, configuration: Configuration = .init(), logger: Logger,
                 wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
         self.transport = transport
+        self.store = store
         self.configuration = configuration
         self.logger = logger
         self.wallClock = wallClock
@@ -128,6 +132,8 @@ extension AggregatorService {
         var deferredDeadlines: Set<String> = []
         var closed: Set<String> = []
         var closedOrder: [String] = []
+        /// A's statistics read from the store, by digest and partition (a few matrices are hot).
+        var statisticsCache: [String: ChunkedOperand.Statistics] = [:]
         /// Final outputs whose publish failed: retried every tick; their jobs' inputs stay held
         /// (unacknowledged) until one is confirmed, so a failure never loses the job.
         var unpublished: [String: FinalOutput] = [:]
@@ -160,11 +166,12 @@ extension AggregatorService {
             let agg: JobAggregation
             do {
                 record = try OpenRecord(decoding: d.message)
-                agg = try JobAggregation(record)
+                agg = try JobAggregation(record, statisticsA: record.statisticsA == nil ? try storedStatistics(record.job) : nil)
             } catch {
                 return await deadLetter(d, sub, Topology.jobsQueue, "invalid open record: \(error)")
             }
             let id = record.job.id
+            Trace.mark(id, "agg.open")
             if closed.contains(id) {
                 try? await sub.ack(d)
                 return
@@ -193,12 +200,29 @@ extension AggregatorService {
             }
         }
 
+        /// A's statistics for a registered matrix, from the store (cached): computed there at
+        /// `register` or by the producer before it published the job.
+        mutating func storedStatistics(_ job: MatVecJob) throws -> ChunkedOperand.Statistics {
+            let key = "\(job.matrix)|\(job.partitionA)"
+            if let s = statisticsCache[key] { return s }
+            guard let store = service.store else {
+                throw WireError("job \(job.id) keeps A's statistics in the operand store, and this aggregator has none; start sraggregate with --store (or SR_STORE) on the producers' store")
+            }
+            guard let s = store.preparedStatistics(digest: job.matrix, partition: try PartitionVector(job.partitionA)) else {
+                throw WireError("job \(job.id): matrix \(job.matrix) has no statistics for partition \(job.partitionA) in the store \(store.root); is SR_STORE the same directory (volume) for every role?")
+            }
+            if statisticsCache.count >= 64 { statisticsCache.removeAll() }
+            statisticsCache[key] = s
+            return s
+        }
+
         mutating func partial(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
             if d.message.kind == InferencePartial.kind { return await inferencePartial(d, sub, now) }
             let p: PartialMessage
             do { p = try PartialMessage(decoding: d.message) } catch {
                 return await deadLetter(d, sub, Topology.partialsQueue, "invalid partial: \(error)")
             }
+            Trace.mark(p.job, "agg.partial \(p.task)")
             if closed.contains(p.job) {
                 service.counters.withLock { $0.latePartials += 1 }
                 try? await sub.ack(d)
@@ -365,6 +389,7 @@ extension AggregatorService {
                 "bound": "\(output.maxBound)",
             ]
             if let late = output.lateMs { metadata["late_ms"] = "\(Int(late))" }
+            Trace.mark(output.job, "agg.emit.r\(output.resolution)")
             return await publishOutput(output.encode(), routingKey: output.routingKey, job: output.job, status: output.status,
                                        log: "refinement", metadata: metadata)
         }

@@ -69,7 +69,7 @@ public struct InferenceSubmitter: Sendable {
         _ = try network.quantize(rows: request.images, 0..<request.images.rows)
         let classes = network.outputShape.reduce(1, *)
         if let why = request.rule.mismatch(outputs: classes) { throw EarlyExitError(.ruleMismatch, why) }
-        let images = try store.register(request.images, name: nil)
+        let images = try store.register(request.images, name: nil, prepare: [])
         let now = wallClock()
         let relative = max(1, Int64(request.deadline.components.seconds * 1000 + request.deadline.components.attoseconds / 1_000_000_000_000_000))
         let job = InferenceJob(id: request.id ?? JobSubmitter.newID(), model: request.model, images: images,

@@ -3,14 +3,16 @@
 /// A mat-vec request before planning: operands, partitioning, deadline.
 public struct MatVecRequest: Sendable {
     public enum Operand: Sendable {
-        /// A registered matrix: its digest and its decomposition (for the bound statistics).
-        case stored(digest: String, matrix: Matrix<Double>)
+        /// A registered matrix: its digest, its shape and its bound statistics under the
+        /// request's partitionA (both from the store: planning never reads A).
+        case stored(digest: String, rows: Int, columns: Int, statistics: ChunkedOperand.Statistics)
         /// A small matrix carried in the tasks.
         case inline(Matrix<Double>)
 
-        var matrix: Matrix<Double> {
+        var shape: (rows: Int, columns: Int) {
             switch self {
-            case .stored(_, let m), .inline(let m): m
+            case .stored(_, let r, let c, _): (r, c)
+            case .inline(let m): (m.rows, m.columns)
             }
         }
     }
@@ -21,12 +23,13 @@ public struct MatVecRequest: Sendable {
     public var partitionX: PartitionVector
     public var schedule: LayerSchedule
     public var deadline: Duration
-    public var rowBlock: Int
+    /// Rows per task; nil sizes tasks by their compute (`MatVecJob.automaticRowBlock`).
+    public var rowBlock: Int?
     public var mode: MatVecJob.Mode
     public var id: String?
 
     public init(operand: Operand, vectors: Matrix<Double>, partitionA: PartitionVector, partitionX: PartitionVector,
-                schedule: LayerSchedule, deadline: Duration, rowBlock: Int, mode: MatVecJob.Mode = .layered, id: String? = nil) {
+                schedule: LayerSchedule, deadline: Duration, rowBlock: Int? = nil, mode: MatVecJob.Mode = .layered, id: String? = nil) {
         self.operand = operand
         self.vectors = vectors
         self.partitionA = partitionA
@@ -42,6 +45,7 @@ public struct MatVecRequest: Sendable {
 public struct JobSubmitter: Sendable {
     let transport: any Transport
     let wallClock: @Sendable () -> Int64
+    let declared = DeclaredQueues()
 
     public init(transport: any Transport, wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
         self.transport = transport
@@ -49,39 +53,59 @@ public struct JobSubmitter: Sendable {
     }
 
     /// Validates, plans and publishes; returns the job as the aggregator will see it.
-    public func submit(_ request: MatVecRequest, decomposed: ChunkedOperand? = nil) async throws -> MatVecJob {
-        let plan = try self.plan(request, decomposed: decomposed)
-        try await JobPlanner.publish(plan, on: transport)
+    public func submit(_ request: MatVecRequest) async throws -> MatVecJob {
+        let plan = try self.plan(request)
+        try await JobPlanner.publish(plan, on: transport, declared: declared)
         return plan.job
     }
 
-    public func plan(_ request: MatVecRequest, decomposed: ChunkedOperand? = nil) throws -> JobPlan {
-        let a = request.operand.matrix
-        guard a.columns == request.vectors.rows else {
-            throw LayeringError(.shapeMismatch, "the matrix is \(a.rows)×\(a.columns) but the vector has \(request.vectors.rows) elements; they must match")
+    /// Publishes a planned job (see `JobPlanner.publish`).
+    public func publish(_ plan: JobPlan) async throws {
+        try await JobPlanner.publish(plan, on: transport, declared: declared)
+    }
+
+    /// Plans a job: O(size of x + rows) for a registered matrix (its statistics come with the
+    /// request); an inline matrix is decomposed here.
+    public func plan(_ request: MatVecRequest) throws -> JobPlan {
+        let (rows, columns) = request.operand.shape
+        guard columns == request.vectors.rows else {
+            throw LayeringError(.shapeMismatch, "the matrix is \(rows)×\(columns) but the vector has \(request.vectors.rows) elements; they must match")
         }
         let now = wallClock()
-        let deadlineMs = Int64(request.deadline.components.seconds * 1000 + request.deadline.components.attoseconds / 1_000_000_000_000_000)
+        let deadlineMs = DurationParsing.milliseconds(request.deadline)
         let id = request.id ?? Self.newID()
-        let digest: String
+        let digest: String, statistics: ChunkedOperand.Statistics?
+        var inline: Matrix<Double>?
         switch request.operand {
-        case .stored(let d, _): digest = d
-        case .inline: digest = "inline"
+        case .stored(let d, _, _, let s):
+            guard s.valueRowL1.count == rows, s.planeRowL1.count == request.partitionA.chunkCount else {
+                throw LayeringError(.shapeMismatch, "the stored statistics do not match a \(rows)-row matrix split into \(request.partitionA.chunkCount) chunks")
+            }
+            digest = d
+            // The aggregator reads them from the store itself (they are prepared there now).
+            statistics = nil
+            _ = s
+        case .inline(let m):
+            digest = "inline"
+            statistics = try ChunkedOperand(decomposing: m, partition: request.partitionA).statistics
+            inline = m
         }
-        let job = MatVecJob(id: id, mode: request.mode, matrix: digest, rows: a.rows, columns: a.columns,
+        let planes = request.schedule.layers.map(\.count).max() ?? 1
+        let width = (0..<request.partitionA.chunkCount).map { ChunkPlane.storageBytes(forBits: request.partitionA.bits(ofChunk: $0)) }.max() ?? 1
+        let automatic = MatVecJob.automaticRowBlock(rows: rows, columns: columns, mode: request.mode,
+                                                    planesPerTask: planes, bytesPerElement: width)
+        var rowBlock = request.rowBlock ?? automatic
+        if inline != nil { rowBlock = min(rowBlock, max(1, TaskMessage.maxInlineBytes / (8 * columns))) }
+        let job = MatVecJob(id: id, mode: request.mode, matrix: digest, rows: rows, columns: columns,
                             vectors: request.vectors.columns, partitionA: request.partitionA.exponents,
                             partitionX: request.partitionX.exponents,
                             layers: request.schedule.layers.map { $0.map { [$0.a, $0.x] } },
-                            rowBlock: max(1, min(request.rowBlock, a.rows)), createdMs: now, deadlineMs: now + max(1, deadlineMs))
-        let chunked = try decomposed ?? ChunkedOperand(decomposing: a, partition: request.partitionA)
-        // Fails early (with the accumulator's message) when the exact sums would not fit. Only the
-        // check: x is decomposed once, by the planner below.
+                            rowBlock: max(1, min(rowBlock, rows)), createdMs: now, deadlineMs: now + max(1, Int64(deadlineMs)))
+        // Fails early (with the accumulator's message) when the exact sums would not fit.
         _ = try ResolutionAccumulator(schedule: request.schedule, partitionA: request.partitionA,
                                       partitionX: request.partitionX, rows: 1, vectors: 1,
-                                      innerDimension: a.columns, bounds: nil)
-        var inline: Matrix<Double>?
-        if case .inline(let m) = request.operand { inline = m }
-        return try JobPlanner.plan(job, matrix: chunked, vectors: request.vectors, inlineMatrix: inline, nowMs: now)
+                                      innerDimension: columns, bounds: nil)
+        return try JobPlanner.plan(job, statisticsA: statistics, vectors: request.vectors, inlineMatrix: inline, nowMs: now)
     }
 
     /// Fires a job's deadline now (`srproduce deadline JOB`).

@@ -21,15 +21,13 @@ public struct TaskComputer: Sendable {
         switch task.mode {
         case .layered:
             let q = try partition(task.partitionX)
-            let xValues = task.vectorChunk.map { Int64($0) }
-            let xPlane = ChunkPlane(rows: task.vectors, columns: n, bits: q.bits(ofChunk: task.chunkX), values: xValues)
             let partner = (0..<q.chunkCount).map(q.chunkMagnitudeLimit(ofChunk:)).max() ?? 1
-            let product: Matrix<Int64>
+            let planes: [PreparedPlane]
+            var rows = task.rows
             if task.matrix == "inline" {
                 let rowsMatrix = Matrix(rows: task.rows.count, columns: n, elements: task.inlineRows)
-                let operand = try decompose(rowsMatrix, task.partitionA)
-                guard task.chunkA < operand.planes.count else { throw WireError("chunk \(task.chunkA) is beyond the partition") }
-                product = PreparedPlane(operand.planes[task.chunkA], partnerMagnitude: partner).product(xPlane)
+                planes = try decompose(rowsMatrix, task.partitionA).planes.map { PreparedPlane($0, partnerMagnitude: partner) }
+                rows = 0..<task.rows.count
             } else {
                 let key = "\(task.matrix)|\(task.partitionA)|\(partner)"
                 let cached = try cache.value(for: key) {
@@ -37,15 +35,22 @@ public struct TaskComputer: Sendable {
                     let operand = try decompose(a, task.partitionA)
                     return .layered(LayeredProduct.preparedPlanes(operand, partitionX: q))
                 }
-                guard case .layered(let planes) = cached else { throw WireError("cache entry kind mismatch for \(key)") }
+                guard case .layered(let p) = cached else { throw WireError("cache entry kind mismatch for \(key)") }
                 // Checked on every task, cache hit or not: a task must match the stored matrix.
-                guard task.chunkA < planes.count, planes[task.chunkA].plane.rows == task.totalRows,
-                      planes[task.chunkA].plane.columns == n else {
-                    throw WireError("task \(task.task) says \(task.totalRows)×\(n) (chunk \(task.chunkA)) but matrix \(task.matrix) does not match")
+                guard let first = p.first, first.plane.rows == task.totalRows, first.plane.columns == n else {
+                    throw WireError("task \(task.task) says \(task.totalRows)×\(n) but matrix \(task.matrix) does not match")
                 }
-                product = planes[task.chunkA].product(xPlane, rows: task.rows)
+                planes = p
             }
-            exact = product.elements
+            exact.reserveCapacity(task.pairs.count * task.rows.count * task.vectors)
+            // One pass over A_i per pair; x's chunk arrives as plain integers.
+            Trace.mark(task.job, "kernel.start \(task.task)")
+            defer { Trace.mark(task.job, "kernel.done \(task.task)") }
+            for (k, pair) in task.pairs.enumerated() {
+                guard pair.a < planes.count else { throw WireError("chunk \(pair.a) is beyond the partition") }
+                let xPlane = ChunkPlane(rows: task.vectors, columns: n, bits: q.bits(ofChunk: pair.x), values: Array(task.vectorChunk(k)))
+                exact += planes[pair.a].product(xPlane, rows: rows).elements
+            }
         case .oneShot:
             let xt = task.vectorValues.map { Float($0) }
             let y: [Float]

@@ -129,6 +129,7 @@ public final class TaskWorker: Service, Sendable {
             await deadLetter(delivery, subscription, reason: "undecodable task: \(error)")
             return
         }
+        Trace.mark(work.job, "consumer.task \(work.task)")
         var log = logger
         log[metadataKey: "job.id"] = "\(work.job)"
         log[metadataKey: "task.id"] = "\(work.task)"
@@ -141,12 +142,15 @@ public final class TaskWorker: Service, Sendable {
         do {
             let computer = self.computer, inference = self.inference, name = configuration.name
             let partial = try await blocking.run { () throws -> Message in
+                Trace.mark(work.job, "blocking.start \(work.task)")
                 switch work {
-                case .matVec(let t): try computer.compute(t, worker: name).encode()
-                case .inference(let t): try inference.compute(t, worker: name).encode()
+                case .matVec(let t): return try computer.compute(t, worker: name).encode()
+                case .inference(let t): return try inference.compute(t, worker: name).encode()
                 }
             }
+            Trace.mark(work.job, "consumer.computed \(work.task)")
             try await transport.publish(partial, exchange: "", routingKey: Topology.partialsQueue)
+            Trace.mark(work.job, "consumer.partial.confirmed \(work.task)")
             counters.withLock {
                 $0.computed += 1
                 if configuration.recordOrder { $0.order.append(work.task) }

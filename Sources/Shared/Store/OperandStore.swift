@@ -32,9 +32,12 @@ public struct OperandStore: Sendable {
     func objectPath(_ digest: String) -> String { "\(root)/objects/\(digest).npy" }
     func namePath(_ name: String) -> String { "\(root)/names/\(name)" }
 
-    /// Stores `matrix` (validated finite), names it `name` if given, and returns its digest.
+    /// Stores `matrix` (validated finite), names it `name` if given, derives what per-job
+    /// planning needs (its summary and A's statistics for `prepare`'s partitions; see
+    /// OperandSummary.swift) and returns its digest.
     @discardableResult
-    public func register(_ matrix: Matrix<Double>, name: String?) throws(StoreError) -> String {
+    public func register(_ matrix: Matrix<Double>, name: String?,
+                        prepare chunkings: [(chunks: Int, bits: Int)] = OperandStore.defaultPreparedChunkings) throws(StoreError) -> String {
         if let bad = matrix.elements.firstIndex(where: { !$0.isFinite }) {
             throw StoreError(.invalidOperand, "the matrix has a non-finite value (\(matrix.elements[bad])) at [\(bad / max(matrix.columns, 1)), \(bad % max(matrix.columns, 1))]; operands must be finite")
         }
@@ -47,6 +50,7 @@ public struct OperandStore: Sendable {
         if !FileManager.default.fileExists(atPath: objectPath(digest)) {
             try writeAtomically(bytes, to: objectPath(digest))
         }
+        try prepare(matrix, digest: digest, partitions: Self.preparedPartitions(for: matrix, chunkings: chunkings))
         if let name {
             try ensureDirectory("\(root)/names")
             try writeAtomically(Array((digest + "\n").utf8), to: namePath(name))
@@ -94,7 +98,7 @@ public struct OperandStore: Sendable {
         }
     }
 
-    private func ensureDirectory(_ path: String) throws(StoreError) {
+    func ensureDirectory(_ path: String) throws(StoreError) {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
@@ -102,7 +106,12 @@ public struct OperandStore: Sendable {
         }
     }
 
-    private func writeAtomically(_ bytes: [UInt8], to path: String) throws(StoreError) {
+    func writeAtomically(_ bytes: [UInt8], to path: String, creating directory: String) throws(StoreError) {
+        try ensureDirectory(directory)
+        try writeAtomically(bytes, to: path)
+    }
+
+    func writeAtomically(_ bytes: [UInt8], to path: String) throws(StoreError) {
         let tmp = path + ".tmp-\(UUID().uuidString)"
         guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
             throw StoreError(.io, "cannot write \(tmp); is the store directory writable?")

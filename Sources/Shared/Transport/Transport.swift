@@ -14,12 +14,35 @@ public protocol Transport: Sendable {
     /// Publishes and returns once the broker has confirmed it (publisher confirms).
     /// The exchange "" is the default exchange: routing key = queue name.
     func publish(_ message: Message, exchange: String, routingKey: String) async throws
+    /// Publishes `batch` in order and returns once the broker confirmed every message. A
+    /// transport may pipeline the confirms (AMQP sends the whole batch before waiting).
+    func publish(_ batch: [Publication]) async throws
     /// Starts consuming `queue` with at most `prefetch` unacknowledged deliveries.
     func subscribe(queue: String, prefetch: Int) async throws -> Subscription
     /// Number of ready (not yet delivered) messages in `queue`.
     func messageCount(queue: String) async throws -> Int
     /// Closes the connection; unacked deliveries return to their queues.
     func close() async
+}
+
+extension Transport {
+    /// One confirmed publish after another: right for a transport without a network round
+    /// trip per confirm (the in-memory broker).
+    public func publish(_ batch: [Publication]) async throws {
+        for p in batch { try await publish(p.message, exchange: p.exchange, routingKey: p.routingKey) }
+    }
+}
+
+/// A message and where to publish it.
+public struct Publication: Sendable {
+    public var message: Message
+    public var exchange: String
+    public var routingKey: String
+    public init(_ message: Message, exchange: String, routingKey: String) {
+        self.message = message
+        self.exchange = exchange
+        self.routingKey = routingKey
+    }
 }
 
 /// A consumer on one queue. Deliveries arrive in `deliveries`; each must be acked or

@@ -8,6 +8,12 @@ public enum Header {
     public static let layer = "sr-layer"
     public static let chunkA = "sr-chunk-a"
     public static let chunkX = "sr-chunk-x"
+    /// The chunk pairs of a task or partial, "a.x,a.x" (0-based); replaces sr-chunk-a/-x.
+    public static let pairs = "sr-pairs"
+    /// Bytes per element of a task's x chunks (1, 2 or 4; default 4) or a partial's values.
+    public static let width = "sr-width"
+    /// "store" on an open record whose A statistics the aggregator reads from the operand store.
+    public static let statisticsA = "sr-statistics-a"
     public static let rowBegin = "sr-row-begin"
     public static let rowEnd = "sr-row-end"
     public static let rows = "sr-rows"
@@ -78,7 +84,19 @@ struct HeaderReader {
         return v
     }
 
-    func optionalString(_ key: String) -> String? { headers[key]?.stringValue }
+    func optionalString(_ key: String) -> String? {
+        switch headers[key] {
+        case .string(let s): s
+        case .bytes(let b): String(decoding: b, as: UTF8.self)
+        default: nil
+        }
+    }
+
+    /// nil when absent; an error when present but not an integer.
+    func optionalInt(_ key: String) throws(WireError) -> Int64? {
+        guard headers[key] != nil else { return nil }
+        return try int(key)
+    }
 }
 
 extension Message {

@@ -44,3 +44,54 @@ enum LittleEndian {
         }
     }
 }
+
+extension LittleEndian {
+    /// Integers stored in `width` bytes each (1, 2, 4 or 8), two's complement. The caller has
+    /// checked that every value fits (`width(forMagnitude:)`).
+    static func bytes(_ v: [Int64], width: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: v.count * width)
+        out.withUnsafeMutableBytes { raw in
+            switch width {
+            case 1: for (i, x) in v.enumerated() { raw.storeBytes(of: Int8(truncatingIfNeeded: x), toByteOffset: i, as: Int8.self) }
+            case 2: for (i, x) in v.enumerated() { raw.storeBytes(of: Int16(truncatingIfNeeded: x).littleEndian, toByteOffset: 2 * i, as: Int16.self) }
+            case 4: for (i, x) in v.enumerated() { raw.storeBytes(of: Int32(truncatingIfNeeded: x).littleEndian, toByteOffset: 4 * i, as: Int32.self) }
+            default: for (i, x) in v.enumerated() { raw.storeBytes(of: x.littleEndian, toByteOffset: 8 * i, as: Int64.self) }
+            }
+        }
+        return out
+    }
+
+    /// The inverse of `bytes(_:width:)`; `b.count` must be a multiple of `width`.
+    static func integers(_ b: ArraySlice<UInt8>, width: Int) -> [Int64] {
+        b.withUnsafeBytes { raw in
+            let n = raw.count / width
+            switch width {
+            case 1: return (0..<n).map { Int64(raw.load(fromByteOffset: $0, as: Int8.self)) }
+            case 2: return (0..<n).map { Int64(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: Int16.self))) }
+            case 4: return (0..<n).map { Int64(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self))) }
+            default: return (0..<n).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) }
+            }
+        }
+    }
+
+    /// The narrowest of 1, 2, 4, 8 bytes that holds every integer of magnitude ≤ `m`.
+    static func width(forMagnitude m: UInt64) -> Int {
+        m <= UInt64(Int8.max) ? 1 : m <= UInt64(Int16.max) ? 2 : m <= UInt64(Int32.max) ? 4 : 8
+    }
+
+    static func bytes(_ v: [Float]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: v.count * 4)
+        out.withUnsafeMutableBytes { raw in
+            for (i, x) in v.enumerated() { raw.storeBytes(of: x.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+        }
+        return out
+    }
+
+    static func floats(_ b: ArraySlice<UInt8>) -> [Float] {
+        b.withUnsafeBytes { raw in
+            (0..<(raw.count / 4)).map {
+                Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+            }
+        }
+    }
+}

@@ -3,14 +3,19 @@
 /// Body: UInt32 LE length L, L bytes of JSON (MatVecJob), then Float64 LE arrays:
 /// A's planeRowL1 (m_A × rows), planeRowMax (m_A × rows), valueRowL1 (rows), then the same
 /// for X with B in place of rows. These let the aggregator bound every resolution.
+/// With header `sr-statistics-a: store` (registered matrices) A's arrays are left out: the
+/// aggregator reads them from the operand store, where `register` computed them — so a
+/// producer cannot make a bound lie about A, and the record stays small.
 public struct OpenRecord: Sendable {
     public var job: MatVecJob
-    public var statisticsA: ChunkedOperand.Statistics
+    /// nil: A's statistics come from the operand store (by digest and partition).
+    public var statisticsA: ChunkedOperand.Statistics?
     public var statisticsX: ChunkedOperand.Statistics
 
     public static let kind = "open"
+    static let statisticsFromStore = "store"
 
-    public init(job: MatVecJob, statisticsA: ChunkedOperand.Statistics, statisticsX: ChunkedOperand.Statistics) {
+    public init(job: MatVecJob, statisticsA: ChunkedOperand.Statistics?, statisticsX: ChunkedOperand.Statistics) {
         self.job = job
         self.statisticsA = statisticsA
         self.statisticsX = statisticsX
@@ -19,17 +24,24 @@ public struct OpenRecord: Sendable {
     public func encode() throws -> Message {
         let json = try JSONCoding.encode(job)
         var body = withUnsafeBytes(of: UInt32(json.count).littleEndian) { Array($0) } + json
-        for s in [statisticsA, statisticsX] {
+        for s in [statisticsA, statisticsX].compactMap({ $0 }) {
             body += LittleEndian.bytes(s.planeRowL1.flatMap { $0 })
             body += LittleEndian.bytes(s.planeRowMax.flatMap { $0 })
             body += LittleEndian.bytes(s.valueRowL1)
         }
-        return .wire(kind: Self.kind, headers: [Header.job: .string(job.id), Header.deadline: .int(job.deadlineMs)],
-                     body: body, messageID: "\(job.id)/open")
+        var headers: [String: HeaderValue] = [Header.job: .string(job.id), Header.deadline: .int(job.deadlineMs)]
+        if statisticsA == nil { headers[Header.statisticsA] = .string(Self.statisticsFromStore) }
+        return .wire(kind: Self.kind, headers: headers, body: body, messageID: "\(job.id)/open")
     }
 
     public init(decoding message: Message) throws(WireError) {
-        _ = try HeaderReader(message, kind: Self.kind)
+        let h = try HeaderReader(message, kind: Self.kind)
+        let fromStore: Bool
+        switch h.optionalString(Header.statisticsA) {
+        case nil: fromStore = false
+        case Self.statisticsFromStore?: fromStore = true
+        case let other?: throw WireError("header \(Header.statisticsA) must be \"\(Self.statisticsFromStore)\" or absent, not '\(other)'")
+        }
         let b = message.body
         guard b.count >= 4 else { throw WireError("open record body too short") }
         let length = Int(UInt32(b[0]) | UInt32(b[1]) << 8 | UInt32(b[2]) << 16 | UInt32(b[3]) << 24)
@@ -42,7 +54,8 @@ public struct OpenRecord: Sendable {
         try job.validate()
         let ma = job.partitionA.count - 1, mx = job.partitionX.count - 1
         let r = job.rows, nv = job.vectors
-        let expected = 8 * ((2 * ma + 1) * r + (2 * mx + 1) * nv)
+        if fromStore && job.matrix == "inline" { throw WireError("job \(job.id): an inline matrix has no stored statistics; send them in the record") }
+        let expected = 8 * ((fromStore ? 0 : (2 * ma + 1) * r) + (2 * mx + 1) * nv)
         guard b.count - 4 - length == expected else {
             throw WireError("open record statistics are \(b.count - 4 - length) bytes; expected \(expected)")
         }
@@ -54,7 +67,7 @@ public struct OpenRecord: Sendable {
             let mx = (0..<m).map { _ in take(rows) }
             return ChunkedOperand.Statistics(planeRowL1: l1, planeRowMax: mx, valueRowL1: take(rows))
         }
-        statisticsA = stats(ma, r)
+        statisticsA = fromStore ? nil : stats(ma, r)
         statisticsX = stats(mx, nv)
         guard values.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw WireError("open record statistics must be finite and ≥ 0") }
     }

@@ -47,9 +47,12 @@ public struct OutputMessage: Sendable {
             Header.vectors: .int(Int64(values.columns)),
         ]
         if let lateMs { headers[Header.lateMilliseconds] = .double(lateMs) }
-        return .wire(kind: Self.kind, headers: headers,
-                     body: LittleEndian.bytes(values.elements) + LittleEndian.bytes(bound.elements),
-                     messageID: "\(job)/\(status == .partial ? "r\(resolution)" : "final")")
+        // Transient: outputs go to the watchers' exclusive queues, which die with the broker anyway.
+        var m = Message.wire(kind: Self.kind, headers: headers,
+                             body: LittleEndian.bytes(values.elements) + LittleEndian.bytes(bound.elements),
+                             messageID: "\(job)/\(status == .partial ? "r\(resolution)" : "final")")
+        m.persistent = false
+        return m
     }
 
     public init(decoding message: Message) throws(WireError) {

@@ -1,20 +1,22 @@
 // A partial result: the exact product of one task, from a consumer to the aggregator.
 
-/// Body (little-endian): layered — Int64, rowCount × B (row-major), exact integers;
-/// one-shot — Float64, rowCount × B.
+/// Body (little-endian): layered — for each pair of `sr-pairs` in order, rowCount × B exact
+/// integers (row-major) of `sr-width` bytes (4 or 8: the narrowest that holds them); one-shot —
+/// rowCount × B floats of `sr-width` bytes (4: the float32 results as computed; 8: Float64).
 public struct PartialMessage: Sendable, Equatable {
     public var job: String
     public var task: String
     public var mode: MatVecJob.Mode
     public var layer: Int
-    public var chunkA: Int
-    public var chunkX: Int
+    /// Layered: the task's chunk pairs, in the order of `exact`; one-shot: empty.
+    public var pairs: [ChunkPair]
     public var rows: Range<Int>
     public var vectors: Int
     public var deadlineMs: Int64
     /// Kernel time in microseconds (for metrics).
     public var computeMicroseconds: Int64
     public var worker: String
+    /// Layered: pair-major, each rowCount × B.
     public var exact: [Int64]
     public var values: [Double]
 
@@ -25,8 +27,7 @@ public struct PartialMessage: Sendable, Equatable {
         self.task = task.task
         mode = task.mode
         layer = task.layer
-        chunkA = task.chunkA
-        chunkX = task.chunkX
+        pairs = task.pairs
         rows = task.rows
         vectors = task.vectors
         deadlineMs = task.deadlineMs
@@ -36,14 +37,36 @@ public struct PartialMessage: Sendable, Equatable {
         self.values = values
     }
 
+    /// The exact product of the k-th pair (rowCount × B).
+    public func product(_ k: Int) -> ArraySlice<Int64> {
+        let block = rows.count * vectors
+        return exact[(k * block)..<((k + 1) * block)]
+    }
+
     public func encode() -> Message {
-        .wire(kind: Self.kind, headers: [
+        let body: [UInt8], width: Int
+        switch mode {
+        case .layered:
+            width = max(4, LittleEndian.width(forMagnitude: exact.reduce(0) { max($0, $1.magnitude) }))
+            body = LittleEndian.bytes(exact, width: width)
+        case .oneShot:
+            // Float32 results widened to Double are exactly representable in 4 bytes.
+            let narrow = values.allSatisfy { Double(Float($0)) == $0 }
+            width = narrow ? 4 : 8
+            body = narrow ? LittleEndian.bytes(values.map { Float($0) }) : LittleEndian.bytes(values)
+        }
+        var headers: [String: HeaderValue] = [
             Header.job: .string(job), Header.task: .string(task), Header.mode: .string(mode.rawValue),
-            Header.layer: .int(Int64(layer)), Header.chunkA: .int(Int64(chunkA)), Header.chunkX: .int(Int64(chunkX)),
+            Header.layer: .int(Int64(layer)),
             Header.rowBegin: .int(Int64(rows.lowerBound)), Header.rowEnd: .int(Int64(rows.upperBound)),
             Header.vectors: .int(Int64(vectors)), Header.deadline: .int(deadlineMs),
             Header.computeMicroseconds: .int(computeMicroseconds), Header.worker: .string(worker),
-        ], body: mode == .layered ? LittleEndian.bytes(exact) : LittleEndian.bytes(values), messageID: task)
+            Header.width: .int(Int64(width)),
+        ]
+        if mode == .layered { headers[Header.pairs] = .string(TaskMessage.text(pairs)) }
+        var m = Message.wire(kind: Self.kind, headers: headers, body: body, messageID: task)
+        m.persistent = false
+        return m
     }
 
     public init(decoding message: Message) throws(WireError) {
@@ -55,8 +78,12 @@ public struct PartialMessage: Sendable, Equatable {
         }
         mode = m
         layer = try h.count(Header.layer, max: 1 << 16)
-        chunkA = try h.count(Header.chunkA, max: 64)
-        chunkX = try h.count(Header.chunkX, max: 64)
+        if mode == .layered {
+            let text = try h.string(Header.pairs)
+            pairs = try TaskMessage.pairs(text, chunksA: WireLimits.maxChunks, chunksX: WireLimits.maxChunks)
+        } else {
+            pairs = []
+        }
         let begin = try h.count(Header.rowBegin), end = try h.count(Header.rowEnd)
         guard begin < end else { throw WireError("empty row block \(begin)..<\(end)") }
         rows = begin..<end
@@ -64,12 +91,23 @@ public struct PartialMessage: Sendable, Equatable {
         deadlineMs = try h.int(Header.deadline)
         computeMicroseconds = (try? h.int(Header.computeMicroseconds)) ?? 0
         worker = h.optionalString(Header.worker) ?? "?"
-        let count = try WireLimits.product(rows.count, vectors, "partial size")
-        guard message.body.count == count * 8 else {
-            throw WireError("body is \(message.body.count) bytes; expected \(count * 8) for \(rows.count) rows × \(vectors) vectors")
+        let count = try WireLimits.product(try WireLimits.product(rows.count, vectors, "partial size"), max(1, pairs.count),
+                                           "partial size")
+        let width = Int(try h.optionalInt(Header.width) ?? 8)
+        guard [4, 8].contains(width) else {
+            throw WireError("header \(Header.width) must be 4 or 8")
         }
-        exact = mode == .layered ? LittleEndian.int64s(message.body[...]) : []
-        values = mode == .oneShot ? LittleEndian.doubles(message.body[...]) : []
+        guard message.body.count == count * width else {
+            throw WireError("body is \(message.body.count) bytes; expected \(count * width) for \(max(1, pairs.count)) × \(rows.count) rows × \(vectors) vectors at \(width) bytes")
+        }
+        switch mode {
+        case .layered:
+            exact = LittleEndian.integers(message.body[...], width: width)
+            values = []
+        case .oneShot:
+            exact = []
+            values = width == 4 ? LittleEndian.floats(message.body[...]).map { Double($0) } : LittleEndian.doubles(message.body[...])
+        }
         if !values.allSatisfy(\.isFinite) { throw WireError("the partial carries NaN or infinite values") }
     }
 }

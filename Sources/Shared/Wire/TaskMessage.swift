@@ -2,16 +2,21 @@
 
 /// What a consumer needs to compute one partial product, and nothing about other tasks.
 ///
-/// Body (little-endian): layered — X's chunk x as Int32, B × n (vector-major); one-shot — X as
-/// Float64, B × n. When `matrix == "inline"`, A's rows of the block follow as Float64
-/// (rowCount × n, row-major). Otherwise the consumer loads A from the operand store by digest.
+/// A layered task covers one layer's chunk pairs (`pairs`, header `sr-pairs` "a.x,a.x") for
+/// one row block: the consumer reads each A_i once per pair it meets. Body (little-endian):
+/// layered — for each pair in order, X's chunk x (B × n, vector-major) as signed integers of
+/// `sr-width` bytes (1, 2 or 4; 4 when absent; the producer sends the narrowest that holds the
+/// chunk's bits); one-shot — X as Float64, B × n. When `matrix == "inline"`, A's rows of the
+/// block follow as Float64 (rowCount × n, row-major). Otherwise the consumer loads A from the
+/// operand store by digest. A task with `sr-chunk-a`/`sr-chunk-x` instead of `sr-pairs` is a
+/// one-pair task (what wire clients written for the first format send).
 public struct TaskMessage: Sendable, Equatable {
     public var job: String
     public var task: String
     public var mode: MatVecJob.Mode
     public var layer: Int
-    public var chunkA: Int
-    public var chunkX: Int
+    /// Layered: the mini-jobs of this task (one layer's pairs); one-shot: empty.
+    public var pairs: [ChunkPair]
     public var rows: Range<Int>
     public var totalRows: Int
     public var columns: Int
@@ -20,8 +25,8 @@ public struct TaskMessage: Sendable, Equatable {
     public var matrix: String
     public var partitionA: [Int]
     public var partitionX: [Int]
-    /// Layered: X's chunk (B × n Int32 values); one-shot: empty.
-    public var vectorChunk: [Int32]
+    /// Layered: X's chunk for each pair, pair-major (pairs × B × n); one-shot: empty.
+    public var vectorChunks: [Int64]
     /// One-shot: X's values (B × n); layered: empty.
     public var vectorValues: [Double]
     /// Inline jobs: A's rows of this block (rowCount × n); otherwise empty.
@@ -32,33 +37,50 @@ public struct TaskMessage: Sendable, Equatable {
 
     public static let kind = "task"
 
+    /// Bytes per x-chunk element on the wire: the narrowest width for the widest chunk used.
+    var xWidth: Int {
+        let bits = pairs.map { partitionX[$0.x] - partitionX[$0.x + 1] }.max() ?? 31
+        return LittleEndian.width(forMagnitude: (UInt64(1) << UInt64(min(bits, 62))) - 1)
+    }
+
+    /// Tasks and partials are transient (not written to disk by the broker): they are worth
+    /// something only until their job's deadline, and a broker restart takes longer than most
+    /// deadlines (docs/WIRE.md, "What a broker restart loses").
     public func encode(priority: UInt8, expiration: Duration?) -> Message {
         var body: [UInt8]
-        switch mode {
-        case .layered: body = LittleEndian.bytes(vectorChunk)
-        case .oneShot: body = LittleEndian.bytes(vectorValues)
-        }
-        if matrix == "inline" { body += LittleEndian.bytes(inlineRows) }
-        return .wire(kind: Self.kind, headers: [
+        var headers: [String: HeaderValue] = [
             Header.job: .string(job), Header.task: .string(task), Header.mode: .string(mode.rawValue),
-            Header.layer: .int(Int64(layer)), Header.chunkA: .int(Int64(chunkA)), Header.chunkX: .int(Int64(chunkX)),
+            Header.layer: .int(Int64(layer)),
             Header.rowBegin: .int(Int64(rows.lowerBound)), Header.rowEnd: .int(Int64(rows.upperBound)),
             Header.rows: .int(Int64(totalRows)), Header.columns: .int(Int64(columns)), Header.vectors: .int(Int64(vectors)),
             Header.deadline: .int(deadlineMs), Header.matrix: .string(matrix),
             Header.partitionA: .string(partitionA.map(String.init).joined(separator: ",")),
             Header.partitionX: .string(partitionX.map(String.init).joined(separator: ",")),
-        ], body: body, priority: priority, expiration: expiration, messageID: task)
+        ]
+        switch mode {
+        case .layered:
+            let width = xWidth
+            body = LittleEndian.bytes(vectorChunks, width: width)
+            headers[Header.pairs] = .string(Self.text(pairs))
+            headers[Header.width] = .int(Int64(width))
+        case .oneShot:
+            body = LittleEndian.bytes(vectorValues)
+        }
+        if matrix == "inline" { body += LittleEndian.bytes(inlineRows) }
+        var m = Message.wire(kind: Self.kind, headers: headers, body: body, priority: priority, expiration: expiration,
+                             messageID: task)
+        m.persistent = false
+        return m
     }
 
-    public init(job: String, task: String, mode: MatVecJob.Mode, layer: Int, chunkA: Int, chunkX: Int,
+    public init(job: String, task: String, mode: MatVecJob.Mode, layer: Int, pairs: [ChunkPair],
                 rows: Range<Int>, totalRows: Int, columns: Int, vectors: Int, deadlineMs: Int64, matrix: String,
-                partitionA: [Int], partitionX: [Int], vectorChunk: [Int32], vectorValues: [Double], inlineRows: [Double]) {
+                partitionA: [Int], partitionX: [Int], vectorChunks: [Int64], vectorValues: [Double], inlineRows: [Double]) {
         self.job = job
         self.task = task
         self.mode = mode
         self.layer = layer
-        self.chunkA = chunkA
-        self.chunkX = chunkX
+        self.pairs = pairs
         self.rows = rows
         self.totalRows = totalRows
         self.columns = columns
@@ -67,9 +89,33 @@ public struct TaskMessage: Sendable, Equatable {
         self.matrix = matrix
         self.partitionA = partitionA
         self.partitionX = partitionX
-        self.vectorChunk = vectorChunk
+        self.vectorChunks = vectorChunks
         self.vectorValues = vectorValues
         self.inlineRows = inlineRows
+    }
+
+    /// "a.x,a.x"
+    static func text(_ pairs: [ChunkPair]) -> String {
+        pairs.map { "\($0.a).\($0.x)" }.joined(separator: ",")
+    }
+
+    /// Parses "a.x,a.x": at most `WireLimits.maxChunks` pairs, no repeats, indices in range.
+    static func pairs(_ text: String, chunksA: Int, chunksX: Int) throws(WireError) -> [ChunkPair] {
+        let items = text.split(separator: ",", omittingEmptySubsequences: false)
+        guard (1...WireLimits.maxChunks).contains(items.count) else {
+            throw WireError("header \(Header.pairs) must list 1...\(WireLimits.maxChunks) pairs like 0.1,1.0")
+        }
+        var out: [ChunkPair] = []
+        for item in items {
+            let ax = item.split(separator: ".", omittingEmptySubsequences: false)
+            guard ax.count == 2, let a = Int(ax[0]), let x = Int(ax[1]), (0..<chunksA).contains(a), (0..<chunksX).contains(x) else {
+                throw WireError("header \(Header.pairs): '\(item)' is not a pair a.x of chunk indices within the partitions")
+            }
+            let pair = ChunkPair(a: a, x: x)
+            guard !out.contains(pair) else { throw WireError("header \(Header.pairs) repeats \(pair)") }
+            out.append(pair)
+        }
+        return out
     }
 
     /// Decodes and validates; a `WireError` says what is wrong (it becomes `sr-dead-reason`).
@@ -82,8 +128,6 @@ public struct TaskMessage: Sendable, Equatable {
         }
         mode = m
         layer = try h.count(Header.layer, max: 1 << 16)
-        chunkA = try h.count(Header.chunkA, max: 64)
-        chunkX = try h.count(Header.chunkX, max: 64)
         totalRows = try h.count(Header.rows, max: WireLimits.maxDimension)
         columns = try h.count(Header.columns, max: WireLimits.maxDimension)
         vectors = try h.count(Header.vectors, max: WireLimits.maxDimension)
@@ -101,31 +145,54 @@ public struct TaskMessage: Sendable, Equatable {
         partitionA = try Self.partition(h.string(Header.partitionA), Header.partitionA)
         guard partitionA.count <= WireLimits.maxChunks + 1 else { throw WireError("header \(Header.partitionA) has too many chunks") }
         partitionX = try Self.partition(h.string(Header.partitionX), Header.partitionX)
-        guard chunkA < partitionA.count - 1, chunkX < partitionX.count - 1 else {
-            throw WireError("chunk indices \(chunkA), \(chunkX) exceed the partitions")
+        guard partitionX.count <= WireLimits.maxChunks + 1 else { throw WireError("header \(Header.partitionX) has too many chunks") }
+        let chunksA = partitionA.count - 1, chunksX = partitionX.count - 1
+        switch mode {
+        case .oneShot:
+            pairs = []
+        case .layered:
+            if let text = h.optionalString(Header.pairs) {
+                pairs = try Self.pairs(text, chunksA: chunksA, chunksX: chunksX)
+            } else {
+                let a = try h.count(Header.chunkA, max: 64), x = try h.count(Header.chunkX, max: 64)
+                guard a < chunksA, x < chunksX else { throw WireError("chunk indices \(a), \(x) exceed the partitions") }
+                pairs = [ChunkPair(a: a, x: x)]
+            }
         }
-        let vectorCount = try WireLimits.product(vectors, columns, "task vector block")
+        let width = mode == .layered ? Int(try h.optionalInt(Header.width) ?? 4) : 8
+        guard [1, 2, 4].contains(width) || (mode == .oneShot && width == 8) else {
+            throw WireError("header \(Header.width) must be 1, 2 or 4 (bytes per x-chunk element)")
+        }
+        let vectorCount = try WireLimits.product(try WireLimits.product(vectors, columns, "task vector block"), max(1, pairs.count),
+                                                 "task vector chunks")
         let inlineCount = matrix == "inline" ? try WireLimits.product(rows.count, columns, "inline rows") : 0
         guard inlineCount * 8 <= Self.maxInlineBytes else {
             throw WireError("inline rows are \(inlineCount * 8) bytes; at most \(Self.maxInlineBytes) per task")
         }
-        let elementBytes = mode == .layered ? 4 : 8
-        guard message.body.count == vectorCount * elementBytes + inlineCount * 8 else {
-            throw WireError("body is \(message.body.count) bytes; expected \(vectorCount * elementBytes + inlineCount * 8) for \(vectors) vector(s) of \(columns)" + (inlineCount > 0 ? " plus \(rows.count) inline rows" : ""))
+        guard message.body.count == vectorCount * width + inlineCount * 8 else {
+            throw WireError("body is \(message.body.count) bytes; expected \(vectorCount * width + inlineCount * 8) for \(max(1, pairs.count)) × \(vectors) vector(s) of \(columns) at \(width) bytes" + (inlineCount > 0 ? " plus \(rows.count) inline rows" : ""))
         }
-        let split = message.body.startIndex + vectorCount * elementBytes
-        vectorChunk = mode == .layered ? LittleEndian.int32s(message.body[..<split]) : []
+        let split = message.body.startIndex + vectorCount * width
+        vectorChunks = mode == .layered ? LittleEndian.integers(message.body[..<split], width: width) : []
         vectorValues = mode == .oneShot ? LittleEndian.doubles(message.body[..<split]) : []
         inlineRows = LittleEndian.doubles(message.body[split...])
         if !vectorValues.allSatisfy(\.isFinite) || !inlineRows.allSatisfy(\.isFinite) {
             throw WireError("the task carries NaN or infinite values")
         }
-        if mode == .layered {
-            let limit = Int64(1) << (partitionX[chunkX] - partitionX[chunkX + 1])
-            guard vectorChunk.allSatisfy({ Int64($0.magnitude) < limit }) else {
-                throw WireError("x chunk values exceed the \(partitionX[chunkX] - partitionX[chunkX + 1]) bits of chunk \(chunkX)")
+        let block = vectors * columns
+        for (k, pair) in pairs.enumerated() {
+            let bits = partitionX[pair.x] - partitionX[pair.x + 1]
+            let limit = Int64(1) << min(bits, 62)
+            guard vectorChunks[(k * block)..<((k + 1) * block)].allSatisfy({ $0.magnitude < limit }) else {
+                throw WireError("x chunk values exceed the \(bits) bits of chunk \(pair.x)")
             }
         }
+    }
+
+    /// X's chunk for the k-th pair (B × n, vector-major).
+    public func vectorChunk(_ k: Int) -> ArraySlice<Int64> {
+        let block = vectors * columns
+        return vectorChunks[(k * block)..<((k + 1) * block)]
     }
 
     static func partition(_ s: String, _ key: String) throws(WireError) -> [Int] {

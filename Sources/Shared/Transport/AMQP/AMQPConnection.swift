@@ -87,13 +87,33 @@ final class AMQPConnection: Sendable {
     func publish(_ message: Message, exchange: String, routingKey: String) async throws {
         let deadline = ContinuousClock.now + configuration.operationTimeout
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let pending = PendingPublish(message: message, exchange: exchange, routingKey: routingKey,
-                                         deadline: deadline, continuation: continuation)
-            let job = Job(what: "publishing to exchange '\(exchange)'", needsConnection: false, deadline: deadline,
-                          execute: { $0.publish(pending) },
-                          fail: { continuation.resume(throwing: $0) })
-            if !inbox.submit(job) { continuation.resume(throwing: closedError) }
+            let completion = PublishCompletion { error in
+                if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+            }
+            submitPublish(Publication(message, exchange: exchange, routingKey: routingKey), deadline: deadline, completion)
         }
+    }
+
+    /// Publishes `batch` in order and returns once every message is confirmed. The messages go
+    /// out back to back and their confirms are awaited together (pipelined): one round trip
+    /// for the batch instead of one per message. Throws the first failure, after every message
+    /// of the batch has been settled.
+    func publish(_ batch: [Publication]) async throws {
+        guard !batch.isEmpty else { return }
+        let deadline = ContinuousClock.now + configuration.operationTimeout
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let waiter = BatchWaiter(count: batch.count, continuation: continuation)
+            for p in batch { submitPublish(p, deadline: deadline, PublishCompletion(waiter.settle)) }
+        }
+    }
+
+    private func submitPublish(_ p: Publication, deadline: ContinuousClock.Instant, _ completion: PublishCompletion) {
+        let pending = PendingPublish(message: p.message, exchange: p.exchange, routingKey: p.routingKey,
+                                     deadline: deadline, continuation: completion)
+        let job = Job(what: "publishing to exchange '\(p.exchange)'", needsConnection: false, deadline: deadline,
+                      execute: { $0.publish(pending) },
+                      fail: { completion.resume(throwing: $0) })
+        if !inbox.submit(job) { completion.resume(throwing: closedError) }
     }
 
     func subscribe(queue: String, prefetch: Int) async throws -> Subscription {
@@ -314,8 +334,38 @@ private struct PendingPublish: Sendable {
     let exchange: String
     let routingKey: String
     let deadline: ContinuousClock.Instant
-    let continuation: CheckedContinuation<Void, any Error>
+    let continuation: PublishCompletion
     var sequence: UInt64 = 0
+}
+
+/// How a publish is completed, exactly once: a single caller's continuation, or one member of
+/// a batch (`BatchWaiter`).
+private struct PublishCompletion: Sendable {
+    let done: @Sendable ((any Error)?) -> Void
+    init(_ done: @escaping @Sendable ((any Error)?) -> Void) { self.done = done }
+    func resume() { done(nil) }
+    func resume(throwing error: any Error) { done(error) }
+}
+
+/// Resumes a batch's caller once every message of the batch is settled (with the first error).
+private final class BatchWaiter: Sendable {
+    private let state: Mutex<(remaining: Int, error: (any Error)?, continuation: CheckedContinuation<Void, any Error>?)>
+
+    init(count: Int, continuation: CheckedContinuation<Void, any Error>) {
+        state = Mutex((count, nil, continuation))
+    }
+
+    @Sendable func settle(_ error: (any Error)?) {
+        let done = state.withLock { s -> (CheckedContinuation<Void, any Error>, (any Error)?)? in
+            if s.error == nil { s.error = error }
+            s.remaining -= 1
+            guard s.remaining == 0, let c = s.continuation else { return nil }
+            s.continuation = nil
+            return (c, s.error)
+        }
+        guard let (continuation, error) = done else { return }
+        if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+    }
 }
 
 /// A subscription as the thread sees it. Only the thread touches it after hand-over.

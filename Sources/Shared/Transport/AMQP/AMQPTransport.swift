@@ -103,6 +103,10 @@ public final class AMQPTransport: Transport {
         try await publisher.publish(message, exchange: exchange, routingKey: routingKey)
     }
 
+    public func publish(_ batch: [Publication]) async throws {
+        try await publisher.publish(batch)
+    }
+
     public func subscribe(queue: String, prefetch: Int) async throws -> Subscription {
         try await consumer.subscribe(queue: queue, prefetch: prefetch)
     }
