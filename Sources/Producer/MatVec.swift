@@ -55,6 +55,7 @@ struct MatVec: AsyncParsableCommand {
     }
 
     func run() async throws {
+        Trace.mark("matvec", "run")
         let store = storeOptions.operandStore
         let reference = try OperandLoading.matrix(matrix, store: store)
         let x = try OperandLoading.vector(vector)
@@ -66,7 +67,9 @@ struct MatVec: AsyncParsableCommand {
                                     deadline: deadline, rowBlock: rowBlock, mode: oneShot ? .oneShot : .layered, id: id)
         let submitter = JobSubmitter(transport: NoTransport())
         let plan = try submitter.plan(request)   // validates everything before connecting
+        Trace.mark("matvec", "planned")
         let transport = try await Connector.connect(brokerOptions.url, logger: Logger(label: "srproduce"))
+        Trace.mark("matvec", "connected")
         do {
             try await submitAndFollow(plan, transport: transport)
         } catch {
@@ -77,9 +80,12 @@ struct MatVec: AsyncParsableCommand {
     }
 
     func submitAndFollow(_ plan: JobPlan, transport: any Transport) async throws {
+        // Declares the topology (once) and binds before the job is published: no output is missed.
         let watcher = wait ? try await OutputWatcher.watch([plan.job.id], on: transport) : nil
-        try await Topology.declare(on: transport)
+        if watcher == nil { try await Topology.declare(on: transport) }
+        Trace.mark("matvec", "publishing")
         try await JobPlanner.publish(plan, on: transport)
+        Trace.mark("matvec", "published")
         if json { print("{\"job\":\"\(plan.job.id)\",\"tasks\":\(plan.tasks.count)}") } else {
             print("job \(plan.job.id): \(plan.tasks.count) tasks, \(plan.job.resolutionCount) resolution(s), deadline \(deadline)")
         }
