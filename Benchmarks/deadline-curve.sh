@@ -4,7 +4,7 @@
 # by their clients (submit → output received).
 #
 #   Benchmarks/deadline-curve.sh [--n 4096] [--consumers 2] [--workers K] [--count 100]
-#                                [--repeats 1] [--seed 11] [--out docs/deadline-curve-4096]
+#                                [--repeats 3] [--seed 11] [--out docs/deadline-curve-4096]
 #                                [--loads 0.5,0.8] [--deadlines 0.5,1,2,4] [--keep-logs DIR]
 #
 # 1. installs the peers' venv (.venv-peers, pinned), builds release and starts a pool
@@ -16,11 +16,12 @@
 #    (× Celery's idle p50) --repeats times, and writes OUT.csv, OUT-runs.csv, OUT.png and a
 #    Markdown table (stdout; medians and min–max over the repeats);
 # 3. stops everything it started, by PID (trap on EXIT).
-# Progress on stderr. About 3–4 minutes per repeat with the defaults on 2 cores.
+# Progress on stderr. With the defaults (3 repeats of 32 runs of 100 jobs) about 4–5 minutes on
+# 2 cores once the release build is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-n=4096 consumers=2 workers="" count=100 repeats=1 seed=11 out=docs/deadline-curve-4096
+n=4096 consumers=2 workers="" count=100 repeats=3 seed=11 out=docs/deadline-curve-4096
 loads=0.5,0.8 deadlines=0.5,1,2,4 keep_logs=""
 while (($#)); do
   case $1 in
@@ -79,19 +80,25 @@ source "$env_file"
   { note "error: no broker pid file in '${SR_POOL_BROKER_DIR:-}' (needs a private broker, not --broker-url)"; exit 1; }
 beam_pid=$(tr -dc 0-9 <"$SR_POOL_BROKER_DIR/rabbitmq.pid")
 [[ -r /proc/$beam_pid/stat ]] || { note "error: broker pid $beam_pid is not running"; exit 1; }
+# The pool's processes run the binaries just built; srproduce is started once per run, so take a
+# private copy: a rebuild in the work tree during the benchmark must not change (or, while the
+# linker writes it, break) the producer half-way.
+mkdir -p "$work/bin"
+cp "$SR_POOL_BIN/srproduce" "$work/bin/srproduce"
+srproduce=$work/bin/srproduce
 
 note "generating A ($n×$n float32, uniform [-1, 1), seed $seed)"
 "$py" -c "
 import sys, numpy as np
 n, seed, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 np.save(path, np.random.default_rng(seed).uniform(-1, 1, (n, n)).astype(np.float32))" "$n" "$seed" "$work/a.npy"
-"$SR_POOL_BIN/srproduce" register bench --matrix "$work/a.npy" >&2
+"$srproduce" register bench --matrix "$work/a.npy" >&2
 
 note "starting $workers Celery workers on the same broker"
 bash Benchmarks/peers/celery/workers.sh start --workers "$workers" --dir "$celery_dir" --matrix "$work/a.npy" --python "$py"
 
 note "pool and peers ready in $((SECONDS - t0)) s; measuring"
-"$py" Benchmarks/deadline_curve.py --srproduce "$SR_POOL_BIN/srproduce" --matrix-name bench \
+"$py" Benchmarks/deadline_curve.py --srproduce "$srproduce" --matrix-name bench \
   --matrix "$work/a.npy" --celery-client Benchmarks/peers/celery/client.py --beam-pid "$beam_pid" \
   --consumers "$consumers" --workers "$workers" --n "$n" --count "$count" --repeats "$repeats" \
   --seed "$seed" --loads "$loads" --deadlines "$deadlines" --out "$out" --log-dir "$work/logs"

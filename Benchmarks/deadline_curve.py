@@ -30,6 +30,7 @@ import csv
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def parse_args():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--n", type=int, default=4096)
     p.add_argument("--count", type=int, default=100, help="jobs per run")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--idle-count", type=int, default=40, help="Celery idle jobs (≥ 30)")
     p.add_argument("--capacity-count", type=int, default=200)
@@ -177,7 +178,12 @@ class Runner:
             try:
                 o = json.loads(line)
             except json.JSONDecodeError:
-                continue
+                # srproduce prints a missing percentile as a bare "-" in some builds; read it as null.
+                try:
+                    o = json.loads(re.sub(r':\s*-\s*(?=[,}])', ':null', line))
+                except json.JSONDecodeError:
+                    log(f"warning: unparsable line from {system}: {line[:120]}")
+                    continue
             if o.get("type") == "job":
                 jobs.append(o)
             elif o.get("type") == "summary":
@@ -277,7 +283,7 @@ def write_outputs(a, meta, rows, runs):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     colors = {"oneshot": "tab:blue", "layered2": "tab:orange", "layered3": "tab:green", "celery": "tab:red"}
-    fig, axes = plt.subplots(1, len(a.loads), figsize=(6.2 * len(a.loads), 4.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(a.loads), figsize=(6.2 * len(a.loads), 5.2), sharey=True, squeeze=False)
     for ax, load in zip(axes[0], a.loads):
         for key, label in SYSTEMS:
             pts = sorted((r for r in rows if r["system"] == key and r["load_factor"] == load), key=lambda r: r["deadline_ms"])
@@ -302,11 +308,12 @@ def write_outputs(a, meta, rows, runs):
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("fraction of jobs answered by the deadline")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"n = {a.n}, {a.consumers} consumers / {a.workers} Celery workers, {a.count} jobs per run, "
                  f"{a.repeats} repeat(s) (median{', band = min–max' if a.repeats > 1 else ''}); "
                  f"Celery idle p50 {meta['celery_idle_p50_ms']:.1f} ms", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     fig.savefig(a.out + ".png", dpi=110)
     plt.close(fig)
 
