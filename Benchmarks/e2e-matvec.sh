@@ -4,10 +4,13 @@
 # on the same pool — layered (m chunks) and one-shot float32 — compared side by side:
 # time to first resolution ÷ one-shot time, and time to final ÷ one-shot time (medians).
 #
-#   Benchmarks/e2e-matvec.sh [--n 4096] [--chunks 2] [--bits 6] [--consumers 2] [--count 20]
+# Times are client-observed (srproduce stream: submit → output received). Tasks are sized by
+# compute unless --row-block is given.
+#
+#   Benchmarks/e2e-matvec.sh [--n 4096] [--chunks 2] [--bits 6] [--consumers 2] [--count 20] [--row-block R]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=4096 chunks=2 bits=6 consumers=2 count=20 rate=2 row_block=1024
+n=4096 chunks=2 bits=6 consumers=2 count=20 rate=2 row_block=""
 while (($#)); do
   case $1 in
     --n) n=$2; shift ;; --chunks) chunks=$2; shift ;; --bits) bits=$2; shift ;;
@@ -29,7 +32,8 @@ python3 -c "
 import numpy as np
 np.save('$work/a.npy', np.random.default_rng(7).uniform(-1, 1, ($n, $n)).astype(np.float32))"
 "$SR_POOL_BIN/srproduce" register bench --matrix "$work/a.npy" >/dev/null
-common=(--matrix bench --deadline 30s --chunks "$chunks" --bits "$bits" --row-block "$row_block" --wait)
+common=(--matrix bench --deadline 30s --chunks "$chunks" --bits "$bits" --wait)
+[[ -n $row_block ]] && common+=(--row-block "$row_block")
 # Warm-up: every consumer loads and prepares the matrix (and its float32 copy) once.
 "$SR_POOL_BIN/srproduce" stream "${common[@]}" --count $((2 * consumers)) --rate 20 >/dev/null
 "$SR_POOL_BIN/srproduce" stream "${common[@]}" --one-shot --count $((2 * consumers)) --rate 20 >/dev/null

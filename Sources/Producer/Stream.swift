@@ -120,9 +120,10 @@ struct Stream: AsyncParsableCommand {
                 var inFlight = 0
                 for id in ids {
                     try await clock.sleep(until: next)
+                    // x is the user's input: the client's clock starts once it is there.
+                    let x = Matrix(column: (0..<n).map { _ in Double.random(in: -1..<1, using: &g) })
                     let start = clock.now
                     await submitted.record(id, start)
-                    let x = Matrix(column: (0..<n).map { _ in Double.random(in: -1..<1, using: &g) })
                     let (_, q, schedule) = try partition.partitions(maxA: maxA, maxX: x.maxMagnitude)
                     let request = MatVecRequest(operand: operand, vectors: x, partitionA: try partitionA(maxA), partitionX: q,
                                                 schedule: schedule, deadline: deadline, rowBlock: rowBlock,
@@ -183,8 +184,9 @@ struct Stream: AsyncParsableCommand {
         }
     }
 
-    static func pct(_ v: [Double], _ q: Double) -> String {
-        v.isEmpty ? "-" : String(format: "%.2f", v[min(v.count - 1, Int(Double(v.count) * q))])
+    /// The q-quantile of sorted `v`, formatted; `empty` when there is none.
+    static func pct(_ v: [Double], _ q: Double, empty: String = "-") -> String {
+        v.isEmpty ? empty : String(format: "%.2f", v[min(v.count - 1, Int(Double(v.count) * q))])
     }
 
     static func line(_ o: OutputMessage, _ t: JobTiming, json: Bool) -> String {
@@ -202,10 +204,10 @@ struct Stream: AsyncParsableCommand {
         let completed = timings.filter { $0.final?.status == .complete }.count
         if json {
             return "{\"type\":\"summary\",\"count\":\(count),\"complete\":\(completed),\"with_resolution\":\(firsts.count),"
-                + "\"p50_first_ms\":\(pct(firsts, 0.5)),\"p95_first_ms\":\(pct(firsts, 0.95)),"
-                + "\"p50_final_ms\":\(pct(finals, 0.5)),\"p95_final_ms\":\(pct(finals, 0.95)),"
+                + "\"p50_first_ms\":\(pct(firsts, 0.5, empty: "null")),\"p95_first_ms\":\(pct(firsts, 0.95, empty: "null")),"
+                + "\"p50_final_ms\":\(pct(finals, 0.5, empty: "null")),\"p95_final_ms\":\(pct(finals, 0.95, empty: "null")),"
                 + "\"span_ms\":\(String(format: "%.1f", spanMs)),\"submit_span_ms\":\(String(format: "%.1f", submitSpanMs)),"
-                + "\"p50_submit_ms\":\(pct(submitMs, 0.5))}".replacingOccurrences(of: ":-", with: ":null")
+                + "\"p50_submit_ms\":\(pct(submitMs, 0.5, empty: "null"))}"
         }
         return "first resolution ms: p50 \(pct(firsts, 0.5)) p95 \(pct(firsts, 0.95)); final ms: p50 \(pct(finals, 0.5)) p95 \(pct(finals, 0.95)); complete \(completed)/\(count) (client-observed)"
     }
