@@ -35,15 +35,32 @@ common=(--matrix bench --deadline 30s --chunks "$chunks" --wait)
 "$SR_POOL_BIN/srproduce" stream "${common[@]}" --count $((4 * consumers)) --rate 20 >/dev/null 2>&1
 "$SR_POOL_BIN/srproduce" stream "${common[@]}" --one-shot --count $((4 * consumers)) --rate 20 >/dev/null 2>&1
 broker_pid=$(cat "$SR_POOL_BROKER_DIR/rabbitmq.pid")
-cpu() { awk '{print $14 + $15}' "/proc/$broker_pid/stat"; }
+# CPU (user + system, clock ticks) of the broker, the aggregator and the consumers.
+cpu() { for pid in "$broker_pid" $SR_POOL_PIDS; do awk '{printf "%d ", $14 + $15}' "/proc/$pid/stat"; done; }
 ticks=$(getconf CLK_TCK)
-c0=$(cpu)
-"$SR_POOL_BIN/srproduce" stream "${common[@]}" --count "$count" --rate "$rate" --seed 5 2>"$work/client.trace" | tail -n 1
-c1=$(cpu)
-"$SR_POOL_BIN/srproduce" stream "${common[@]}" --one-shot --count "$count" --rate "$rate" --seed 5 2>/dev/null | tail -n 1
-c2=$(cpu)
-python3 -c "print(f'broker CPU per job: layered m=$chunks {($c1-$c0)*1000/$ticks/$count:.2f} ms, one-shot {($c2-$c1)*1000/$ticks/$count:.2f} ms')"
-cat "$work/client.trace" "$SR_POOL_DIR"/logs/*.log | grep '^TRACE' | sort -n -k2 >"$work/all.trace"
+run() {   # run NAME ARGS…: a stream, then one line of CPU ms per job for every role
+  local before after client
+  before=$(cpu)
+  local TIMEFORMAT='%U %S'
+  { time "$SR_POOL_BIN/srproduce" stream "${common[@]}" --count "$count" --rate "$rate" --seed 5 "${@:2}" \
+      2>"$work/$1.trace" >"$work/$1.out"; } 2>"$work/$1.time"
+  client=$(tail -n 1 "$work/$1.time")
+  after=$(cpu)
+  python3 - "$1" "$ticks" "$count" "$before" "$after" "$client" <<'PY'
+import sys
+name, ticks, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+b, a = [list(map(int, s.split())) for s in sys.argv[4:6]]
+user, system = map(float, sys.argv[6].split()[-2:])
+ms = [(y - x) * 1000 / ticks / count for x, y in zip(b, a)]
+print(f"| {name} | {ms[0]:.2f} | {ms[1]:.2f} | {sum(ms[2:]):.2f} | {(user + system) * 1000 / count:.2f} |")
+PY
+}
+echo "| stream | broker CPU ms/job | aggregator | consumers (all) | producer (srproduce stream) |"
+echo "|---|---|---|---|---|"
+run layered
+run one-shot --one-shot
+echo; tail -qn 1 "$work/layered.out" "$work/one-shot.out"
+cat "$work/layered.trace" "$SR_POOL_DIR"/logs/*.log | grep '^TRACE' | sort -n -k2 >"$work/all.trace"
 python3 - "$work/all.trace" <<'PY'
 import collections, sys
 events = collections.defaultdict(list)

@@ -2,10 +2,10 @@
 import ArgumentParser
 
 @main
-struct SRBench: ParsableCommand {
+struct SRBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "srbench",
         abstract: "Measure the layered-resolution kernels against one-shot BLAS products.",
         discussion: "Build in release mode: swift run -c release srbench kernels. Results go in docs/BENCHMARKS.md.",
-        subcommands: [KernelBenchmark.self, EarlyExitReport.self])
+        subcommands: [KernelBenchmark.self, EarlyExitReport.self, HopLatency.self])
 }

@@ -1,48 +1,36 @@
 // Raw little-endian arrays: the bodies of tasks, partials and outputs.
 
+/// Every supported host is little-endian (x86-64, arm64), so arrays of fixed-width numbers are
+/// copied in bulk; `assertLittleEndian` keeps that assumption checked.
 enum LittleEndian {
-    static func bytes(_ v: [Int32]) -> [UInt8] {
-        var out = [UInt8](); out.reserveCapacity(v.count * 4)
-        for x in v { withUnsafeBytes(of: x.littleEndian) { out.append(contentsOf: $0) } }
-        return out
+    static let hostIsLittleEndian = 1.littleEndian == 1
+
+    /// The array's bytes as they are in memory (little-endian on every supported host).
+    static func raw<T: BitwiseCopyable>(_ v: [T]) -> [UInt8] {
+        precondition(hostIsLittleEndian, "wire arrays are little-endian; this host is not")
+        return v.withUnsafeBytes { Array($0) }
     }
-    static func bytes(_ v: [UInt32]) -> [UInt8] {
-        var out = [UInt8](); out.reserveCapacity(v.count * 4)
-        for x in v { withUnsafeBytes(of: x.littleEndian) { out.append(contentsOf: $0) } }
-        return out
-    }
-    static func bytes(_ v: [Int64]) -> [UInt8] {
-        var out = [UInt8](); out.reserveCapacity(v.count * 8)
-        for x in v { withUnsafeBytes(of: x.littleEndian) { out.append(contentsOf: $0) } }
-        return out
-    }
-    static func bytes(_ v: [Double]) -> [UInt8] {
-        var out = [UInt8](); out.reserveCapacity(v.count * 8)
-        for x in v { withUnsafeBytes(of: x.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
-        return out
-    }
-    static func int32s(_ b: ArraySlice<UInt8>) -> [Int32] {
-        b.withUnsafeBytes { raw in
-            (0..<(raw.count / 4)).map { Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
-        }
-    }
-    static func uint32s(_ b: ArraySlice<UInt8>) -> [UInt32] {
-        b.withUnsafeBytes { raw in
-            (0..<(raw.count / 4)).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)) }
-        }
-    }
-    static func int64s(_ b: ArraySlice<UInt8>) -> [Int64] {
-        b.withUnsafeBytes { raw in
-            (0..<(raw.count / 8)).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
-        }
-    }
-    static func doubles(_ b: ArraySlice<UInt8>) -> [Double] {
-        b.withUnsafeBytes { raw in
-            (0..<(raw.count / 8)).map {
-                Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)))
+
+    /// `count` values of T from little-endian bytes (unaligned source is fine).
+    static func values<T: BitwiseCopyable>(_ b: ArraySlice<UInt8>, as: T.Type) -> [T] {
+        precondition(hostIsLittleEndian, "wire arrays are little-endian; this host is not")
+        let count = b.count / MemoryLayout<T>.stride
+        return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            b.withUnsafeBytes { src in
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[0..<(count * MemoryLayout<T>.stride)]))
             }
+            initialized = count
         }
     }
+
+    static func bytes(_ v: [Int32]) -> [UInt8] { raw(v) }
+    static func bytes(_ v: [UInt32]) -> [UInt8] { raw(v) }
+    static func bytes(_ v: [Int64]) -> [UInt8] { raw(v) }
+    static func bytes(_ v: [Double]) -> [UInt8] { raw(v) }
+    static func int32s(_ b: ArraySlice<UInt8>) -> [Int32] { values(b, as: Int32.self) }
+    static func uint32s(_ b: ArraySlice<UInt8>) -> [UInt32] { values(b, as: UInt32.self) }
+    static func int64s(_ b: ArraySlice<UInt8>) -> [Int64] { values(b, as: Int64.self) }
+    static func doubles(_ b: ArraySlice<UInt8>) -> [Double] { values(b, as: Double.self) }
 }
 
 extension LittleEndian {
@@ -79,19 +67,6 @@ extension LittleEndian {
         m <= UInt64(Int8.max) ? 1 : m <= UInt64(Int16.max) ? 2 : m <= UInt64(Int32.max) ? 4 : 8
     }
 
-    static func bytes(_ v: [Float]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: v.count * 4)
-        out.withUnsafeMutableBytes { raw in
-            for (i, x) in v.enumerated() { raw.storeBytes(of: x.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
-        }
-        return out
-    }
-
-    static func floats(_ b: ArraySlice<UInt8>) -> [Float] {
-        b.withUnsafeBytes { raw in
-            (0..<(raw.count / 4)).map {
-                Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
-            }
-        }
-    }
+    static func bytes(_ v: [Float]) -> [UInt8] { raw(v) }
+    static func floats(_ b: ArraySlice<UInt8>) -> [Float] { values(b, as: Float.self) }
 }
