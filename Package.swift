@@ -21,7 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
-        // The C boundary: two system-library modules, nested under Sources/Shared so that
+        // The C boundary: system-library modules, nested under Sources/Shared so that
         // Sources/ keeps exactly the four folders the user named.
         .systemLibrary(
             name: "CSRBLAS", path: "Sources/Shared/CBLAS", pkgConfig: "openblas",
@@ -29,6 +29,9 @@ let package = Package(
         .systemLibrary(
             name: "CSRRabbitMQ", path: "Sources/Shared/CRabbitMQ", pkgConfig: "librabbitmq",
             providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(
+            name: "CSRCrypto", path: "Sources/Shared/CCrypto", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
         // Vectorised exact int8 kernels with runtime dispatch (AVX2 / AVX-512 / VNNI), in C
         // because Swift cannot pick instruction sets per function at run time.
         .target(
@@ -37,12 +40,12 @@ let package = Package(
         .target(
             name: "SuccessiveRefinement",
             dependencies: [
-                "CSRBLAS", "CSRRabbitMQ", "CSRKernels",
+                "CSRBLAS", "CSRRabbitMQ", "CSRKernels", "CSRCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Shared",
-            exclude: ["CBLAS", "CRabbitMQ", "CKernels"],
+            exclude: ["CBLAS", "CRabbitMQ", "CKernels", "CCrypto"],
             swiftSettings: strict),
         .executableTarget(
             name: "Producer",

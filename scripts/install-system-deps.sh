@@ -3,7 +3,7 @@
 # Used by scripts/test.sh (and so by CI) on a fresh machine; safe to run repeatedly.
 set -euo pipefail
 
-packages=(pkg-config librabbitmq-dev libopenblas-dev rabbitmq-server)
+packages=(pkg-config librabbitmq-dev libopenblas-dev libssl-dev rabbitmq-server)
 # docker-compose (v1) validates compose/compose.yaml without a Docker engine.
 packages+=(docker-compose)
 

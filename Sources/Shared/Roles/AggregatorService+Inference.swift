@@ -144,12 +144,19 @@ extension AggregatorService.Core {
         let remaining = job.deadlineMs - now
         guard remaining > 0 else { return }
         let sorted = samples.sorted()
-        for start in stride(from: 0, to: sorted.count, by: job.blockSize) {
-            let block = Array(sorted[start..<min(sorted.count, start + job.blockSize)])
-            let task = InferenceTask(job: job, resolution: r, indices: block).encode(expiration: .milliseconds(remaining))
-            // Behind earlier unsent tasks: keep the order (resolution priority is per message).
-            if unsentTasks[job.id] == nil, await send(task, job: job.id) { continue }
-            unsentTasks[job.id, default: []].append(task)
+        let tasks = stride(from: 0, to: sorted.count, by: job.blockSize).map { start in
+            InferenceTask(job: job, resolution: r, indices: Array(sorted[start..<min(sorted.count, start + job.blockSize)]))
+                .encode(expiration: .milliseconds(remaining))
+        }
+        // Behind earlier unsent tasks: keep the order (resolution priority is per message).
+        guard unsentTasks[job.id] == nil else { return unsentTasks[job.id, default: []] += tasks }
+        do {
+            // One batch, confirms awaited together: a resolution's tasks cost one round trip.
+            try await service.transport.publish(tasks.map { Publication($0, exchange: "", routingKey: Topology.tasksQueue) })
+        } catch {
+            // Some may have gone out: sending them again is harmless (partials are de-duplicated).
+            logger.error("could not publish inference tasks; will retry: \(error)", metadata: ["job.id": "\(job.id)"])
+            unsentTasks[job.id] = tasks
         }
     }
 

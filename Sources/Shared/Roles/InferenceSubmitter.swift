@@ -92,11 +92,13 @@ public struct InferenceSubmitter: Sendable {
         let relative = job.relativeDeadlineMs
         let delay = Topology.delayQueue(milliseconds: relative)
         try await transport.declare(delay)
-        for start in stride(from: 0, to: job.samples, by: job.blockSize) {
-            let task = InferenceTask(job: job, resolution: 1, indices: Array(start..<min(job.samples, start + job.blockSize)))
-            try await transport.publish(task.encode(expiration: .milliseconds(relative)), exchange: "", routingKey: Topology.tasksQueue)
+        // One batch in this order, confirms awaited together (one round trip for the job).
+        var batch = stride(from: 0, to: job.samples, by: job.blockSize).map { start in
+            Publication(InferenceTask(job: job, resolution: 1, indices: Array(start..<min(job.samples, start + job.blockSize)))
+                            .encode(expiration: .milliseconds(relative)), exchange: "", routingKey: Topology.tasksQueue)
         }
-        try await transport.publish(InferenceOpen(job: job).encode(), exchange: Topology.jobsExchange, routingKey: "open")
-        try await transport.publish(DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), exchange: "", routingKey: delay.name)
+        batch.append(Publication(try InferenceOpen(job: job).encode(), exchange: Topology.jobsExchange, routingKey: "open"))
+        batch.append(Publication(DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), exchange: "", routingKey: delay.name))
+        try await transport.publish(batch)
     }
 }

@@ -1,25 +1,19 @@
-// SHA-256 (FIPS 180-4) for content-addressing operands. Written here rather than pulling in
-// swift-crypto, whose BoringSSL build would add minutes to every clean CI build for one hash.
+// SHA-256 (FIPS 180-4) for content-addressing operands: OpenSSL's libcrypto behind a small
+// Swift value, so verifying a stored operand on a consumer's first load costs milliseconds,
+// not a second (a portable Swift version hashed ~100 MB/s here; libcrypto uses the SHA
+// extensions of the CPU).
+private import CSRCrypto
 
 /// Incremental SHA-256. `update` any number of times, then `finalize`.
-public struct SHA256: Sendable {
-    private var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
-        (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
-    private var buffer: [UInt8] = []
-    private var length: UInt64 = 0
+public struct SHA256: ~Copyable {
+    private let context: UnsafeMutableRawPointer
 
-    private static let k: [UInt32] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-    ]
+    public init() {
+        guard let c = csrcrypto_sha256_new() else { fatalError("OpenSSL could not allocate a SHA-256 context (out of memory)") }
+        context = c
+    }
 
-    public init() {}
+    deinit { csrcrypto_sha256_free(context) }
 
     /// The hex digest of `bytes` in one call.
     public static func hexDigest(_ bytes: [UInt8]) -> String {
@@ -28,71 +22,31 @@ public struct SHA256: Sendable {
         return h.finalizeHex()
     }
 
-    public mutating func update(_ bytes: some Collection<UInt8>) {
-        length &+= UInt64(bytes.count)
-        let input = buffer.isEmpty ? Array(bytes) : buffer + bytes
-        let whole = input.count / 64 * 64
-        input.withUnsafeBufferPointer { p in
-            var offset = 0
-            while offset < whole {
-                compress(UnsafeBufferPointer(rebasing: p[offset..<(offset + 64)]))
-                offset += 64
-            }
+    public mutating func update(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress, raw.count > 0 else { return }
+            precondition(csrcrypto_sha256_update(context, base, raw.count) == 1, "OpenSSL SHA-256 update failed")
         }
-        buffer = Array(input[whole...])
     }
 
+    /// The 32-byte digest. The hash can go on being updated afterwards (a copy is finalised).
     public mutating func finalize() -> [UInt8] {
-        let bitLength = length &* 8
-        var tail = buffer + [0x80]
-        while tail.count % 64 != 56 { tail.append(0) }
-        for i in (0..<8).reversed() { tail.append(UInt8(truncatingIfNeeded: bitLength >> (UInt64(i) * 8))) }
-        tail.withUnsafeBufferPointer { p in
-            for offset in stride(from: 0, to: p.count, by: 64) {
-                compress(UnsafeBufferPointer(rebasing: p[offset..<(offset + 64)]))
-            }
-        }
-        buffer = []
-        let words = [state.0, state.1, state.2, state.3, state.4, state.5, state.6, state.7]
-        return words.flatMap { w in (0..<4).map { UInt8(truncatingIfNeeded: w >> (24 - 8 * UInt32($0))) } }
+        guard let copy = csrcrypto_sha256_copy(context) else { fatalError("OpenSSL could not copy a SHA-256 context") }
+        defer { csrcrypto_sha256_free(copy) }
+        var out = [UInt8](repeating: 0, count: 32)
+        precondition(out.withUnsafeMutableBufferPointer { csrcrypto_sha256_final(copy, $0.baseAddress) } == 1,
+                     "OpenSSL SHA-256 final failed")
+        return out
     }
 
     public mutating func finalizeHex() -> String {
-        let hex = Array("0123456789abcdef".utf8)
-        return String(decoding: finalize().flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] }, as: UTF8.self)
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(64)
+        for b in finalize() {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
-
-    private mutating func compress(_ block: UnsafeBufferPointer<UInt8>) {
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-            compress(block, schedule: w)
-        }
-    }
-
-    private mutating func compress(_ block: UnsafeBufferPointer<UInt8>, schedule w: UnsafeMutableBufferPointer<UInt32>) {
-        for t in 0..<16 {
-            let i = 4 * t
-            w[t] = UInt32(block[i]) << 24 | UInt32(block[i + 1]) << 16 | UInt32(block[i + 2]) << 8 | UInt32(block[i + 3])
-        }
-        for t in 16..<64 {
-            let s0 = w[t - 15].rotr(7) ^ w[t - 15].rotr(18) ^ (w[t - 15] >> 3)
-            let s1 = w[t - 2].rotr(17) ^ w[t - 2].rotr(19) ^ (w[t - 2] >> 10)
-            w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
-        }
-        var (a, b, c, d, e, f, g, h) = state
-        for t in 0..<64 {
-            let s1 = e.rotr(6) ^ e.rotr(11) ^ e.rotr(25)
-            let ch = (e & f) ^ (~e & g)
-            let t1 = h &+ s1 &+ ch &+ Self.k[t] &+ w[t]
-            let s0 = a.rotr(2) ^ a.rotr(13) ^ a.rotr(22)
-            let maj = (a & b) ^ (a & c) ^ (b & c)
-            let t2 = s0 &+ maj
-            h = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-        }
-        state = (state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d,
-                 state.4 &+ e, state.5 &+ f, state.6 &+ g, state.7 &+ h)
-    }
-}
-
-extension UInt32 {
-    @inline(__always) fileprivate func rotr(_ n: UInt32) -> UInt32 { (self >> n) | (self << (32 - n)) }
 }

@@ -109,13 +109,15 @@ extension Message {
         }
     }
 
-    /// A message of wire format version 1 of the given kind.
+    /// A message of wire format version 1 of the given kind. Persistent unless told otherwise:
+    /// tasks, partials and outputs are transient (docs/WIRE.md, "Persistence").
     static func wire(kind: String, headers: [String: HeaderValue], body: [UInt8] = [],
-                     priority: UInt8? = nil, expiration: Duration? = nil, messageID: String? = nil) -> Message {
+                     priority: UInt8? = nil, expiration: Duration? = nil, messageID: String? = nil,
+                     persistent: Bool = true) -> Message {
         var h = headers
         h[Header.version] = .int(Header.currentVersion)
         h[Header.kind] = .string(kind)
         return Message(body: body, headers: h, priority: priority, expiration: expiration,
-                       messageID: messageID, contentType: "application/octet-stream", persistent: true)
+                       messageID: messageID, contentType: "application/octet-stream", persistent: persistent)
     }
 }

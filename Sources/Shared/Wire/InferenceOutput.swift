@@ -68,7 +68,7 @@ public struct InferenceOutput: Sendable, Codable, Equatable {
             Header.job: .string(job), Header.status: .string(status.rawValue), Header.resolution: .int(Int64(resolution)),
             Header.of: .int(Int64(resolutions)), Header.elapsed: .double(elapsedMs),
             Header.samples: .int(Int64(answers.count)),
-        ], body: try JSONCoding.encode(self), messageID: status == .partial ? nil : "\(job)/final")
+        ], body: try JSONCoding.encode(self), messageID: status == .partial ? nil : "\(job)/final", persistent: false)
     }
 
     public init(decoding message: Message) throws(WireError) {

@@ -35,7 +35,7 @@ public struct InferencePartial: Sendable, Equatable {
             Header.deadline: .int(deadlineMs), Header.computeMicroseconds: .int(computeMicroseconds),
             Header.worker: .string(worker),
         ], body: LittleEndian.bytes(indices.map { UInt32($0) }) + LittleEndian.bytes(logits.flatMap { $0 }),
-        messageID: "\(job)/\(task)")
+        messageID: "\(job)/\(task)", persistent: false)
     }
 
     public init(decoding message: Message) throws(WireError) {

@@ -42,7 +42,8 @@ public struct InferenceTask: Sendable, Equatable {
             Header.samples: .int(Int64(samples)), Header.deadline: .int(deadlineMs),
             Header.inputPartition: .string(inputPartition.map(String.init).joined(separator: ",")),
         ], body: LittleEndian.bytes(indices.map { UInt32($0) }),
-        priority: Topology.taskPriority(layer: resolution - 1), expiration: expiration, messageID: "\(job)/\(task)")
+        priority: Topology.taskPriority(layer: resolution - 1), expiration: expiration, messageID: "\(job)/\(task)",
+        persistent: false)
     }
 
     public init(decoding message: Message) throws(WireError) {

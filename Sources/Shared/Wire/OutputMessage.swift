@@ -48,11 +48,9 @@ public struct OutputMessage: Sendable {
         ]
         if let lateMs { headers[Header.lateMilliseconds] = .double(lateMs) }
         // Transient: outputs go to the watchers' exclusive queues, which die with the broker anyway.
-        var m = Message.wire(kind: Self.kind, headers: headers,
-                             body: LittleEndian.bytes(values.elements) + LittleEndian.bytes(bound.elements),
-                             messageID: "\(job)/\(status == .partial ? "r\(resolution)" : "final")")
-        m.persistent = false
-        return m
+        return .wire(kind: Self.kind, headers: headers,
+                     body: LittleEndian.bytes(values.elements) + LittleEndian.bytes(bound.elements),
+                     messageID: "\(job)/\(status == .partial ? "r\(resolution)" : "final")", persistent: false)
     }
 
     public init(decoding message: Message) throws(WireError) {

@@ -64,9 +64,7 @@ public struct PartialMessage: Sendable, Equatable {
             Header.width: .int(Int64(width)),
         ]
         if mode == .layered { headers[Header.pairs] = .string(TaskMessage.text(pairs)) }
-        var m = Message.wire(kind: Self.kind, headers: headers, body: body, messageID: task)
-        m.persistent = false
-        return m
+        return .wire(kind: Self.kind, headers: headers, body: body, messageID: task, persistent: false)
     }
 
     public init(decoding message: Message) throws(WireError) {

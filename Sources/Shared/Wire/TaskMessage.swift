@@ -67,10 +67,8 @@ public struct TaskMessage: Sendable, Equatable {
             body = LittleEndian.bytes(vectorValues)
         }
         if matrix == "inline" { body += LittleEndian.bytes(inlineRows) }
-        var m = Message.wire(kind: Self.kind, headers: headers, body: body, priority: priority, expiration: expiration,
-                             messageID: task)
-        m.persistent = false
-        return m
+        return .wire(kind: Self.kind, headers: headers, body: body, priority: priority, expiration: expiration,
+                     messageID: task, persistent: false)
     }
 
     public init(job: String, task: String, mode: MatVecJob.Mode, layer: Int, pairs: [ChunkPair],
