@@ -74,7 +74,7 @@ struct Demo: AsyncParsableCommand {
         let a = Matrix(rows: size, columns: size, elements: (0..<(size * size)).map { _ in Double.random(in: -1..<1, using: &g) })
         let digest = try store.register(a, name: "demo")
         let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: chunks, bits: bits)
-        let statistics = try store.statistics(digest: digest, partition: p)
+        try store.ensureStatistics(digest: digest, partition: p)
 
         let (makeTransport, cleanup) = try await transports(logger: logger)
         let producer = try await makeTransport()
@@ -113,7 +113,7 @@ struct Demo: AsyncParsableCommand {
                 let x = Matrix(column: (0..<size).map { _ in Double.random(in: -1..<1, using: &g) })
                 let q = try PartitionVector.fitted(maxMagnitude: x.maxMagnitude, chunks: chunks, bits: bits)
                 let deadline = parsedDeadlines[i % parsedDeadlines.count]
-                let request = MatVecRequest(operand: .stored(digest: digest, rows: size, columns: size, statistics: statistics), vectors: x, partitionA: p,
+                let request = MatVecRequest(operand: .stored(digest: digest, rows: size, columns: size), vectors: x, partitionA: p,
                                             partitionX: q, schedule: try .bySignificance(chunksA: p.chunkCount, chunksX: q.chunkCount),
                                             deadline: deadline, rowBlock: rowBlock, id: id)
                 vectors[id] = x

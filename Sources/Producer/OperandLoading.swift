@@ -17,13 +17,15 @@ enum OperandLoading {
         var columns: Int { switch self { case .inline(let m): m.columns; case .stored(_, let s): s.columns } }
         var maxMagnitude: Double { switch self { case .inline(let m): m.maxMagnitude; case .stored(_, let s): s.maxMagnitude } }
 
-        /// The request's operand for partition `p`: O(rows) for a stored matrix whose
-        /// statistics were prepared (at register, or by an earlier job).
+        /// The request's operand for partition `p`. A stored matrix's statistics for `p` are
+        /// made sure to be in the store (prepared at register, or by an earlier job; computed
+        /// once otherwise) — without reading them: the aggregator does.
         func operand(partition p: PartitionVector, store: OperandStore) throws -> MatVecRequest.Operand {
             switch self {
             case .inline(let m): return .inline(m)
             case .stored(let d, let s):
-                return .stored(digest: d, rows: s.rows, columns: s.columns, statistics: try store.statistics(digest: d, partition: p))
+                try store.ensureStatistics(digest: d, partition: p)
+                return .stored(digest: d, rows: s.rows, columns: s.columns)
             }
         }
     }

@@ -60,8 +60,8 @@ struct Stream: AsyncParsableCommand {
         let summary = try store.summary(digest: digest)
         // Fitted partitions: A's from its stored maximum, x's per job (random in [-1, 1)).
         let (p, _, _) = try partition.partitions(maxA: summary.maxMagnitude, maxX: 1)
-        let statistics = try store.statistics(digest: digest, partition: p)
-        let operand = MatVecRequest.Operand.stored(digest: digest, rows: summary.rows, columns: summary.columns, statistics: statistics)
+        try store.ensureStatistics(digest: digest, partition: p)
+        let operand = MatVecRequest.Operand.stored(digest: digest, rows: summary.rows, columns: summary.columns)
         let transport = try await Connector.connect(brokerOptions.url, logger: Logger(label: "srproduce"))
         do {
             try await stream(operand, columns: summary.columns, maxA: summary.maxMagnitude, transport: transport)

@@ -72,8 +72,8 @@ struct ProcessKillTests {
         let digest = try store.register(a, name: "kill")
         let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: 3, bits: 6)
         let q = try PartitionVector.fitted(maxMagnitude: x.maxMagnitude, chunks: 3, bits: 6)
-        let request = MatVecRequest(operand: .stored(digest: digest, rows: a.rows, columns: a.columns,
-                                                    statistics: try store.statistics(digest: digest, partition: p)), vectors: x, partitionA: p, partitionX: q,
+        try store.ensureStatistics(digest: digest, partition: p)   // the aggregator reads them there
+        let request = MatVecRequest(operand: .stored(digest: digest, rows: a.rows, columns: a.columns), vectors: x, partitionA: p, partitionX: q,
                                     schedule: try .bySignificance(chunksA: 3, chunksX: 3), deadline: deadline, rowBlock: 8,
                                     id: "k\(UInt32.random(in: 0...UInt32.max))")
         return (request, a, x)

@@ -25,8 +25,7 @@ import Testing
         let x = Matrix(column: (0..<n).map { _ in Double.random(in: -1..<1, using: &g) })
         let digest = try store.register(a, name: nil)
         let p = try PartitionVector.fitted(maxMagnitude: 1, chunks: 2, bits: 6)
-        let request = MatVecRequest(operand: .stored(digest: digest, rows: n, columns: n,
-                                                    statistics: try store.statistics(digest: digest, partition: p)), vectors: x, partitionA: p, partitionX: p,
+        let request = MatVecRequest(operand: .stored(digest: digest, rows: n, columns: n), vectors: x, partitionA: p, partitionX: p,
                                     schedule: try .bySignificance(chunksA: 2, chunksX: 2), deadline: .seconds(60), rowBlock: n, id: "stop")
         let plan = try JobSubmitter(transport: producer).plan(request)
         try await producer.publish(plan.tasks[0], exchange: "", routingKey: Topology.tasksQueue)

@@ -10,15 +10,15 @@ extension AggregatorService {
         var aggregation: InferenceAggregation
     }
 
-    /// A final output whose publish failed, retried every tick until confirmed.
+    /// A job's final output, kept until the broker confirms it (retried on failure).
     enum FinalOutput: Sendable {
         case matVec(OutputMessage)
         case inference(InferenceOutput)
 
-        func publish(with core: Core) async -> Bool {
+        func enqueue(with core: Core) {
             switch self {
-            case .matVec(let o): await core.emit(o)
-            case .inference(let o): await core.emit(o)
+            case .matVec(let o): core.emit(o)
+            case .inference(let o): core.emit(o)
             }
         }
     }
@@ -131,10 +131,10 @@ extension AggregatorService.Core {
             case .evaluate(let r, let samples):
                 await publishTasks(state.job, resolution: r, samples: samples, now)
             case .refined(let samples):
-                _ = await emit(Self.output(state, .partial, samples, now))
+                emit(Self.output(state, .partial, samples, now))
             case .finish(let status):
-                let output = Self.output(state, status, Array(0..<state.job.samples), now)
-                if await emit(output) { await close(id) } else { unpublished[id] = .inference(output) }
+                // The job closes once this is confirmed (`Event.finalPublished`).
+                emit(Self.output(state, status, Array(0..<state.job.samples), now))
             }
         }
     }
@@ -193,12 +193,13 @@ extension AggregatorService.Core {
                                skipped: agg.skipped, answers: answers)
     }
 
-    /// Publishes (with confirm) and logs one line; false when the publish failed.
-    func emit(_ output: InferenceOutput) async -> Bool {
+    /// Queues the output for the publisher task, which logs one line once it is confirmed.
+    func emit(_ output: InferenceOutput) {
         let message: Message
         do { message = try output.encode() } catch {
+            // JSON of plain numbers and strings: not expected to fail; the deadline path retries.
             logger.error("could not encode an inference output: \(error)", metadata: ["job.id": "\(output.job)"])
-            return false
+            return
         }
         var metadata: Logger.Metadata = [
             "resolution": "\(output.resolution)/\(output.resolutions)", "elapsed_ms": "\(Int(output.elapsedMs))",
@@ -209,7 +210,7 @@ extension AggregatorService.Core {
             metadata["skipped"] = "\(output.skipped)"
         }
         if let late = output.lateMs { metadata["late_ms"] = "\(Int(late))" }
-        return await publishOutput(message, routingKey: output.routingKey, job: output.job, status: output.status,
-                                   log: "inference refinement", metadata: metadata)
+        publishOutput(message, routingKey: output.routingKey, job: output.job, status: output.status,
+                      log: "inference refinement", metadata: metadata, final: output.status == .partial ? nil : .inference(output))
     }
 }

@@ -41,6 +41,10 @@ public final class AggregatorService: Service, Sendable {
     enum Event: Sendable {
         case delivery(Source, Delivery, Subscription)
         case tick
+        /// The publisher task got the broker's confirm for job's final output: close it.
+        case finalPublished(String)
+        /// The final output could not be published: retry it (the job's inputs stay held).
+        case finalFailed(String, FinalOutput)
     }
 
     let transport: any Transport
@@ -54,6 +58,8 @@ public final class AggregatorService: Service, Sendable {
     /// Deadline deliveries not handled yet. The event loop takes them before any other event:
     /// behind a backlog of partials in one stream they would otherwise fire late by the backlog.
     let dueDeadlines = Mutex<[(Delivery, Subscription)]>([])
+    /// Outputs on their way to sr.outputs (OutputOutbox.swift).
+    let outbox = OutputOutbox()
 
     public init(transport: any Transport, store: OperandStore? = nil, configuration: Configuration = .init(), logger: Logger,
                 wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
@@ -100,10 +106,13 @@ public final class AggregatorService: Service, Sendable {
                         sink.yield(.tick)
                     }
                 }
+                let outbox = self.outbox
+                group.addTask { await self.publishOutputs(outbox) { sink.yield($0) } }
                 var core = Core(service: self)
                 for await event in events {
                     await core.handle(event)
                 }
+                outbox.finish()
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -157,6 +166,11 @@ extension AggregatorService {
                 await partial(d, sub, now)
             case .delivery(.deadlines, let d, let sub):
                 await deadline(d, sub, now)
+            case .finalPublished(let id):
+                // A retried final can be confirmed twice; the job closes once.
+                if jobs[id] != nil || inferences[id] != nil { await close(id) }
+            case .finalFailed(let id, let output):
+                unpublished[id] = output
             }
         }
 
@@ -281,9 +295,10 @@ extension AggregatorService {
         }
 
         mutating func tick(_ now: Int64) async {
-            for (id, output) in unpublished where await output.publish(with: self) {
+            // Finals that failed go out again (their jobs close when one is confirmed).
+            for (id, output) in unpublished {
                 unpublished[id] = nil
-                await close(id)
+                output.enqueue(with: self)
             }
             await retryUnsentTasks()
             for id in deferredDeadlines where !inReplay(id, now) {
@@ -321,16 +336,14 @@ extension AggregatorService {
             guard var agg = jobs[id] else { return }
             let actions = body(&agg)
             jobs[id] = agg
-            var finalFailed = false
             for action in actions {
                 switch action {
                 case .emit(let output):
-                    if !(await emit(output)) && output.status != .partial {
-                        unpublished[id] = .matVec(output)
-                        finalFailed = true
-                    }
+                    emit(output)
                 case .close:
-                    if !finalFailed { await close(id) }
+                    // The job closes (its inputs are acked) once its final output is confirmed:
+                    // `Event.finalPublished`. Until then it only answers late inputs.
+                    break
                 }
             }
         }
@@ -382,38 +395,24 @@ extension AggregatorService {
             for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
         }
 
-        /// Publishes (with confirm) and logs one line; false when the publish failed.
-        func emit(_ output: OutputMessage) async -> Bool {
+        /// Queues the output for the publisher task, which logs one line once it is confirmed.
+        func emit(_ output: OutputMessage) {
             var metadata: Logger.Metadata = [
                 "resolution": "\(output.resolution)/\(output.of)", "elapsed_ms": "\(Int(output.elapsedMs))",
                 "bound": "\(output.maxBound)",
             ]
             if let late = output.lateMs { metadata["late_ms"] = "\(Int(late))" }
             Trace.mark(output.job, "agg.emit.r\(output.resolution)")
-            return await publishOutput(output.encode(), routingKey: output.routingKey, job: output.job, status: output.status,
-                                       log: "refinement", metadata: metadata)
+            publishOutput(output.encode(), routingKey: output.routingKey, job: output.job, status: output.status,
+                          log: "refinement", metadata: metadata, final: output.status == .partial ? nil : .matVec(output))
         }
 
-        /// The one way outputs of either job kind leave: publish with confirm to sr.outputs, count,
-        /// log one line. False when the publish failed (the caller retries finals).
+        /// The one way outputs of either job kind leave: queued for the publisher task (which
+        /// publishes with confirm to sr.outputs, counts and logs one line).
         func publishOutput(_ message: Message, routingKey: String, job: String, status: OutputStatus,
-                           log: Logger.Message, metadata: Logger.Metadata) async -> Bool {
-            do {
-                try await service.transport.publish(message, exchange: Topology.outputsExchange, routingKey: routingKey)
-            } catch {
-                logger.error("could not publish an output; will retry: \(error)", metadata: ["job.id": "\(job)"])
-                return false
-            }
-            service.counters.withLock {
-                $0.refinements += 1
-                if status == .complete { $0.completed += 1 }
-                if status == .deadline { $0.deadlines += 1 }
-            }
-            var all = metadata
-            all["job.id"] = "\(job)"
-            all["status"] = "\(status.rawValue)"
-            logger.info(log, metadata: all)
-            return true
+                           log: Logger.Message, metadata: Logger.Metadata, final: FinalOutput?) {
+            service.outbox.push(PendingOutput(message: message, routingKey: routingKey, job: job, status: status,
+                                              log: log, metadata: metadata, final: final))
         }
 
         mutating func remember(_ id: String) {

@@ -3,15 +3,16 @@
 /// A mat-vec request before planning: operands, partitioning, deadline.
 public struct MatVecRequest: Sendable {
     public enum Operand: Sendable {
-        /// A registered matrix: its digest, its shape and its bound statistics under the
-        /// request's partitionA (both from the store: planning never reads A).
-        case stored(digest: String, rows: Int, columns: Int, statistics: ChunkedOperand.Statistics)
+        /// A registered matrix: its digest and shape (from the store's summary). Its bound
+        /// statistics under the request's partitionA must be in the store
+        /// (`OperandStore.ensureStatistics`): the aggregator reads them there.
+        case stored(digest: String, rows: Int, columns: Int)
         /// A small matrix carried in the tasks.
         case inline(Matrix<Double>)
 
         var shape: (rows: Int, columns: Int) {
             switch self {
-            case .stored(_, let r, let c, _): (r, c)
+            case .stored(_, let r, let c): (r, c)
             case .inline(let m): (m.rows, m.columns)
             }
         }
@@ -77,14 +78,10 @@ public struct JobSubmitter: Sendable {
         let digest: String, statistics: ChunkedOperand.Statistics?
         var inline: Matrix<Double>?
         switch request.operand {
-        case .stored(let d, _, _, let s):
-            guard s.valueRowL1.count == rows, s.planeRowL1.count == request.partitionA.chunkCount else {
-                throw LayeringError(.shapeMismatch, "the stored statistics do not match a \(rows)-row matrix split into \(request.partitionA.chunkCount) chunks")
-            }
+        case .stored(let d, _, _):
             digest = d
-            // The aggregator reads them from the store itself (they are prepared there now).
-            statistics = nil
-            _ = s
+            statistics = nil   // the aggregator reads them from the store
+
         case .inline(let m):
             digest = "inline"
             statistics = try ChunkedOperand(decomposing: m, partition: request.partitionA).statistics

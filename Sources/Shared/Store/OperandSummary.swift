@@ -54,6 +54,14 @@ extension OperandStore {
         return try prepare(try load(digest: digest), digest: digest, partitions: [partition])[0]
     }
 
+    /// Makes sure A's statistics under `partition` are in the store (computing them from the
+    /// matrix, read and verified once, if not); reads nothing else when they are.
+    public func ensureStatistics(digest: String, partition: PartitionVector) throws(StoreError) {
+        let path = "\(derivedDirectory(digest))/statistics.\(Self.key(partition)).bin"
+        if FileManager.default.fileExists(atPath: path) { return }
+        try prepare(try load(digest: digest), digest: digest, partitions: [partition])
+    }
+
     /// A's statistics under `partition` if they were prepared; nil otherwise (never reads A).
     /// What the aggregator uses: it trusts the store, not the producer, for a registered matrix.
     public func preparedStatistics(digest: String, partition: PartitionVector) -> ChunkedOperand.Statistics? {

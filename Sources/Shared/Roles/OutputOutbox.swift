@@ -1,0 +1,73 @@
+// Outputs leave the aggregator through this outbox: the event loop only enqueues them, and one
+// publisher task sends whatever has accumulated as one pipelined batch. The loop never waits for
+// the broker, so a confirm's round trip no longer delays every other job's partials.
+import Logging
+import Synchronization
+
+/// An output on its way out: the message, and what the loop needs to hear back.
+struct PendingOutput: Sendable {
+    var message: Message
+    var routingKey: String
+    var job: String
+    var status: OutputStatus
+    var log: Logger.Message
+    var metadata: Logger.Metadata
+    /// Set for a job's final output: its confirmation lets the job close (its inputs are acked
+    /// only then); its failure has it retried.
+    var final: AggregatorService.FinalOutput?
+}
+
+/// A FIFO of pending outputs plus a wake-up signal for the publisher task.
+final class OutputOutbox: Sendable {
+    private let pending = Mutex<[PendingOutput]>([])
+    private let signal: AsyncStream<Void>.Continuation
+    let signals: AsyncStream<Void>
+
+    init() {
+        (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func push(_ output: PendingOutput) {
+        pending.withLock { $0.append(output) }
+        signal.yield()
+    }
+
+    /// Everything queued so far, in order.
+    func takeAll() -> [PendingOutput] {
+        pending.withLock { p in defer { p.removeAll() }; return p }
+    }
+
+    /// Ends the publisher task's wait (outputs still queued are not sent: their jobs' inputs
+    /// stay unacknowledged, so the next aggregator answers them).
+    func finish() { signal.finish() }
+}
+
+extension AggregatorService {
+    /// The publisher task: sends queued outputs in order, a batch at a time, then counts and
+    /// logs each one and tells the loop about finals (`report`).
+    func publishOutputs(_ outbox: OutputOutbox, report: @escaping @Sendable (Event) -> Void) async {
+        for await _ in outbox.signals {
+            let batch = outbox.takeAll()
+            guard !batch.isEmpty else { continue }
+            do {
+                try await transport.publish(batch.map { Publication($0.message, exchange: Topology.outputsExchange, routingKey: $0.routingKey) })
+            } catch {
+                logger.error("could not publish outputs; finals will be retried: \(error)", metadata: ["outputs": "\(batch.count)"])
+                for o in batch { if let final = o.final { report(.finalFailed(o.job, final)) } }
+                continue
+            }
+            for o in batch {
+                counters.withLock {
+                    $0.refinements += 1
+                    if o.status == .complete { $0.completed += 1 }
+                    if o.status == .deadline { $0.deadlines += 1 }
+                }
+                var all = o.metadata
+                all["job.id"] = "\(o.job)"
+                all["status"] = "\(o.status.rawValue)"
+                logger.info(o.log, metadata: all)
+                if o.final != nil { report(.finalPublished(o.job)) }
+            }
+        }
+    }
+}
