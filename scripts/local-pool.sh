@@ -57,6 +57,9 @@ case $cmd in
     {
       printf 'export SR_AMQP_URL=%q\n' "$broker_url"
       printf 'export SR_STORE=%q\n' "$dir/store"
+      # One BLAS thread: parallelism comes from consumer processes, and OpenBLAS's idle
+      # threads spin (sched_yield) in every process that loads it, srproduce included.
+      printf 'export OPENBLAS_NUM_THREADS=1\n'
       printf 'export SR_POOL_DIR=%q\n' "$dir"
       printf 'export SR_POOL_BIN=%q\n' "$bin"
       printf 'export SR_POOL_PIDS=%q\n' "${pids[*]}"

@@ -23,6 +23,10 @@ public final class TaskWorker: Service, Sendable {
         public var name: String = "worker"
         /// Keep the computed-task order in the counters (tests, demo).
         public var recordOrder: Bool = false
+        /// Scheduling niceness of the kernel thread (0…19; default 10): messaging threads — this
+        /// worker's, and a broker's or aggregator's on the same cores — take the CPU first, so a
+        /// hop never waits behind a kernel's time slice (measured: docs/BENCHMARKS.md).
+        public var kernelNiceness: Int32 = 10
         public init() {}
     }
 
@@ -43,7 +47,7 @@ public final class TaskWorker: Service, Sendable {
         self.inference = InferenceComputer(store: store, cache: cache)
         self.configuration = configuration
         self.logger = logger
-        self.blocking = BlockingWork(label: "sr.worker.\(configuration.name)")
+        self.blocking = BlockingWork(label: "sr.worker.\(configuration.name)", niceness: configuration.kernelNiceness)
         self.wallClock = wallClock
     }
 
