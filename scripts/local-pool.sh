@@ -2,14 +2,15 @@
 # A whole pool on one machine without Docker: a private RabbitMQ, one sraggregate and K
 # srconsume processes, all on 127.0.0.1, for developers and integration tests.
 #
-#   scripts/local-pool.sh start [--consumers K] [--dir DIR] [--release] [--broker-url URL]
+#   scripts/local-pool.sh start [--consumers K] [--dir DIR] [--debug] [--broker-url URL]
 #   scripts/local-pool.sh stop DIR
 #
-# start builds the executables (debug unless --release), starts a broker (unless --broker-url
-# points at one), an operand store DIR/store, the aggregator and K consumers (logs in DIR/logs),
-# and writes DIR/pool.env (SR_AMQP_URL, SR_STORE, SR_POOL_DIR, PIDs) whose path it prints last.
-# Then: `source DIR/pool.env; .build/debug/srproduce matvec ... --wait`. stop kills exactly the
-# processes it started (by PID) and stops the broker it started.
+# start builds the executables (release: debug builds are 10–50× slower, too slow for
+# millisecond deadlines; --debug for developing), starts a broker (unless --broker-url points
+# at one), an operand store DIR/store, the aggregator and K consumers (logs in DIR/logs), and
+# writes DIR/pool.env (SR_AMQP_URL, SR_STORE, PATH with the pool's executables first, PIDs)
+# whose path it prints last. Then: `source DIR/pool.env; srproduce matvec ... --wait`. stop
+# kills exactly the processes it started (by PID) and stops the broker it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -20,12 +21,13 @@ note() { printf 'local-pool: %s\n' "$*" >&2; }
 cmd=${1:-}; shift || true
 case $cmd in
   start)
-    consumers=2 dir="" config=debug broker_url=""
+    consumers=2 dir="" config=release broker_url=""
     while (($#)); do
       case $1 in
         --consumers) consumers=$2; shift ;;
         --dir) dir=$2; shift ;;
-        --release) config=release ;;
+        --release) config=release ;;   # the default; kept for older scripts
+        --debug) config=debug ;;
         --broker-url) broker_url=$2; shift ;;
         *) die "unknown argument '$1'" ;;
       esac
@@ -62,6 +64,7 @@ case $cmd in
       printf 'export OPENBLAS_NUM_THREADS=1\n'
       printf 'export SR_POOL_DIR=%q\n' "$dir"
       printf 'export SR_POOL_BIN=%q\n' "$bin"
+      printf 'export PATH=%q:"$PATH"\n' "$bin"
       printf 'export SR_POOL_PIDS=%q\n' "${pids[*]}"
       printf 'export SR_POOL_AGGREGATOR_PID=%q\n' "${pids[0]}"
       printf 'export SR_POOL_BROKER_DIR=%q\n' "$broker_dir"
