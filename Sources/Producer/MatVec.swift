@@ -102,6 +102,9 @@ struct MatVec: AsyncParsableCommand {
             if output.status != .partial { break }
         }
         await watcher.subscription.cancel()
+        if let last, last.status == .failed {
+            throw RunFailure("job \(last.job) failed: \(last.reason ?? "no reason given")")
+        }
         if let out, let last {
             try Npy.write(Npy.array(last.values, asVector: last.values.columns == 1), to: out)
         }
@@ -121,10 +124,16 @@ struct NoTransport: Transport {
 }
 
 enum OutputFormatting {
+    static func jsonQuoted(_ s: String) -> String {
+        (try? JSONEncoder().encode(s)).flatMap { String(data: $0, encoding: .utf8) } ?? "\"\""
+    }
+
     static func line(_ o: OutputMessage, json: Bool) -> String {
         if json {
-            return "{\"job\":\"\(o.job)\",\"resolution\":\(o.resolution),\"of\":\(o.of),\"status\":\"\(o.status.rawValue)\",\"elapsed_ms\":\(String(format: "%.3f", o.elapsedMs)),\"bound\":\(o.maxBound)}"
+            let reason = o.reason.map { ",\"reason\":\(jsonQuoted($0))" } ?? ""
+            return "{\"job\":\"\(o.job)\",\"resolution\":\(o.resolution),\"of\":\(o.of),\"status\":\"\(o.status.rawValue)\",\"elapsed_ms\":\(String(format: "%.3f", o.elapsedMs)),\"bound\":\(o.maxBound)\(reason)}"
         }
+        if o.status == .failed { return "\(o.job) failed: \(o.reason ?? "no reason given")" }
         let status = o.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
         return "\(o.job) resolution \(o.resolution)/\(o.of)  \(status) "
             + String(format: "%9.2f ms  bound %.3e", o.elapsedMs, o.maxBound)

@@ -397,6 +397,27 @@ struct ModelSafetensorsPythonTests {
         }
     }
 
+    /// Crafted manifests (issue E): each refused with a message naming the field, none crashing.
+    @Test func craftedManifestValuesAreRefusedWithTheirField() {
+        func refused(_ edit: (inout ModelManifest) -> Void, code: ModelError.Code = .badManifest, _ phrase: String) {
+            var m = ModelFixtures.tinyConvNet().manifest
+            edit(&m)
+            ModelFixtures.expectModelError(code, containing: [phrase]) { () throws(ModelError) in
+                _ = try Model.decodeManifest(Data(Model.encodeManifest(m)), source: "m.json")
+            }
+        }
+        refused({ $0.resolutions = 0 }, "resolutions is 0; it must be 1…32")
+        refused({ $0.resolutions = 1_000_000_000 }, "resolutions is 1000000000")
+        refused({ $0.bitsPerUpgrade = -3 }, "bitsPerUpgrade is -3; it must be 1…31")
+        refused({ $0.resolutions = 16; $0.bitsPerUpgrade = 8 }, "128 bits; at most 62")
+        refused({ $0.partitions["input"] = [5, 5, 5] }, #"partitions["input"]: partition [5, 5, 5] must be strictly decreasing"#)
+        refused({ $0.partitions["c1.w"] = [5, 1] }, #"has 1 chunks, but resolutions is"#)
+        refused({ $0.activationGrid = 100_000 }, "activationGrid is 100000")
+        // 2^24 · 2^24 · 2^24 overflows a 64-bit product once flattened.
+        refused({ $0.input = [1 << 24, 1 << 24, 1 << 24] }, code: .shapeMismatch, "more than 134217728 elements")
+        refused({ $0.input = [0] }, "input shape [0] must have 1–3 dimensions")
+    }
+
     @Test func missingTensorIsNamed() {
         var model = ModelFixtures.tinyDenseModel()
         model.tensors["fc2.bias"] = nil

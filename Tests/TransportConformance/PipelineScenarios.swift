@@ -151,6 +151,8 @@ public enum PipelineScenarios {
         PipelineScenario(name: "a deadline emits the best complete resolution once, on time", run: deadline),
         PipelineScenario(name: "a consumer dying mid-job loses nothing; duplicates are ignored", run: consumerDies),
         PipelineScenario(name: "malformed tasks and partials end in sr.dead with a reason", run: malformed),
+        PipelineScenario(name: "hostile messages (deep headers, long ids, oversized answers) are dead-lettered; the pool stays exact",
+                         run: hostile),
         PipelineScenario(name: "an aggregator dying mid-job loses nothing after a restart", run: aggregatorRestarts),
         PipelineScenario(name: "an aggregator restarted after the deadline emits the best resolution computed",
                          run: restartAfterDeadline),

@@ -92,8 +92,17 @@ public struct MatVecJob: Sendable, Codable, Equatable {
         guard dims.contains(rows), dims.contains(columns), dims.contains(vectors) else {
             throw WireError("job \(id): shape \(rows)×\(columns)·\(vectors) must have every dimension in \(dims)")
         }
-        _ = try WireLimits.product(rows, vectors, "job \(id): result size")
-        _ = try WireLimits.product(columns, vectors, "job \(id): vector block size")
+        let results = try WireLimits.product(rows, vectors, "job \(id): result size")
+        let xElements = try WireLimits.product(columns, vectors, "job \(id): vector block size")
+        // Every output carries values and bounds (16 bytes per result element); a task carries x
+        // at up to 4 bytes per element. Either must fit one broker message.
+        let room = WireLimits.maxMessageBytes - WireLimits.messageHeadroom
+        guard results <= room / 16 else {
+            throw WireError("job \(id): its answer (\(rows)×\(vectors), \(16 * results) bytes with bounds) would not fit a broker message of \(WireLimits.maxMessageBytes) bytes; split x into batches of at most \(max(1, room / 16 / rows)) vectors")
+        }
+        guard xElements <= room / 4 else {
+            throw WireError("job \(id): x (\(columns)×\(vectors)) would not fit a task message of \(WireLimits.maxMessageBytes) bytes; split x into batches of at most \(max(1, room / 4 / columns)) vectors")
+        }
         guard (1...rows).contains(rowBlock) else { throw WireError("job \(id): rowBlock must be in 1...\(rows)") }
         guard (2...WireLimits.maxChunks + 1).contains(partitionA.count), (2...WireLimits.maxChunks + 1).contains(partitionX.count) else {
             throw WireError("job \(id): partitions must have 1...\(WireLimits.maxChunks) chunks")

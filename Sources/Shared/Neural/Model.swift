@@ -122,6 +122,7 @@ public struct Model: Sendable, Equatable {
         guard manifest.version == 1 else {
             throw ModelError(.badManifest, "\(source): manifest version \(manifest.version) is not supported (only 1)")
         }
+        try manifest.validate(source: source)
         return manifest
     }
 
@@ -153,6 +154,7 @@ public struct Model: Sendable, Equatable {
     /// The shape of one sample entering each layer, plus the output: element 0 is
     /// `manifest.input`, element i + 1 what layer i produces.
     public func activationShapes() throws(ModelError) -> [[Int]] {
+        try manifest.validate()
         let input = manifest.input
         guard !input.isEmpty, input.allSatisfy({ $0 > 0 }) else {
             throw ModelError(.shapeMismatch, "manifest input shape \(input) must be non-empty with positive dimensions, e.g. [784] or [1, 28, 28]")
@@ -215,6 +217,7 @@ public struct Model: Sendable, Equatable {
                 throw ModelError(.shapeMismatch, "\(here): tensor '\(weights)' has shape \(w.shape) but the input to this layer has \(input[0]) channels (shape \(input))")
             }
             try checkBias(bias, outputs: w.shape[0], weights: weights)
+            _ = try ModelManifest.elements([w.shape[0], input[1], input[2]], source: here)
             return [w.shape[0], input[1], input[2]]
         case .maxpool2:
             guard input.count == 3, input[1] % 2 == 0, input[2] % 2 == 0 else {
@@ -224,7 +227,7 @@ public struct Model: Sendable, Equatable {
         case .relu:
             return input
         case .flatten:
-            return [input.reduce(1, *)]
+            return [try ModelManifest.elements(input, source: here)]
         case .softmax, .sigmoid:
             guard isLast else {
                 throw ModelError(.badManifest, "\(here): a classification head must be the last layer (it is layer \(index) of \(manifest.layers.count))")

@@ -51,3 +51,63 @@ public struct ModelManifest: Sendable, Equatable, Codable {
         self.classes = classes
     }
 }
+
+extension ModelManifest {
+    /// Largest R: every tensor is split into R chunks, as operands of mat-vec jobs are.
+    public static let maxResolutions = WireLimits.maxChunks
+    /// Elements of one sample and of any activation (input, conv output, flatten).
+    public static let maxActivationElements = WireLimits.maxElements
+
+    /// Checks what a manifest states on its own, before any tensor is read: resolutions, bit
+    /// widths, explicit partitions, the activation grid, the input shape — with overflow-safe
+    /// arithmetic, so a crafted manifest is refused with a message, never a crash.
+    public func validate(source: String = "<memory>") throws(ModelError) {
+        func bad(_ what: String) -> ModelError { ModelError(.badManifest, "\(source): \(what)") }
+        guard (1...Self.maxResolutions).contains(resolutions) else {
+            throw bad("resolutions is \(resolutions); it must be 1…\(Self.maxResolutions) (the number of refinement steps, e.g. 3)")
+        }
+        guard (1...PartitionVector.maximumChunkBits).contains(bitsPerUpgrade) else {
+            throw bad("bitsPerUpgrade is \(bitsPerUpgrade); it must be 1…\(PartitionVector.maximumChunkBits) (magnitude bits each resolution adds, e.g. 4)")
+        }
+        guard resolutions * bitsPerUpgrade <= QuantizedTensor.maximumTotalBits else {
+            throw bad("resolutions × bitsPerUpgrade = \(resolutions * bitsPerUpgrade) bits; at most \(QuantizedTensor.maximumTotalBits) are supported — use fewer resolutions or fewer bits per upgrade")
+        }
+        for name in partitions.keys.sorted() {
+            let exponents = partitions[name]!
+            let p: PartitionVector
+            do { p = try PartitionVector(exponents) } catch { throw bad("partitions[\"\(name)\"]: \(error)") }
+            guard p.chunkCount == resolutions else {
+                throw bad("partitions[\"\(name)\"] = \(exponents) has \(p.chunkCount) chunks, but resolutions is \(resolutions); give it \(resolutions + 1) strictly decreasing exponents")
+            }
+            guard p.totalBits <= QuantizedTensor.maximumTotalBits else {
+                throw bad("partitions[\"\(name)\"] = \(exponents) spans \(p.totalBits) bits; at most \(QuantizedTensor.maximumTotalBits)")
+            }
+        }
+        if let h = activationGrid, !PartitionVector.exponentRange.contains(h) {
+            throw bad("activationGrid is \(h); it must be in \(PartitionVector.exponentRange)")
+        }
+        guard (1...3).contains(input.count), input.allSatisfy({ (1...WireLimits.maxDimension).contains($0) }) else {
+            throw bad("input shape \(input) must have 1–3 dimensions, each 1…\(WireLimits.maxDimension), e.g. [784] or [1, 28, 28]")
+        }
+        _ = try Self.elements(input, source: source)
+        guard !layers.isEmpty, layers.count <= 1000 else { throw bad("the manifest must have 1…1000 layers (it has \(layers.count))") }
+        if let classes, classes.count > 100_000 { throw bad("\(classes.count) class names; at most 100 000") }
+        for (i, text) in (exitRules ?? []).enumerated() {
+            do { _ = try ExitRule(parsing: text) } catch { throw bad("exitRules[\(i)] '\(text.prefix(80))': \(error)") }
+        }
+    }
+
+    /// Elements of a shape, or a `badManifest` error when the product overflows or exceeds
+    /// `maxActivationElements`.
+    static func elements(_ shape: [Int], source: String) throws(ModelError) -> Int {
+        var n = 1
+        for d in shape {
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            guard !overflow, p <= maxActivationElements else {
+                throw ModelError(.shapeMismatch, "\(source): shape \(shape) has more than \(maxActivationElements) elements")
+            }
+            n = p
+        }
+        return n
+    }
+}

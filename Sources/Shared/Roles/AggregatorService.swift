@@ -182,6 +182,7 @@ extension AggregatorService {
                 record = try OpenRecord(decoding: d.message)
                 agg = try JobAggregation(record, statisticsA: record.statisticsA == nil ? try storedStatistics(record.job) : nil)
             } catch {
+                refuse(d.message, "invalid open record: \(error)")
                 return await deadLetter(d, sub, Topology.jobsQueue, "invalid open record: \(error)")
             }
             let id = record.job.id
@@ -212,6 +213,15 @@ extension AggregatorService {
             if waitingDeadlines.removeValue(forKey: id) != nil {
                 if inReplay(id, now) { deferredDeadlines.insert(id) } else { await apply(id) { $0.deadlineFired(nowMs: now) } }
             }
+        }
+
+        /// Tells whoever follows a refused job why (a `failed` final), when its record names a
+        /// well-formed job id that is not already open or closed: the client stops waiting at
+        /// once instead of at its timeout. Not retried: the record is dead-lettered as well.
+        func refuse(_ message: Message, _ reason: String) {
+            guard case .string(let id)? = message.headers[Header.job], MatVecJob.isValidID(id),
+                  jobs[id] == nil, inferences[id] == nil, !closed.contains(id) else { return }
+            emit(.failed(job: id, of: 0, elapsedMs: 0, reason: reason))
         }
 
         /// A's statistics for a registered matrix, from the store (cached): computed there at

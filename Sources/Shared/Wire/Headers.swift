@@ -32,6 +32,11 @@ public enum Header {
     public static let elapsed = "sr-elapsed-ms"
     public static let maxBound = "sr-max-bound"
     public static let deadReason = "sr-dead-reason"
+    /// Why a job failed (on a `failed` output).
+    public static let reason = "sr-reason"
+    /// Set by the AMQP transport when a message's header tables exceed its decode bounds (the
+    /// value says which); every decoder refuses such a message.
+    public static let malformed = "sr-malformed"
     public static let lateMilliseconds = "sr-late-ms"
     // Inference jobs.
     public static let model = "sr-model"
@@ -49,6 +54,9 @@ struct HeaderReader {
 
     init(_ message: Message, kind: String) throws(WireError) {
         headers = message.headers
+        if let fault = headers[Header.malformed] {
+            throw WireError("malformed headers: \(fault.stringValue ?? "rejected by the transport")")
+        }
         guard let v = headers[Header.version]?.intValue else {
             throw WireError("missing header \(Header.version); this is not a successive-refinement message")
         }
@@ -82,6 +90,27 @@ struct HeaderReader {
     func double(_ key: String) throws(WireError) -> Double {
         guard let v = headers[key]?.doubleValue else { throw WireError("missing or non-numeric header \(key)") }
         return v
+    }
+
+    /// `sr-job`, checked once at the edge: 1–64 of [A-Za-z0-9_-] (it is a routing-key word).
+    func jobID() throws(WireError) -> String {
+        let id = try string(Header.job)
+        guard MatVecJob.isValidID(id) else {
+            throw WireError("header \(Header.job) must be 1–64 letters, digits, '-' or '_' (got \(id.count) characters)")
+        }
+        return id
+    }
+
+    /// `sr-task`: 1–\(WireLimits.maxTaskIDLength) of [A-Za-z0-9_./-]; it becomes a partial's
+    /// `message_id`, which AMQP caps at 255 bytes.
+    func taskID() throws(WireError) -> String {
+        let id = try string(Header.task)
+        guard (1...WireLimits.maxTaskIDLength).contains(id.utf8.count), id.unicodeScalars.allSatisfy({
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "_./-".unicodeScalars.contains($0)
+        }) else {
+            throw WireError("header \(Header.task) must be 1–\(WireLimits.maxTaskIDLength) letters, digits, '_', '.', '/' or '-' (got \(id.utf8.count) bytes)")
+        }
+        return id
     }
 
     func optionalString(_ key: String) -> String? {

@@ -40,8 +40,8 @@ public struct InferencePartial: Sendable, Equatable {
 
     public init(decoding message: Message) throws(WireError) {
         let h = try HeaderReader(message, kind: Self.kind)
-        job = try h.string(Header.job)
-        task = try h.string(Header.task)
+        job = try h.jobID()
+        task = try h.taskID()
         resolution = try h.count(Header.resolution, max: WireLimits.maxChunks)
         classes = try h.count(Header.classes, max: 100_000)
         let count = try h.count(Header.samples, max: InferenceTask.maxIndices)

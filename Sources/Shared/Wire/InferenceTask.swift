@@ -48,8 +48,8 @@ public struct InferenceTask: Sendable, Equatable {
 
     public init(decoding message: Message) throws(WireError) {
         let h = try HeaderReader(message, kind: Self.kind)
-        job = try h.string(Header.job)
-        task = try h.string(Header.task)
+        job = try h.jobID()
+        task = try h.taskID()
         resolutions = try h.count(Header.of, max: WireLimits.maxChunks)
         resolution = try h.count(Header.resolution, max: WireLimits.maxChunks)
         guard (1...max(1, resolutions)).contains(resolution) else {

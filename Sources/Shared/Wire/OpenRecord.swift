@@ -91,7 +91,7 @@ public struct DeadlineMessage: Sendable, Equatable {
 
     public init(decoding message: Message) throws(WireError) {
         let h = try HeaderReader(message, kind: Self.kind)
-        job = try h.string(Header.job)
+        job = try h.jobID()
         deadlineMs = try h.int(Header.deadline)
     }
 }

@@ -1,8 +1,9 @@
 // A refinement published by the aggregator to sr.outputs.
 
-/// Status of an output: a new resolution, the last one, or the best available at the deadline.
+/// Status of an output: a new resolution, the last one, the best available at the deadline, or
+/// `failed`: the job was refused or found faulty (header `sr-reason` says why; no values).
 public enum OutputStatus: String, Sendable, Codable {
-    case partial, complete, deadline
+    case partial, complete, deadline, failed
 }
 
 /// Body: Float64 LE values (rows × B, row-major), then Float64 LE bounds (rows × B).
@@ -17,8 +18,18 @@ public struct OutputMessage: Sendable {
     public var values: Matrix<Double>
     public var bound: Matrix<Double>
     public var lateMs: Double?
+    /// Why a `failed` job failed.
+    public var reason: String?
 
     public static let kind = "output"
+
+    /// The final output of a job the aggregator refuses or finds faulty: no values, a reason.
+    public static func failed(job: String, of: Int, elapsedMs: Double, reason: String) -> OutputMessage {
+        var o = OutputMessage(job: job, resolution: 0, of: of, status: .failed, elapsedMs: elapsedMs,
+                              values: Matrix(rows: 0, columns: 0, elements: []), bound: Matrix(rows: 0, columns: 0, elements: []))
+        o.reason = reason
+        return o
+    }
 
     public init(job: String, resolution: Int, of: Int, status: OutputStatus, elapsedMs: Double,
                 values: Matrix<Double>, bound: Matrix<Double>, lateMs: Double? = nil) {
@@ -47,6 +58,7 @@ public struct OutputMessage: Sendable {
             Header.vectors: .int(Int64(values.columns)),
         ]
         if let lateMs { headers[Header.lateMilliseconds] = .double(lateMs) }
+        if let reason { headers[Header.reason] = .string(String(reason.prefix(WireLimits.maxReasonLength))) }
         // Transient: outputs go to the watchers' exclusive queues, which die with the broker anyway.
         return .wire(kind: Self.kind, headers: headers,
                      body: LittleEndian.bytes(values.elements) + LittleEndian.bytes(bound.elements),
@@ -62,6 +74,7 @@ public struct OutputMessage: Sendable {
         status = s
         elapsedMs = try h.double(Header.elapsed)
         lateMs = h.headers[Header.lateMilliseconds]?.doubleValue
+        reason = h.optionalString(Header.reason)
         let r = try h.count(Header.rows, max: WireLimits.maxDimension), nv = try h.count(Header.vectors, max: WireLimits.maxDimension)
         let count = try WireLimits.product(r, nv, "output size")
         guard message.body.count == 16 * count else { throw WireError("output body is \(message.body.count) bytes; expected \(16 * count)") }

@@ -69,8 +69,8 @@ public struct PartialMessage: Sendable, Equatable {
 
     public init(decoding message: Message) throws(WireError) {
         let h = try HeaderReader(message, kind: Self.kind)
-        job = try h.string(Header.job)
-        task = try h.string(Header.task)
+        job = try h.jobID()
+        task = try h.taskID()
         guard let m = MatVecJob.Mode(rawValue: try h.string(Header.mode)) else {
             throw WireError("header \(Header.mode) must be layered or one-shot")
         }

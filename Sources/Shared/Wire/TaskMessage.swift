@@ -119,8 +119,8 @@ public struct TaskMessage: Sendable, Equatable {
     /// Decodes and validates; a `WireError` says what is wrong (it becomes `sr-dead-reason`).
     public init(decoding message: Message) throws(WireError) {
         let h = try HeaderReader(message, kind: Self.kind)
-        job = try h.string(Header.job)
-        task = try h.string(Header.task)
+        job = try h.jobID()
+        task = try h.taskID()
         guard let m = MatVecJob.Mode(rawValue: try h.string(Header.mode)) else {
             throw WireError("header \(Header.mode) must be layered or one-shot")
         }
@@ -157,6 +157,11 @@ public struct TaskMessage: Sendable, Equatable {
                 pairs = [ChunkPair(a: a, x: x)]
             }
         }
+        // Its partial (one product per pair, up to 8 bytes per element) must fit one broker
+        // message, or the consumer could only fail to publish it.
+        _ = try WireLimits.product(try WireLimits.product(end - begin, vectors, "task output size"), max(1, pairs.count),
+                                   limit: (WireLimits.maxMessageBytes - WireLimits.messageHeadroom) / 8,
+                                   "task partial size (rows × vectors × pairs)")
         let width = mode == .layered ? Int(try h.optionalInt(Header.width) ?? 4) : 8
         guard [1, 2, 4].contains(width) || (mode == .oneShot && width == 8) else {
             throw WireError("header \(Header.width) must be 1, 2 or 4 (bytes per x-chunk element)")

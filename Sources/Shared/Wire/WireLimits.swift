@@ -6,6 +6,17 @@ public enum WireLimits {
     public static let maxDimension = 1 << 24
     /// Elements of a job's result (rows × vectors) and of a task's vector block (vectors × columns).
     public static let maxElements = 1 << 27
+    /// Longest task id: ids travel as AMQP `message_id` (a short string, ≤ 255 bytes) with a
+    /// job-id prefix added by inference partials.
+    public static let maxTaskIDLength = 160
+    /// Largest message the broker accepts: RabbitMQ's default `max_message_size` (128 MiB). A
+    /// job whose answer or task could not be published is refused when it is planned or opened
+    /// (with a `failed` output), never retried forever.
+    public static let maxMessageBytes = 128 << 20
+    /// Room left in a message for headers and framing.
+    public static let messageHeadroom = 64 << 10
+    /// Longest `sr-reason` carried on a failed output.
+    public static let maxReasonLength = 1000
     /// Chunks per operand.
     public static let maxChunks = 32
     /// Largest relative deadline: one day.

@@ -40,7 +40,11 @@ final class AMQPConnection: Sendable {
             let loop = connection.loop
             let thread = Thread { loop.run(opened: opened) }
             thread.name = "sr-amqp-\(role)"
-            thread.stackSize = 1 << 20
+            // rabbitmq-c decodes header tables recursively on this thread before we see them. A
+            // content header fits one frame (frame_max 128 KiB below), so a hostile table nests
+            // at most ~26 000 levels (5 bytes each): 64 MiB of stack (reserved, touched only as
+            // used) holds that depth where 1 MiB did not (a segfault killed every consumer).
+            thread.stackSize = 64 << 20
             thread.start()
         }
         return connection
@@ -1479,7 +1483,7 @@ private func decodeProperties(_ p: amqp_basic_properties_t) -> Message {
     func has(_ flag: Int32) -> Bool { flags & UInt32(flag) != 0 }
     var m = Message(persistent: false)
     if has(AMQP_BASIC_CONTENT_TYPE_FLAG) { m.contentType = p.content_type.swiftString }
-    if has(AMQP_BASIC_HEADERS_FLAG) { m.headers = decodeTable(p.headers) }
+    if has(AMQP_BASIC_HEADERS_FLAG) { m.headers = decodeHeaders(p.headers) }
     if has(AMQP_BASIC_DELIVERY_MODE_FLAG) { m.persistent = p.delivery_mode == 2 }
     if has(AMQP_BASIC_PRIORITY_FLAG) { m.priority = p.priority }
     if has(AMQP_BASIC_EXPIRATION_FLAG), let ms = Int64(p.expiration.swiftString) { m.expiration = .milliseconds(ms) }
@@ -1487,19 +1491,38 @@ private func decodeProperties(_ p: amqp_basic_properties_t) -> Message {
     return m
 }
 
-private func decodeTable(_ t: amqp_table_t) -> [String: HeaderValue] {
+/// Budget and verdict of one message's header decode (`HeaderBounds`), applied while the C
+/// tables are taken apart so nothing beyond the bounds is ever recursed into.
+private struct HeaderDecoding {
+    var budget = HeaderBounds.maxEntries
+    var fault: String?
+}
+
+private func decodeTable(_ t: amqp_table_t, depth: Int, state: inout HeaderDecoding) -> [String: HeaderValue] {
     var out: [String: HeaderValue] = [:]
     guard t.num_entries > 0, let entries = t.entries else { return out }
     for i in 0..<Int(t.num_entries) {
+        guard state.budget > 0 else {
+            state.fault = HeaderBounds.tooMany
+            break
+        }
+        state.budget -= 1
         let e = entries[i]
-        if let v = decodeField(e.value) { out[e.key.swiftString] = v }
+        if let v = decodeField(e.value, depth: depth, state: &state) { out[e.key.swiftString] = v }
     }
     return out
 }
 
+private func decodeHeaders(_ t: amqp_table_t) -> [String: HeaderValue] {
+    var state = HeaderDecoding()
+    var headers = decodeTable(t, depth: 0, state: &state)
+    if let fault = state.fault { headers[Header.malformed] = .string(fault) }
+    return headers
+}
+
 /// Other integer kinds (and timestamps) read as .int, floats and decimals as .double, void is
 /// dropped, anything unknown becomes a descriptive .string.
-private func decodeField(_ f: amqp_field_value_t) -> HeaderValue? {
+private func decodeField(_ f: amqp_field_value_t, depth: Int, state: inout HeaderDecoding) -> HeaderValue? {
     let v = f.value
     switch amqp_field_value_kind_t(rawValue: UInt32(f.kind)) {
     case AMQP_FIELD_KIND_BOOLEAN: return .bool(v.boolean != 0)
@@ -1523,12 +1546,30 @@ private func decodeField(_ f: amqp_field_value_t) -> HeaderValue? {
         return String(validating: b, as: UTF8.self).map { .string($0) } ?? .bytes(b)
     case AMQP_FIELD_KIND_BYTES: return .bytes(v.bytes.swiftBytes)
     case AMQP_FIELD_KIND_ARRAY:
+        guard depth < HeaderBounds.maxDepth else { return tooDeep(&state) }
         guard v.array.num_entries > 0, let entries = v.array.entries else { return .array([]) }
-        return .array((0..<Int(v.array.num_entries)).compactMap { decodeField(entries[$0]) })
-    case AMQP_FIELD_KIND_TABLE: return .table(decodeTable(v.table))
+        var out: [HeaderValue] = []
+        for i in 0..<Int(v.array.num_entries) {
+            guard state.budget > 0 else {
+                state.fault = HeaderBounds.tooMany
+                break
+            }
+            state.budget -= 1
+            if let e = decodeField(entries[i], depth: depth + 1, state: &state) { out.append(e) }
+        }
+        return .array(out)
+    case AMQP_FIELD_KIND_TABLE:
+        guard depth < HeaderBounds.maxDepth else { return tooDeep(&state) }
+        return .table(decodeTable(v.table, depth: depth + 1, state: &state))
     case AMQP_FIELD_KIND_VOID: return nil
     default: return .string("<AMQP field kind '\(Character(Unicode.Scalar(f.kind)))'>")
     }
+}
+
+/// A value nested beyond `HeaderBounds.maxDepth` is dropped and the message marked malformed.
+private func tooDeep(_ state: inout HeaderDecoding) -> HeaderValue? {
+    state.fault = HeaderBounds.tooDeep
+    return nil
 }
 
 extension amqp_bytes_t {

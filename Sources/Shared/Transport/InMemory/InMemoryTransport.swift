@@ -25,8 +25,10 @@ public final class InMemoryTransport: Transport {
         try broker.perform { state, _ in try state.bind(binding, connection: connection) }
     }
 
-    /// Returns once the message is in every queue it routes to (or routes nowhere).
+    /// Returns once the message is in every queue it routes to (or routes nowhere). Headers
+    /// beyond `HeaderBounds` mark the message malformed, as the AMQP transport does.
     public func publish(_ message: Message, exchange: String, routingKey: String) async throws {
+        let message = HeaderBounds.checked(message)
         try broker.perform { state, op in
             try state.publish(message, exchange: exchange, routingKey: routingKey, connection: connection, &op)
         }
