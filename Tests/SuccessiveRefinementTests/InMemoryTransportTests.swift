@@ -14,28 +14,37 @@ import TransportConformance
     }
 
     @Test func idleQueueExpires() async throws {
-        let broker = InMemoryBroker()
+        let clock = ManualClock()
+        let broker = InMemoryBroker(clock: clock)
         defer { broker.shutdown() }
         let t = InMemoryTransport(broker: broker)
         let spec = QueueSpec(name: "sr.delay.50ms", durable: false, expires: .milliseconds(50))
         try await t.declare(spec)
         try await t.publish(Message(body: [1]), exchange: "", routingKey: spec.name)
-        try await waitUntil("the idle queue is deleted") { !broker.queueExists(spec.name) }
+        clock.advance(to: .milliseconds(49))
+        #expect(broker.queueExists(spec.name))
+        clock.advance(to: .milliseconds(51))
+        try await waitUntil("the idle queue is deleted", within: .seconds(60)) { !broker.queueExists(spec.name) }
         // Its messages went with it, as in RabbitMQ.
         try await t.declare(spec)
         #expect(try await t.messageCount(queue: spec.name) == 0)
     }
 
     @Test func queueWithConsumerDoesNotExpire() async throws {
-        let broker = InMemoryBroker()
+        let clock = ManualClock()
+        let broker = InMemoryBroker(clock: clock)
         defer { broker.shutdown() }
         let t = InMemoryTransport(broker: broker)
         let spec = QueueSpec(name: "watched", durable: false, expires: .milliseconds(50))
         try await t.declare(spec)
         let subscription = try await t.subscribe(queue: spec.name, prefetch: 1)
-        try await Task.sleep(for: .milliseconds(200))  // asserting absence: nothing to await
+        clock.advance(to: .milliseconds(200))
         #expect(broker.queueExists(spec.name))
         await subscription.cancel()
+        // Unused from now on: deleted 50 ms later.
+        clock.advance(to: .milliseconds(249))
+        #expect(broker.queueExists(spec.name))
+        clock.advance(to: .milliseconds(251))
         try await waitUntil("the queue is deleted once unused") { !broker.queueExists(spec.name) }
     }
 
@@ -73,35 +82,37 @@ import TransportConformance
     }
 
     /// Deadline timers: several delay queues with no consumer fire close to their TTLs.
-    @Test func delayQueuesFireOnTime() async throws {
-        let broker = InMemoryBroker()
+    /// On a manual clock: each delay queue's message stays put until its TTL has passed (1 ms
+    /// before: still queued; 1 ms after: delivered) — no wall-clock race, however loaded.
+    @Test func delayQueuesFireAtTheirInstant() async throws {
+        let clock = ManualClock()
+        let broker = InMemoryBroker(clock: clock)
         defer { broker.shutdown() }
         let t = InMemoryTransport(broker: broker)
         let target = try await t.declare(QueueSpec(name: "sr.deadlines", durable: false))
         let delays: [Duration] = [.milliseconds(20), .milliseconds(60), .milliseconds(100), .milliseconds(140)]
         let subscription = try await t.subscribe(queue: target, prefetch: 0)
-        let start = ContinuousClock.now
+        var queues: [String] = []
         for (i, delay) in delays.enumerated() {
-            let q = try await t.declare(QueueSpec(
+            queues.append(try await t.declare(QueueSpec(
                 name: "sr.delay.\(delay)", durable: false, messageTTL: delay, expires: .seconds(10),
-                deadLetterExchange: "", deadLetterRoutingKey: target))
-            try await t.publish(Message(body: [UInt8(i)]), exchange: "", routingKey: q)
+                deadLetterExchange: "", deadLetterRoutingKey: target)))
+            try await t.publish(Message(body: [UInt8(i)]), exchange: "", routingKey: queues[i])
         }
-        let (latenesses, stall) = try await withStallMeter {
-            try await withTimeout(.seconds(10)) {
-                var latenesses: [Duration] = []
-                var iterator = subscription.deliveries.makeAsyncIterator()
-                for _ in delays {
-                    let d = try #require(try await iterator.next())
-                    latenesses.append(ContinuousClock.now - start - delays[Int(d.message.body[0])])
-                }
-                return latenesses
+        let fired = try await withTimeout(.seconds(60)) { [queues] in
+            var order: [UInt8] = []
+            var iterator = subscription.deliveries.makeAsyncIterator()
+            for (i, delay) in delays.enumerated() {
+                clock.advance(to: delay - .milliseconds(1))
+                #expect(try await t.messageCount(queue: queues[i]) == 1, "fired before its \(delay)")
+                clock.advance(to: delay + .milliseconds(1))
+                let d = try #require(try await iterator.next())
+                order.append(d.message.body[0])
+                #expect(try await t.messageCount(queue: queues[i]) == 0)
             }
+            return order
         }
-        // Measured alone: under 1 ms. Allow for other tests holding the threads meanwhile.
-        for lateness in latenesses {
-            #expect(lateness >= .zero && lateness < .milliseconds(50) + stall, "fired \(lateness) late (stalls: \(stall))")
-        }
+        #expect(fired == [0, 1, 2, 3])
         await subscription.cancel()
     }
 
@@ -224,7 +235,7 @@ private final class AckLedger: Sendable {
 
 /// Polls `condition` (for broker effects with no event to await, like a queue deletion),
 /// failing after `timeout`.
-private func waitUntil(_ what: String, within timeout: Duration = .seconds(3),
+private func waitUntil(_ what: String, within timeout: Duration = .seconds(60),
                        _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {

@@ -577,15 +577,12 @@ struct ModelSafetensorsPythonTests {
     func tinyMLPLearnsSeparableData(optimizer: Optimizer) throws {
         let train = Self.blobs(count: 600, seed: 1), test = Self.blobs(count: 300, seed: 2)
         let architecture = ModelArchitectures.mlp(input: 16, hidden: [32], classes: 3)
-        let started = ContinuousClock.now
         var lines: [String] = []
         let model = try Training.train(architecture, data: train, epochs: 5, batchSize: 32,
                                        learningRate: optimizer == .adam() ? 0.01 : 0.05, seed: 42,
                                        optimizer: optimizer) { lines.append($0) }
-        let elapsed = ContinuousClock.now - started
         let accuracy = try Training.evaluate(model, images: test.images, labels: test.labels)
         #expect(accuracy > 0.95, "accuracy \(accuracy)")
-        #expect(elapsed < .seconds(2), "training took \(elapsed)")
         #expect(lines.count == 5 && lines[0].hasPrefix("epoch 1/5: loss "))
         #expect(model.tensors.keys.sorted() == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"])
     }

@@ -103,7 +103,7 @@ func expectError<T>(_ code: TransportError.Code, _ what: String, file: StaticStr
 
 /// Polls `condition` until it holds, for effects a transport gives no event for (a broker
 /// deleting a queue after the fact). Bounded by `timeout`.
-func eventually(within timeout: Duration = .seconds(3), _ what: @autoclosure () -> String,
+func eventually(within timeout: Duration = .seconds(30), _ what: @autoclosure () -> String,
                 file: StaticString = #fileID, line: UInt = #line, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {
