@@ -70,6 +70,9 @@ def main():
             "createdMs": now, "deadlineMs": deadline}
     js = json.dumps(spec, sort_keys=True).encode()
     body = struct.pack("<I", len(js)) + js + stats(a, ca) + stats(x.reshape(1, n), cx.reshape(m, 1, n))
+    # The operands follow (sr-carries: x,a): x (n × 1) then the inline A (n × n), Float64 LE,
+    # so the aggregator can recompute the statistics and check every partial (docs/TRUST.md).
+    body += x.astype("<f8").tobytes() + a.astype("<f8").tobytes()
 
     conn = pika.BlockingConnection(pika.URLParameters(args.url))
     ch = conn.channel()
@@ -79,7 +82,7 @@ def main():
     ch.queue_bind(res.method.queue, "sr.outputs", routing_key=f"job.{job_id}.#")
     props = lambda h, **kw: pika.BasicProperties(headers=h, delivery_mode=2,
                                                   content_type="application/octet-stream", **kw)
-    ch.basic_publish("sr.jobs", "open", body, props(headers("open", **{"sr-job": job_id, "sr-deadline-ms": deadline})))
+    ch.basic_publish("sr.jobs", "open", body, props(headers("open", **{"sr-job": job_id, "sr-deadline-ms": deadline, "sr-carries": "x,a"})))
     delay = f"sr.delay.{args.deadline_ms}ms"
     ch.queue_declare(delay, durable=True, arguments={
         "x-message-ttl": args.deadline_ms, "x-expires": args.deadline_ms + 600000,

@@ -95,14 +95,14 @@ extension AMQPIntegration {
                 let sub = try await t.subscribe(queue: target, prefetch: 1)
                 let start = ContinuousClock.now
                 try await t.publish(Message(body: Array("deadline".utf8), persistent: false), exchange: "", routingKey: delay)
-                let d = try await AMQPSupport.take(1, from: sub, within: .seconds(5))[0]
+                let d = try await AMQPSupport.take(1, from: sub, within: .seconds(60))[0]
                 let elapsed = ContinuousClock.now - start
                 #expect(d.message.body == Array("deadline".utf8))
                 #expect(d.routingKey == target)
                 #expect(elapsed >= ttl - .milliseconds(5), "fired after \(elapsed), before its TTL \(ttl)")
                 // Fired by the TTL at all (not by some later sweep); how late under load is a
                 // benchmark figure (printed below), not a pass/fail bound on a shared machine.
-                #expect(elapsed <= ttl + .seconds(5), "fired \(elapsed - ttl) late")
+                #expect(elapsed <= ttl + .seconds(30), "fired \(elapsed - ttl) late")
                 print("AMQP TTL timer: \(ttl) fired after \(elapsed)")
                 await sub.cancel()
             }

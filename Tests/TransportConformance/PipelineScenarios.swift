@@ -111,7 +111,7 @@ func startRoles(_ env: PipelineEnvironment, consumers: Int, recordOrder: Bool = 
     var agg: AggregatorService?
     if aggregator {
         let t = try await env.makeTransport()
-        let service = AggregatorService(transport: t, logger: quietLogger("aggregator"))
+        let service = AggregatorService(transport: t, store: env.store, logger: quietLogger("aggregator"))
         transports.append(t)
         tasks.append(Task { try? await service.run() })
         agg = service
@@ -153,6 +153,8 @@ public enum PipelineScenarios {
         PipelineScenario(name: "malformed tasks and partials end in sr.dead with a reason", run: malformed),
         PipelineScenario(name: "hostile messages (deep headers, long ids, oversized answers) are dead-lettered; the pool stays exact",
                          run: hostile),
+        PipelineScenario(name: "a forged partial is refused and the job still ends exact; lying statistics are refused",
+                         run: verifiable),
         PipelineScenario(name: "an aggregator dying mid-job loses nothing after a restart", run: aggregatorRestarts),
         PipelineScenario(name: "an aggregator restarted after the deadline emits the best resolution computed",
                          run: restartAfterDeadline),

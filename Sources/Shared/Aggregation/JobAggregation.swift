@@ -21,6 +21,9 @@ public struct JobAggregation: Sendable {
         case late
         /// Does not belong to this job's plan: dead-letter it with this reason.
         case invalid(String)
+        /// Failed its checksum (not A·x): dead-letter it with this reason; an honest copy of
+        /// the same task is still taken.
+        case forged(String)
     }
 
     public let job: MatVecJob
@@ -36,23 +39,35 @@ public struct JobAggregation: Sendable {
     public private(set) var closedWith: OutputStatus?
     public private(set) var latePartials = 0
     public private(set) var duplicatePartials = 0
+    /// Partials refused because they failed their checksum.
+    public private(set) var forgedPartials = 0
+    /// Checks each partial against A and x; nil: partials are taken on trust.
+    let verifier: PartialVerifier?
+    /// Whether this job's outputs are verified: every partial checked, every statistic behind
+    /// the bound computed by the aggregator or the store (`sr-verified` on its outputs).
+    public let verified: Bool
 
     /// `statisticsA`: A's statistics when the record leaves them to the store (the caller read
-    /// them there); ignored when the record carries them.
-    public init(_ record: OpenRecord, statisticsA stored: ChunkedOperand.Statistics? = nil) throws(WireError) {
+    /// them there); otherwise they replace the record's (the caller recomputed them).
+    /// `statisticsX`, likewise, replaces the record's. `verifier` checks every partial.
+    public init(_ record: OpenRecord, statisticsA stored: ChunkedOperand.Statistics? = nil,
+                statisticsX computedX: ChunkedOperand.Statistics? = nil, verifier: PartialVerifier? = nil) throws(WireError) {
         job = record.job
         try job.validate()
-        guard let statisticsA = record.statisticsA ?? stored else {
+        self.verifier = verifier
+        verified = verifier != nil && computedX != nil && (record.statisticsA == nil || stored != nil)
+        let statisticsX = computedX ?? record.statisticsX
+        guard let statisticsA = stored ?? record.statisticsA else {
             throw WireError("job \(job.id): A's statistics are neither in the open record nor in the store")
         }
         do {
             let p = try PartitionVector(job.partitionA), q = try PartitionVector(job.partitionX)
             schedule = try job.schedule()
             guard statisticsA.valueRowL1.count == job.rows, statisticsA.planeRowL1.count == p.chunkCount,
-                  record.statisticsX.valueRowL1.count == job.vectors else {
+                  statisticsX.valueRowL1.count == job.vectors else {
                 throw WireError("job \(job.id): statistics do not match the shape")
             }
-            bounds = ErrorBoundModel(partitionA: p, statisticsA: statisticsA, partitionX: q, statisticsX: record.statisticsX)
+            bounds = ErrorBoundModel(partitionA: p, statisticsA: statisticsA, partitionX: q, statisticsX: statisticsX)
             if job.mode == .layered {
                 accumulator = try ResolutionAccumulator(schedule: schedule, partitionA: p, partitionX: q, rows: job.rows,
                                                         vectors: job.vectors, innerDimension: job.columns, bounds: bounds)
@@ -91,7 +106,9 @@ public struct JobAggregation: Sendable {
                 seenTasks.remove(p.task)
                 return (.invalid("partial \(p.task) has \(p.values.count) values for \(p.rows.count)×\(job.vectors)"), [])
             }
-            guard oneShotBlocks.insert(block).inserted else { duplicatePartials += 1; return (.duplicate, []) }
+            if oneShotBlocks.contains(block) { duplicatePartials += 1; return (.duplicate, []) }
+            if let refused = refuseUnverified(p, block) { return refused }
+            oneShotBlocks.insert(block)
             for (i, v) in p.values.enumerated() { oneShotValues[p.rows.lowerBound * job.vectors + i] = v }
             guard oneShotBlocks.count == job.blockCount else { return (.accepted, []) }
             let values = Matrix(rows: job.rows, columns: job.vectors, elements: oneShotValues)
@@ -129,6 +146,7 @@ public struct JobAggregation: Sendable {
                 return (.invalid("partial \(p.task): value \(v) of \(pair) at row \(p.rows.lowerBound + i / job.vectors) exceeds what the operands allow"), [])
             }
         }
+        if let refused = refuseUnverified(p, block) { return refused }
         var actions: [Action] = []
         for (n, pair) in p.pairs.enumerated() {
             blocks[pair, default: [:]][block] = Array(p.product(n))
@@ -155,6 +173,15 @@ public struct JobAggregation: Sendable {
             }
         }
         return (.accepted, actions)
+    }
+
+    /// A partial that fails its checksum is refused (and forgotten, so an honest copy of the
+    /// same task is still taken): nothing it says reaches an output.
+    mutating func refuseUnverified(_ p: PartialMessage, _ block: Int) -> (PartialOutcome, [Action])? {
+        guard let verifier, let why = verifier.failure(of: p, block: block) else { return nil }
+        seenTasks.remove(p.task)
+        forgedPartials += 1
+        return (.forged("partial \(p.task) from worker '\(p.worker)' failed its checksum: \(why)"), [])
     }
 
     /// The deadline fired (message or safety timer): emits the best available result, once.

@@ -23,7 +23,10 @@ public enum JobPlanner {
         let q = try PartitionVector(job.partitionX)
         let chunkedX = try ChunkedOperand.vectors(x, partition: q)
         let schedule = try job.schedule()
-        let record = OpenRecord(job: job, statisticsA: statisticsA, statisticsX: chunkedX.statistics)
+        // x (and an inline A) travel with the record so the aggregator can check partials and
+        // recompute every statistic itself (see OpenRecord).
+        let record = OpenRecord(job: job, statisticsA: statisticsA, statisticsX: chunkedX.statistics,
+                                vectors: x, inlineMatrix: inlineMatrix)
         let remaining = max(1, job.deadlineMs - nowMs)
         let relative = max(1, job.relativeDeadlineMs)
         if let inlineMatrix {
@@ -76,7 +79,12 @@ public enum JobPlanner {
                 }
             }
         }
-        return JobPlan(job: job, open: try record.encode(), deadlineQueue: Topology.delayQueue(milliseconds: relative),
+        let open = try record.encode()
+        guard open.body.count <= WireLimits.maxMessageBytes - WireLimits.messageHeadroom else {
+            throw WireError("job \(job.id): its open record (statistics and operands) would be \(open.body.count) bytes, more than a broker message holds; "
+                            + (inlineMatrix != nil ? "register the matrix (srproduce register)" : "split x into smaller batches of vectors"))
+        }
+        return JobPlan(job: job, open: open, deadlineQueue: Topology.delayQueue(milliseconds: relative),
                        deadline: DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), tasks: tasks)
     }
 

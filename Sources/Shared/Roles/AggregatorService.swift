@@ -15,6 +15,8 @@ public struct AggregatorCounters: Sendable {
     public var duplicatePartials = 0
     public var deadLettered = 0
     public var safetyTimerFirings = 0
+    /// Partials refused because they failed their checksum (a faulty or hostile consumer).
+    public var forgedPartials = 0
 }
 
 public final class AggregatorService: Service, Sendable {
@@ -143,6 +145,9 @@ extension AggregatorService {
         var closedOrder: [String] = []
         /// A's statistics read from the store, by digest and partition (a few matrices are hot).
         var statisticsCache: [String: ChunkedOperand.Statistics] = [:]
+        /// Row checksums of registered matrices, by digest, partition, mode and row block
+        /// (AggregatorService+Verification.swift).
+        var checksumCache: [String: RowChecksums] = [:]
         /// Final outputs whose publish failed: retried every tick; their jobs' inputs stay held
         /// (unacknowledged) until one is confirmed, so a failure never loses the job.
         var unpublished: [String: FinalOutput] = [:]
@@ -177,10 +182,8 @@ extension AggregatorService {
         mutating func open(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
             if d.message.kind == InferenceOpen.kind { return await openInference(d, sub, now) }
             let record: OpenRecord
-            let agg: JobAggregation
             do {
                 record = try OpenRecord(decoding: d.message)
-                agg = try JobAggregation(record, statisticsA: record.statisticsA == nil ? try storedStatistics(record.job) : nil)
             } catch {
                 refuse(d.message, "invalid open record: \(error)")
                 return await deadLetter(d, sub, Topology.jobsQueue, "invalid open record: \(error)")
@@ -199,6 +202,14 @@ extension AggregatorService {
                 // so the job stays recoverable until it closes.
                 held[id, default: []].append((d.forAck, sub))
                 return
+            }
+            let agg: JobAggregation
+            do {
+                let v = try verification(of: record)
+                agg = try JobAggregation(record, statisticsA: v.statisticsA, statisticsX: v.statisticsX, verifier: v.verifier)
+            } catch {
+                refuse(d.message, "refused: \(error)")
+                return await deadLetter(d, sub, Topology.jobsQueue, "refused open record: \(error)")
             }
             // Inference partials parked under this id are not this job's: they stay held (acked
             // when the job closes) but are never replayed.
@@ -280,6 +291,10 @@ extension AggregatorService {
                 try? await sub.ack(d)
             case .invalid(let reason):
                 await deadLetter(d, sub, Topology.partialsQueue, reason)
+            case .forged(let reason):
+                service.counters.withLock { $0.forgedPartials += 1 }
+                logger.error("refusing a wrong partial — check that consumer", metadata: ["job.id": "\(p.job)", "worker": "\(p.worker)"])
+                await deadLetter(d, sub, Topology.partialsQueue, reason)
             }
         }
 
@@ -348,7 +363,8 @@ extension AggregatorService {
             jobs[id] = agg
             for action in actions {
                 switch action {
-                case .emit(let output):
+                case .emit(var output):
+                    output.verified = agg.verified
                     emit(output)
                 case .close:
                     // The job closes (its inputs are acked) once its final output is confirmed:

@@ -14,6 +14,11 @@ public enum Header {
     public static let width = "sr-width"
     /// "store" on an open record whose A statistics the aggregator reads from the operand store.
     public static let statisticsA = "sr-statistics-a"
+    /// Operands an open record carries after its statistics: "x" or "x,a" (inline A).
+    public static let carries = "sr-carries"
+    /// On outputs: "true" when every partial folded in passed its checksum and every
+    /// statistic behind the bound was computed by the aggregator or the store.
+    public static let verified = "sr-verified"
     public static let rowBegin = "sr-row-begin"
     public static let rowEnd = "sr-row-end"
     public static let rows = "sr-rows"

@@ -6,19 +6,30 @@
 /// With header `sr-statistics-a: store` (registered matrices) A's arrays are left out: the
 /// aggregator reads them from the operand store, where `register` computed them — so a
 /// producer cannot make a bound lie about A, and the record stays small.
+/// With header `sr-carries: x` (or `x,a` for an inline matrix) the operands follow: x (n × B,
+/// row-major), then the inline A (rows × n). The aggregator recomputes every statistic from
+/// them (a record whose statistics disagree is refused) and checks each partial against them
+/// (`PartialVerifier`), so neither a producer nor a consumer has to be trusted for a bound.
 public struct OpenRecord: Sendable {
     public var job: MatVecJob
     /// nil: A's statistics come from the operand store (by digest and partition).
     public var statisticsA: ChunkedOperand.Statistics?
     public var statisticsX: ChunkedOperand.Statistics
+    /// x (n × B), when the record carries it (`sr-carries`).
+    public var vectors: Matrix<Double>?
+    /// An inline A (rows × n), when the record carries it.
+    public var inlineMatrix: Matrix<Double>?
 
     public static let kind = "open"
     static let statisticsFromStore = "store"
 
-    public init(job: MatVecJob, statisticsA: ChunkedOperand.Statistics?, statisticsX: ChunkedOperand.Statistics) {
+    public init(job: MatVecJob, statisticsA: ChunkedOperand.Statistics?, statisticsX: ChunkedOperand.Statistics,
+                vectors: Matrix<Double>? = nil, inlineMatrix: Matrix<Double>? = nil) {
         self.job = job
         self.statisticsA = statisticsA
         self.statisticsX = statisticsX
+        self.vectors = vectors
+        self.inlineMatrix = inlineMatrix
     }
 
     public func encode() throws -> Message {
@@ -31,6 +42,11 @@ public struct OpenRecord: Sendable {
         }
         var headers: [String: HeaderValue] = [Header.job: .string(job.id), Header.deadline: .int(job.deadlineMs)]
         if statisticsA == nil { headers[Header.statisticsA] = .string(Self.statisticsFromStore) }
+        if let vectors {
+            body += LittleEndian.bytes(vectors.elements)
+            if let inlineMatrix { body += LittleEndian.bytes(inlineMatrix.elements) }
+            headers[Header.carries] = .string(inlineMatrix == nil ? "x" : "x,a")
+        }
         return .wire(kind: Self.kind, headers: headers, body: body, messageID: "\(job.id)/open")
     }
 
@@ -55,11 +71,27 @@ public struct OpenRecord: Sendable {
         let ma = job.partitionA.count - 1, mx = job.partitionX.count - 1
         let r = job.rows, nv = job.vectors
         if fromStore && job.matrix == "inline" { throw WireError("job \(job.id): an inline matrix has no stored statistics; send them in the record") }
-        let expected = 8 * ((fromStore ? 0 : (2 * ma + 1) * r) + (2 * mx + 1) * nv)
-        guard b.count - 4 - length == expected else {
-            throw WireError("open record statistics are \(b.count - 4 - length) bytes; expected \(expected)")
+        let carriesX: Bool, carriesA: Bool
+        switch h.optionalString(Header.carries) {
+        case nil: (carriesX, carriesA) = (false, false)
+        case "x"?: (carriesX, carriesA) = (true, false)
+        case "x,a"?: (carriesX, carriesA) = (true, true)
+        case let other?: throw WireError("header \(Header.carries) must be \"x\" or \"x,a\", not '\(other.prefix(40))'")
         }
-        let values = LittleEndian.doubles(b[(4 + length)...])
+        if carriesA && job.matrix != "inline" { throw WireError("job \(job.id): only an inline matrix travels in the open record") }
+        let statisticsCount = (fromStore ? 0 : (2 * ma + 1) * r) + (2 * mx + 1) * nv
+        // Products are within WireLimits (validate() checked rows × n and n × B).
+        let operandCount = (carriesX ? job.columns * nv : 0) + (carriesA ? r * job.columns : 0)
+        let expected = 8 * (statisticsCount + operandCount)
+        guard b.count - 4 - length == expected else {
+            throw WireError("open record statistics and operands are \(b.count - 4 - length) bytes; expected \(expected)")
+        }
+        let all = LittleEndian.doubles(b[(4 + length)...])
+        let values = Array(all[..<statisticsCount])
+        let operands = all[statisticsCount...]
+        guard operands.allSatisfy(\.isFinite) else { throw WireError("open record operands must be finite") }
+        vectors = carriesX ? Matrix(rows: job.columns, columns: nv, elements: Array(operands.prefix(job.columns * nv))) : nil
+        inlineMatrix = carriesA ? Matrix(rows: r, columns: job.columns, elements: Array(operands.suffix(r * job.columns))) : nil
         var at = 0
         func take(_ n: Int) -> [Double] { defer { at += n }; return Array(values[at..<(at + n)]) }
         func stats(_ m: Int, _ rows: Int) -> ChunkedOperand.Statistics {

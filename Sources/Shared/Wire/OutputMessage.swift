@@ -20,6 +20,9 @@ public struct OutputMessage: Sendable {
     public var lateMs: Double?
     /// Why a `failed` job failed.
     public var reason: String?
+    /// Whether every partial behind it passed its checksum and every statistic behind its bound
+    /// was computed by the aggregator or the store (nil: not said, e.g. a failed output).
+    public var verified: Bool?
 
     public static let kind = "output"
 
@@ -58,6 +61,7 @@ public struct OutputMessage: Sendable {
             Header.vectors: .int(Int64(values.columns)),
         ]
         if let lateMs { headers[Header.lateMilliseconds] = .double(lateMs) }
+        if let verified { headers[Header.verified] = .bool(verified) }
         if let reason { headers[Header.reason] = .string(String(reason.prefix(WireLimits.maxReasonLength))) }
         // Transient: outputs go to the watchers' exclusive queues, which die with the broker anyway.
         return .wire(kind: Self.kind, headers: headers,
@@ -75,6 +79,7 @@ public struct OutputMessage: Sendable {
         elapsedMs = try h.double(Header.elapsed)
         lateMs = h.headers[Header.lateMilliseconds]?.doubleValue
         reason = h.optionalString(Header.reason)
+        if case .bool(let v)? = h.headers[Header.verified] { verified = v }
         let r = try h.count(Header.rows, max: WireLimits.maxDimension), nv = try h.count(Header.vectors, max: WireLimits.maxDimension)
         let count = try WireLimits.product(r, nv, "output size")
         guard message.body.count == 16 * count else { throw WireError("output body is \(message.body.count) bytes; expected \(16 * count)") }

@@ -1,0 +1,82 @@
+// How the aggregator avoids trusting its peers (docs/TRUST.md): it recomputes every statistic
+// behind a bound from the operands — x and an inline A travel in the open record, a registered A
+// is read from the store — refuses a record whose statistics disagree, and gives each job a
+// `PartialVerifier` so a consumer's wrong partial is refused instead of folded in.
+
+extension AggregatorService.Core {
+    /// What a job's aggregation rests on, computed by this aggregator.
+    struct Verification {
+        var statisticsA: ChunkedOperand.Statistics?
+        var statisticsX: ChunkedOperand.Statistics
+        var verifier: PartialVerifier?
+    }
+
+    /// Recomputes the record's statistics and builds its verifier. Throws (the record is then
+    /// refused with a failed output) when the record lies about its statistics or lacks x.
+    mutating func verification(of record: OpenRecord) throws -> Verification {
+        let job = record.job
+        guard let x = record.vectors else {
+            throw WireError("job \(job.id): the open record does not carry x (header \(Header.carries)); this producer predates verifiable answers — upgrade srproduce")
+        }
+        let p = try PartitionVector(job.partitionA), q = try PartitionVector(job.partitionX)
+        let chunkedX = try ChunkedOperand.vectors(x, partition: q)
+        try Self.requireSame(record.statisticsX, chunkedX.statistics, "x", job)
+        let verifiable = RowChecksums.fits(job)
+        var statisticsA: ChunkedOperand.Statistics?
+        var checksums: RowChecksums?
+        if let a = record.inlineMatrix {
+            let chunkedA = try ChunkedOperand(decomposing: a, partition: p)
+            if let claimed = record.statisticsA { try Self.requireSame(claimed, chunkedA.statistics, "A", job) }
+            statisticsA = chunkedA.statistics
+            if verifiable { checksums = Self.checksums(job, a, chunkedA.planes) }
+        } else if job.matrix == "inline" {
+            throw WireError("job \(job.id): an inline matrix must travel in the open record (header \(Header.carries): x,a)")
+        } else {
+            statisticsA = try storedStatistics(job)
+            if verifiable { checksums = try storedChecksums(job, p) }
+        }
+        let verifier = checksums.map { PartialVerifier(job: job, checksums: $0, x: x, xPlanes: chunkedX.planes) }
+        if verifier == nil {
+            logger.warning("job runs unverified: its checksums would exceed \(RowChecksums.maxWeights) numbers or its chunk products 2^59",
+                           metadata: ["job.id": "\(job.id)", "blocks": "\(job.blockCount)"])
+        }
+        return Verification(statisticsA: statisticsA, statisticsX: chunkedX.statistics, verifier: verifier)
+    }
+
+    /// A registered matrix's row checksums for the job's plan, from the store's copy of A
+    /// (digest-checked when read) — computed once per matrix, partition, mode and row block.
+    mutating func storedChecksums(_ job: MatVecJob, _ p: PartitionVector) throws -> RowChecksums {
+        let key = "\(job.matrix)|\(job.partitionA)|\(job.mode.rawValue)|\(job.rowBlock)"
+        if let c = checksumCache[key] { return c }
+        guard let store = service.store else {
+            throw WireError("job \(job.id): A is in the operand store, and this aggregator has none; start sraggregate with --store (or SR_STORE) on the producers' store")
+        }
+        let a = try store.load(digest: job.matrix)
+        guard a.rows == job.rows, a.columns == job.columns else {
+            throw WireError("job \(job.id) says A is \(job.rows)×\(job.columns); matrix \(job.matrix) is \(a.rows)×\(a.columns)")
+        }
+        let planes = job.mode == .layered ? try ChunkedOperand(decomposing: a, partition: p).planes : []
+        let c = Self.checksums(job, a, planes)
+        if checksumCache.count >= 8 { checksumCache.removeAll() }
+        checksumCache[key] = c
+        return c
+    }
+
+    static func checksums(_ job: MatVecJob, _ a: Matrix<Double>, _ planes: [ChunkPlane]) -> RowChecksums {
+        var random = SystemRandomNumberGenerator()
+        return job.mode == .layered ? .layered(job: job, a: planes, using: &random) : .oneShot(job: job, a: a, using: &random)
+    }
+
+    /// Statistics the record states must be what its operands give: chunk sums and maxima are
+    /// exact integers; value sums agree to rounding (1e-9 relative).
+    static func requireSame(_ claimed: ChunkedOperand.Statistics, _ actual: ChunkedOperand.Statistics,
+                            _ operand: String, _ job: MatVecJob) throws {
+        func close(_ a: [Double], _ b: [Double]) -> Bool {
+            a.count == b.count && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-9 * max(abs($0), abs($1)) }
+        }
+        guard claimed.planeRowL1 == actual.planeRowL1, claimed.planeRowMax == actual.planeRowMax,
+              close(claimed.valueRowL1, actual.valueRowL1) else {
+            throw WireError("job \(job.id): the statistics of \(operand) in the open record do not match \(operand) itself; refusing a bound that would rest on them")
+        }
+    }
+}
