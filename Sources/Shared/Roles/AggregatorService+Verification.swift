@@ -43,23 +43,82 @@ extension AggregatorService.Core {
         return Verification(statisticsA: statisticsA, statisticsX: chunkedX.statistics, verifier: verifier)
     }
 
-    /// A registered matrix's row checksums for the job's plan, from the store's copy of A
-    /// (digest-checked when read) — computed once per matrix, partition, mode and row block.
+    static func checksumKey(_ job: MatVecJob) -> String {
+        "\(job.matrix)|\(job.partitionA)|\(job.mode.rawValue)|\(job.rows)x\(job.columns)|\(job.rowBlock)"
+    }
+
+    /// A registered matrix's row checksums for the job's plan, from the cache (`checksumsPending`
+    /// made sure they are there).
     mutating func storedChecksums(_ job: MatVecJob, _ p: PartitionVector) throws -> RowChecksums {
-        let key = "\(job.matrix)|\(job.partitionA)|\(job.mode.rawValue)|\(job.rowBlock)"
+        let key = Self.checksumKey(job)
         if let c = checksumCache[key] { return c }
-        guard let store = service.store else {
+        // Not built off the loop (e.g. a failure was reported): build here, or say why not.
+        let c = try Self.buildChecksums(job, store: service.store)
+        remember(c, key)
+        return c
+    }
+
+    mutating func remember(_ c: RowChecksums, _ key: String) {
+        if checksumCache.count >= 8 { checksumCache.removeAll() }
+        checksumCache[key] = c
+    }
+
+    /// The cache key when `record` needs checksums that are not built yet — starting their
+    /// build on a thread of its own (reading and splitting a large A takes seconds, which must
+    /// not stall every other job's partials and deadlines); nil when the job can open now.
+    mutating func checksumsPending(for record: OpenRecord) -> String? {
+        let job = record.job
+        guard record.inlineMatrix == nil, job.matrix != "inline", RowChecksums.fits(job), record.vectors != nil,
+              let store = service.store else { return nil }
+        let key = Self.checksumKey(job)
+        guard checksumCache[key] == nil else { return nil }
+        if pendingOpens[key] == nil {
+            let post = post, logger = logger
+            Task.detached {
+                let started = ContinuousClock.now
+                let work = BlockingWork(label: "sr-checksums")
+                let result: Result<RowChecksums, WireError>
+                do {
+                    result = .success(try await work.run { try Self.buildChecksums(job, store: store) })
+                } catch let e as WireError {
+                    result = .failure(e)
+                } catch {
+                    result = .failure(WireError("job \(job.id): \(error)"))
+                }
+                let ms = AggregatorService.Core.ms(ContinuousClock.now - started)
+                logger.info("row checksums built", metadata: ["matrix": "\(job.matrix)", "row_block": "\(job.rowBlock)", "ms": "\(ms)"])
+                post(.checksumsReady(key, result))
+            }
+        }
+        return key
+    }
+
+    /// Opens the jobs that waited for these checksums (a failure refuses them, with its reason).
+    mutating func checksumsReady(_ key: String, _ result: Result<RowChecksums, WireError>, _ now: Int64) async {
+        let waiting = pendingOpens.removeValue(forKey: key) ?? []
+        switch result {
+        case .success(let c):
+            remember(c, key)
+            for (record, d, sub) in waiting { await finishOpen(record, d, sub, now) }
+        case .failure(let error):
+            for (record, d, sub) in waiting {
+                opening.remove(record.job.id)
+                refuse(d.message, "refused: \(error)")
+                await deadLetter(d, sub, Topology.jobsQueue, "refused open record: \(error)")
+            }
+        }
+    }
+
+    static func buildChecksums(_ job: MatVecJob, store: OperandStore?) throws -> RowChecksums {
+        guard let store else {
             throw WireError("job \(job.id): A is in the operand store, and this aggregator has none; start sraggregate with --store (or SR_STORE) on the producers' store")
         }
         let a = try store.load(digest: job.matrix)
         guard a.rows == job.rows, a.columns == job.columns else {
             throw WireError("job \(job.id) says A is \(job.rows)×\(job.columns); matrix \(job.matrix) is \(a.rows)×\(a.columns)")
         }
-        let planes = job.mode == .layered ? try ChunkedOperand(decomposing: a, partition: p).planes : []
-        let c = Self.checksums(job, a, planes)
-        if checksumCache.count >= 8 { checksumCache.removeAll() }
-        checksumCache[key] = c
-        return c
+        let planes = job.mode == .layered ? try ChunkedOperand(decomposing: a, partition: try PartitionVector(job.partitionA)).planes : []
+        return checksums(job, a, planes)
     }
 
     static func checksums(_ job: MatVecJob, _ a: Matrix<Double>, _ planes: [ChunkPlane]) -> RowChecksums {

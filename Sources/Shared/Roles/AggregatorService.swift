@@ -47,6 +47,8 @@ public final class AggregatorService: Service, Sendable {
         case finalPublished(String)
         /// The final output could not be published: retry it (the job's inputs stay held).
         case finalFailed(String, FinalOutput)
+        /// A registered matrix's row checksums were built off the loop (or could not be).
+        case checksumsReady(String, Result<RowChecksums, WireError>)
     }
 
     let transport: any Transport
@@ -110,7 +112,7 @@ public final class AggregatorService: Service, Sendable {
                 }
                 let outbox = self.outbox
                 group.addTask { await self.publishOutputs(outbox) { sink.yield($0) } }
-                var core = Core(service: self)
+                var core = Core(service: self, post: { sink.yield($0) })
                 for await event in events {
                     await core.handle(event)
                 }
@@ -135,7 +137,7 @@ extension AggregatorService {
         /// Tasks of open inference jobs whose publish failed: retried every tick.
         var unsentTasks: [String: [Message]] = [:]
         var held: [String: [(Delivery, Subscription)]] = [:]
-        var waitingPartials: [String: [(PartialMessage, Int64)]] = [:]
+        var waitingPartials: [String: [(PartialMessage, Int64, Message)]] = [:]
         var waitingDeadlines: [String: Int64] = [:]
         /// Jobs recovered after a restart: no deadline fires for them before this time.
         var replayUntil: [String: Int64] = [:]
@@ -148,11 +150,21 @@ extension AggregatorService {
         /// Row checksums of registered matrices, by digest, partition, mode and row block
         /// (AggregatorService+Verification.swift).
         var checksumCache: [String: RowChecksums] = [:]
+        /// Open records waiting for their matrix's checksums, by cache key.
+        var pendingOpens: [String: [(OpenRecord, Delivery, Subscription)]] = [:]
+        /// Jobs whose open record waits in `pendingOpens`: their inputs are kept, never dropped.
+        var opening: Set<String> = []
         /// Final outputs whose publish failed: retried every tick; their jobs' inputs stay held
         /// (unacknowledged) until one is confirmed, so a failure never loses the job.
         var unpublished: [String: FinalOutput] = [:]
 
-        init(service: AggregatorService) { self.service = service }
+        /// Sends an event to this loop (from work done off it).
+        let post: @Sendable (Event) -> Void
+
+        init(service: AggregatorService, post: @escaping @Sendable (Event) -> Void = { _ in }) {
+            self.service = service
+            self.post = post
+        }
 
         var logger: Logger { service.logger }
 
@@ -176,6 +188,8 @@ extension AggregatorService {
                 if jobs[id] != nil || inferences[id] != nil { await close(id) }
             case .finalFailed(let id, let output):
                 unpublished[id] = output
+            case .checksumsReady(let key, let result):
+                await checksumsReady(key, result, now)
             }
         }
 
@@ -197,12 +211,26 @@ extension AggregatorService {
             if inferences[id] != nil {
                 return await deadLetter(d, sub, Topology.jobsQueue, "job id \(id) is already an open inference job; ids must be unique")
             }
-            if jobs[id] != nil {
+            if jobs[id] != nil || opening.contains(id) {
                 // Redelivered (e.g. after a reconnect, with a new tag): hold the new copy too,
                 // so the job stays recoverable until it closes.
                 held[id, default: []].append((d.forAck, sub))
                 return
             }
+            if let key = checksumsPending(for: record) {
+                // Its matrix's checksums are being built off the loop: the job opens when they
+                // are ready; its partials and deadline wait, held, meanwhile.
+                pendingOpens[key, default: []].append((record, d, sub))
+                opening.insert(id)
+                return
+            }
+            await finishOpen(record, d, sub, now)
+        }
+
+        /// Opens a decoded, new job whose checksums (if any) are at hand.
+        mutating func finishOpen(_ record: OpenRecord, _ d: Delivery, _ sub: Subscription, _ now: Int64) async {
+            let id = record.job.id
+            opening.remove(id)
             let agg: JobAggregation
             do {
                 let v = try verification(of: record)
@@ -218,8 +246,24 @@ extension AggregatorService {
             held[id, default: []].append((d.forAck, sub))
             noteReplay(id, d, now)
             service.counters.withLock { $0.opened += 1 }
-            for (p, _) in waitingPartials.removeValue(forKey: id) ?? [] {
-                await apply(id) { $0.receive(p, nowMs: now).1 }
+            for (p, _, message) in waitingPartials.removeValue(forKey: id) ?? [] {
+                var outcome = JobAggregation.PartialOutcome.accepted
+                await apply(id) { agg in
+                    let (o, actions) = agg.receive(p, nowMs: now)
+                    outcome = o
+                    return actions
+                }
+                // Its delivery stays held with the job's (acked when it closes); a refused one
+                // still ends in sr.dead, with its reason.
+                switch outcome {
+                case .forged(let reason):
+                    service.counters.withLock { $0.forgedPartials += 1 }
+                    await deadLetterCopy(message, Topology.partialsQueue, reason)
+                case .invalid(let reason):
+                    await deadLetterCopy(message, Topology.partialsQueue, reason)
+                case .accepted, .duplicate, .late:
+                    break
+                }
             }
             if waitingDeadlines.removeValue(forKey: id) != nil {
                 if inReplay(id, now) { deferredDeadlines.insert(id) } else { await apply(id) { $0.deadlineFired(nowMs: now) } }
@@ -268,7 +312,7 @@ extension AggregatorService {
             }
             guard jobs[p.job] != nil else {
                 // Its open record has not arrived yet (a different queue): keep it, held.
-                waitingPartials[p.job, default: []].append((p, now))
+                waitingPartials[p.job, default: []].append((p, now, d.message))
                 held[p.job, default: []].append((d.forAck, sub))
                 return
             }
@@ -339,7 +383,7 @@ extension AggregatorService {
             let staleIDs = Set(waitingPartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
                 .union(waitingInferencePartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
                 .union(waitingDeadlines.filter { $0.value + unknownGrace < now }.keys)
-            for id in staleIDs {
+            for id in staleIDs where !opening.contains(id) {
                 if jobs[id] != nil || inferences[id] != nil {
                     // Parked inputs of the other kind under an open job's id: they stay held
                     // with the job's own inputs (acked when it closes), never replayed.
@@ -446,6 +490,17 @@ extension AggregatorService {
             closedOrder.append(id)
             if closedOrder.count > 100_000 {
                 closed.remove(closedOrder.removeFirst())
+            }
+        }
+
+        /// Sends a copy of a held input to sr.dead (the delivery itself is acked with its job).
+        func deadLetterCopy(_ message: Message, _ queue: String, _ reason: String) async {
+            service.counters.withLock { $0.deadLettered += 1 }
+            logger.warning("dead-lettering: \(reason)", metadata: ["queue": "\(queue)"])
+            do {
+                try await DeadLetter.send(message, reason: reason, from: queue, on: service.transport)
+            } catch {
+                logger.error("could not dead-letter a copy: \(error)")
             }
         }
 
