@@ -86,8 +86,9 @@ def main():
     delay = f"sr.delay.{args.deadline_ms}ms"
     ch.queue_declare(delay, durable=True, arguments={
         "x-message-ttl": args.deadline_ms, "x-expires": args.deadline_ms + 600000,
-        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "sr.deadlines"})
-    ch.basic_publish("", delay, b"", props(headers("deadline", **{"sr-job": job_id, "sr-deadline-ms": deadline})))
+        "x-dead-letter-exchange": "sr.deadline", "x-dead-letter-routing-key": "deadline"})
+    ch.queue_bind(delay, "sr.delay", routing_key=delay)
+    ch.basic_publish("sr.delay", delay, b"", props(headers("deadline", **{"sr-job": job_id, "sr-deadline-ms": deadline})))
     pa, px = ",".join(map(str, p)), ",".join(map(str, q))
     for layer, pairs in enumerate(layers):
         for i, j in pairs:
@@ -99,7 +100,7 @@ def main():
                                        "sr-rows": n, "sr-columns": n, "sr-vectors": 1, "sr-deadline-ms": deadline,
                                        "sr-matrix": "inline", "sr-partition-a": pa, "sr-partition-x": px})
                 payload = cx[j].astype("<i4").tobytes() + a[start:end].astype("<f8").tobytes()
-                ch.basic_publish("", "sr.tasks", payload, props(h, priority=max(0, 9 - layer), message_id=task,
+                ch.basic_publish("sr.task", "task", payload, props(h, priority=max(0, 9 - layer), message_id=task,
                                                                  expiration=str(max(1, deadline - int(time.time() * 1000)))))
     exact = a @ x
     ok = False

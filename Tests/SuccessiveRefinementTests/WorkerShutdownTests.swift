@@ -28,7 +28,7 @@ import Testing
         let request = MatVecRequest(operand: .stored(digest: digest, rows: n, columns: n), vectors: x, partitionA: p, partitionX: p,
                                     schedule: try .bySignificance(chunksA: 2, chunksX: 2), deadline: .seconds(60), rowBlock: n, id: "stop")
         let plan = try JobSubmitter(transport: producer).plan(request)
-        try await producer.publish(plan.tasks[0], exchange: "", routingKey: Topology.tasksQueue)
+        try await producer.publish(plan.tasks[0], Topology.taskRoute)
 
         var logger = Logger(label: "worker")
         logger.logLevel = .critical
@@ -36,7 +36,7 @@ import Testing
         let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [], logger: logger)
         let running = Task { try await group.run() }
         // In hand: no longer ready in the queue (bounded wait on the event).
-        let limit = ContinuousClock.now + .seconds(10)
+        let limit = ContinuousClock.now + .seconds(120)
         while try await producer.messageCount(queue: Topology.tasksQueue) > 0 {
             try #require(ContinuousClock.now < limit, "the worker never took the task")
             try await Task.sleep(for: .milliseconds(5))

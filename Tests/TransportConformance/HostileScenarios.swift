@@ -21,26 +21,26 @@ extension PipelineScenarios {
         var deepTask = plan.tasks[0]
         deepTask.headers["x-nested"] = deepArray(depth)
         deepTask.headers["marker"] = .string(marker + "-deep-task")
-        try await producer.publish(deepTask, exchange: "", routingKey: Topology.tasksQueue)
+        try await producer.publish(deepTask, Topology.taskRoute)
         var deepPartial = Message(body: [], headers: [
             "sr-version": .int(1), "sr-kind": .string("partial"), "sr-job": .string(victim.request.id!),
             "x-nested": deepArray(depth), "marker": .string(marker + "-deep-partial"),
         ])
         deepPartial.messageID = "deep"
-        try await producer.publish(deepPartial, exchange: "", routingKey: Topology.partialsQueue)
+        try await producer.publish(deepPartial, Topology.partialRoute)
 
         // 2. A task id longer than AMQP's 255-byte message_id (it would become the partial's id).
         var longID = plan.tasks[0]
         longID.headers[Header.task] = .string(String(repeating: "t", count: 300))
         longID.headers["marker"] = .string(marker + "-long-id")
-        try await producer.publish(longID, exchange: "", routingKey: Topology.tasksQueue)
+        try await producer.publish(longID, Topology.taskRoute)
 
         // 3. A well-formed open record asking for an 8192 × 1100 answer: 144 MB of values and
         //    bounds, more than one broker message holds. Refused at open with a failed output.
         let hugeID = unique("huge")
         let hugeWatcher = try await OutputWatcher.watch([hugeID], on: producer)
         try await producer.publish(hugeOpenRecord(id: hugeID, marker: marker + "-huge"),
-                                   exchange: Topology.jobsExchange, routingKey: "open")
+                                   Topology.openRoute)
 
         let expected = ["-deep-task": "nest deeper", "-deep-partial": "nest deeper", "-long-id": Header.task,
                         "-huge": "would not fit a broker message"]

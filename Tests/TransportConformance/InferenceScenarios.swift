@@ -43,7 +43,7 @@ struct InferenceFixture {
                 on producer: any Transport) async throws {
         let task = InferenceTask(job: job, resolution: r, indices: samples)
         let p = InferencePartial(for: task, logits: samples.map { reference[r - 1][$0] }, computeMicroseconds: 0, worker: "test")
-        try await producer.publish(p.encode(), exchange: "", routingKey: Topology.partialsQueue)
+        try await producer.publish(p.encode(), Topology.partialRoute)
     }
 
     func request(id: String, rule: String, deadline: Duration, block: Int) throws -> InferenceRequest {
@@ -236,11 +236,11 @@ public enum InferenceScenarios {
         // A mat-vec open record and a mat-vec partial that claim the inference job's id.
         let other = try ScenarioJob(id: id, chunks: 2, seed: 42)
         let plan = try JobSubmitter(transport: producer).plan(other.request)
-        try await producer.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
+        try await producer.publish(plan.open, Topology.openRoute)
         let strayTask = try TaskMessage(decoding: plan.tasks[0])
         let stray = PartialMessage(for: strayTask, computeMicroseconds: 0, worker: "stray",
                                    exact: Array(repeating: 0, count: strayTask.rows.count * strayTask.vectors), values: [])
-        try await producer.publish(stray.encode(), exchange: "", routingKey: Topology.partialsQueue)
+        try await producer.publish(stray.encode(), Topology.partialRoute)
         let reasons = try await within(.seconds(120), "two dead letters") {
             var found: [String] = []
             for try await d in dead.deliveries {

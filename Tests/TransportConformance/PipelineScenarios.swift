@@ -167,9 +167,9 @@ public enum PipelineScenarios {
     /// this machine computes.
     static func publishHead(_ plan: JobPlan, tasks: Int, deadline: Bool = true, on producer: any Transport) async throws {
         try await Topology.declare(on: producer)
-        try await producer.publish(plan.open, exchange: Topology.jobsExchange, routingKey: "open")
+        try await producer.publish(plan.open, Topology.openRoute)
         if deadline { try await startDeadline(plan, on: producer) }
-        for t in plan.tasks.prefix(tasks) { try await producer.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
+        for t in plan.tasks.prefix(tasks) { try await producer.publish(t, Topology.taskRoute) }
     }
 
     /// Publishes the job's deadline message into its delay queue: it fires one relative deadline
@@ -178,8 +178,8 @@ public enum PipelineScenarios {
     /// deadline message through the same delay-queue path, at a time the test chooses.
     static func startDeadline(_ plan: JobPlan, after ms: Int64? = nil, on producer: any Transport) async throws {
         let queue = ms.map { Topology.delayQueue(milliseconds: $0) } ?? plan.deadlineQueue
-        try await producer.declare(queue)
-        try await producer.publish(plan.deadline, exchange: "", routingKey: queue.name)
+        try await Topology.declareDelayQueue(queue, on: producer)
+        try await producer.publish(plan.deadline, Topology.delayRoute(queue))
     }
 
     static func unique(_ base: String) -> String { "\(base)\(UInt32.random(in: 0...UInt32.max))" }
@@ -305,9 +305,9 @@ public enum PipelineScenarios {
         let dead = try await producer.subscribe(queue: Topology.deadQueue, prefetch: 0)
         var badTask = Message(body: [1, 2, 3], headers: ["sr-version": .int(1), "sr-kind": .string("task"), "marker": .string(marker)])
         badTask.priority = 9
-        try await producer.publish(badTask, exchange: "", routingKey: Topology.tasksQueue)
+        try await producer.publish(badTask, Topology.taskRoute)
         let badPartial = Message(body: [9], headers: ["sr-version": .int(1), "sr-kind": .string("partial"), "marker": .string(marker)])
-        try await producer.publish(badPartial, exchange: "", routingKey: Topology.partialsQueue)
+        try await producer.publish(badPartial, Topology.partialRoute)
         var reasons: [String: String] = [:]
         try await within(.seconds(120), "two dead letters") {
             var found: [String: String] = [:]
@@ -342,13 +342,13 @@ public enum PipelineScenarios {
         // Layer 0 first; the aggregator dies once it has emitted resolution 1 (its inputs unacked).
         try await publishHead(plan, tasks: 0, on: producer)
         let layer0 = plan.tasks.prefix(3)
-        for t in layer0 { try await producer.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
+        for t in layer0 { try await producer.publish(t, Topology.taskRoute) }
         let (first, _, _) = try await startRoles(env, consumers: 1)
         let r1 = try await within(.seconds(120), "resolution 1") { try await watcher.next() }
         try require(r1?.resolution == 1, "expected resolution 1, got \(String(describing: r1?.resolution))")
         await first.stop()
         // The rest of the job arrives while no aggregator runs; a new one must finish it.
-        for t in plan.tasks.dropFirst(3) { try await producer.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
+        for t in plan.tasks.dropFirst(3) { try await producer.publish(t, Topology.taskRoute) }
         let (second, _, _) = try await startRoles(env, consumers: 1)
         let seen = try await outputs(until: id, from: watcher)
         await second.stop()

@@ -29,7 +29,7 @@ extension PipelineScenarios {
         exact[0] += exact[0] > 0 ? -1 : 1
         var forged = PartialMessage(for: task, computeMicroseconds: 1, worker: "forger", exact: exact, values: []).encode()
         forged.headers["marker"] = .string(marker + "-layered")
-        try await producer.publish(forged, exchange: "", routingKey: Topology.partialsQueue)
+        try await producer.publish(forged, Topology.partialRoute)
 
         // 2. An inline one-shot job: a forged block of float results (one value off by 1).
         var shot = try ScenarioJob(id: unique("vshot"), rows: 32, columns: 24, chunks: 2, rowBlock: 16, seed: 72).request
@@ -43,7 +43,7 @@ extension PipelineScenarios {
         values[0] += 1
         var forgedShot = PartialMessage(for: shotTask, computeMicroseconds: 1, worker: "forger", exact: [], values: values).encode()
         forgedShot.headers["marker"] = .string(marker + "-one-shot")
-        try await producer.publish(forgedShot, exchange: "", routingKey: Topology.partialsQueue)
+        try await producer.publish(forgedShot, Topology.partialRoute)
 
         // 3. Lying statistics: an inline job whose record shrinks A's statistics by 1e-9, and
         //    the registered job's twin whose record shrinks x's. Both must be refused.
@@ -61,7 +61,7 @@ extension PipelineScenarios {
             if which == "A" { record.statisticsA = shrink(record.statisticsA!) } else { record.statisticsX = shrink(record.statisticsX) }
             var m = try record.encode()
             m.headers["marker"] = .string(marker + "-lie-" + which)
-            try await producer.publish(m, exchange: Topology.jobsExchange, routingKey: "open")
+            try await producer.publish(m, Topology.openRoute)
         }
 
         let expected = ["-layered": "failed its checksum", "-one-shot": "failed its checksum",
@@ -88,7 +88,7 @@ extension PipelineScenarios {
 
         // The honest consumer then computes every task: both jobs complete, exact and verified.
         let (consumers, _, _) = try await startRoles(env, consumers: 1, aggregator: false)
-        for t in plan.tasks + shotPlan.tasks { try await producer.publish(t, exchange: "", routingKey: Topology.tasksQueue) }
+        for t in plan.tasks + shotPlan.tasks { try await producer.publish(t, Topology.taskRoute) }
         let seen = try await outputs(until: plan.job.id, from: watcher)
         try require(seen.last?.status == .complete && seen.last!.values.elements == registered.fixedPoint,
                     "the registered job after a forged partial: \(String(describing: seen.last?.status)), exact \(seen.last?.values.elements == registered.fixedPoint)")

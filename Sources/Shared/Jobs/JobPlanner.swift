@@ -97,13 +97,13 @@ public enum JobPlanner {
         if let declared {
             try await declared.ensure(plan.deadlineQueue, on: transport)
         } else {
-            try await transport.declare(plan.deadlineQueue)
+            try await Topology.declareDelayQueue(plan.deadlineQueue, on: transport)
         }
         // One batch, in order: priority only orders a backlog, so when consumers are idle the
         // arrival order is the compute order.
-        var batch = plan.tasks.map { Publication($0, exchange: "", routingKey: Topology.tasksQueue) }
-        batch.append(Publication(plan.open, exchange: Topology.jobsExchange, routingKey: "open"))
-        batch.append(Publication(plan.deadline, exchange: "", routingKey: plan.deadlineQueue.name))
+        var batch = plan.tasks.map { Publication($0, Topology.taskRoute) }
+        batch.append(Publication(plan.open, Topology.openRoute))
+        batch.append(Publication(plan.deadline, Topology.delayRoute(plan.deadlineQueue)))
         try await transport.publish(batch)
     }
 }
@@ -121,7 +121,7 @@ public final class DeclaredQueues: Sendable {
         let now = ContinuousClock.now
         let renewAfter = (queue.expires ?? .seconds(3600)) / 2
         if let at = declared.withLock({ $0[queue.name] }), now - at < renewAfter { return }
-        try await transport.declare(queue)
+        try await Topology.declareDelayQueue(queue, on: transport)
         declared.withLock { $0[queue.name] = now }
     }
 }

@@ -152,7 +152,7 @@ extension AggregatorService.Core {
         guard unsentTasks[job.id] == nil else { return unsentTasks[job.id, default: []] += tasks }
         do {
             // One batch, confirms awaited together: a resolution's tasks cost one round trip.
-            try await service.transport.publish(tasks.map { Publication($0, exchange: "", routingKey: Topology.tasksQueue) })
+            try await service.transport.publish(tasks.map { Publication($0, Topology.taskRoute) })
         } catch {
             // Some may have gone out: sending them again is harmless (partials are de-duplicated).
             logger.error("could not publish inference tasks; will retry: \(error)", metadata: ["job.id": "\(job.id)"])
@@ -171,7 +171,7 @@ extension AggregatorService.Core {
 
     func send(_ task: Message, job: String) async -> Bool {
         do {
-            try await service.transport.publish(task, exchange: "", routingKey: Topology.tasksQueue)
+            try await service.transport.publish(task, Topology.taskRoute)
             return true
         } catch {
             logger.error("could not publish an inference task; will retry: \(error)", metadata: ["job.id": "\(job)"])

@@ -91,14 +91,14 @@ public struct InferenceSubmitter: Sendable {
         try await Topology.declare(on: transport)
         let relative = job.relativeDeadlineMs
         let delay = Topology.delayQueue(milliseconds: relative)
-        try await transport.declare(delay)
+        try await Topology.declareDelayQueue(delay, on: transport)
         // One batch in this order, confirms awaited together (one round trip for the job).
         var batch = stride(from: 0, to: job.samples, by: job.blockSize).map { start in
             Publication(InferenceTask(job: job, resolution: 1, indices: Array(start..<min(job.samples, start + job.blockSize)))
-                            .encode(expiration: .milliseconds(relative)), exchange: "", routingKey: Topology.tasksQueue)
+                            .encode(expiration: .milliseconds(relative)), Topology.taskRoute)
         }
-        batch.append(Publication(try InferenceOpen(job: job).encode(), exchange: Topology.jobsExchange, routingKey: "open"))
-        batch.append(Publication(DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), exchange: "", routingKey: delay.name))
+        batch.append(Publication(try InferenceOpen(job: job).encode(), Topology.openRoute))
+        batch.append(Publication(DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), Topology.delayRoute(delay)))
         try await transport.publish(batch)
     }
 }

@@ -108,8 +108,7 @@ public struct JobSubmitter: Sendable {
     /// Fires a job's deadline now (`srproduce deadline JOB`).
     public func fireDeadline(job: String) async throws {
         try await Topology.declare(on: transport)
-        try await transport.publish(DeadlineMessage(job: job, deadlineMs: wallClock()).encode(),
-                                    exchange: "", routingKey: Topology.deadlinesQueue)
+        try await transport.publish(DeadlineMessage(job: job, deadlineMs: wallClock()).encode(), Topology.deadlineRoute)
     }
 
     static func newID() -> String {

@@ -153,7 +153,7 @@ public final class TaskWorker: Service, Sendable {
                 }
             }
             Trace.mark(work.job, "consumer.computed \(work.task)")
-            try await transport.publish(partial, exchange: "", routingKey: Topology.partialsQueue)
+            try await transport.publish(partial, Topology.partialRoute)
             Trace.mark(work.job, "consumer.partial.confirmed \(work.task)")
             counters.withLock {
                 $0.computed += 1
