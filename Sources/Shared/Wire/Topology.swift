@@ -35,6 +35,10 @@ public enum Topology {
     public struct Route: Sendable, Equatable {
         public let exchange: String
         public let routingKey: String
+        public init(exchange: String, routingKey: String) {
+            self.exchange = exchange
+            self.routingKey = routingKey
+        }
     }
 
     public static let openRoute = Route(exchange: jobsExchange, routingKey: "open")
