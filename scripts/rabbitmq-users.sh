@@ -5,7 +5,12 @@
 #
 #   scripts/rabbitmq-users.sh --dir DIR [--vhost V] [--out FILE]     a node from scripts/rabbitmq-start.sh
 #   scripts/rabbitmq-users.sh --ctl rabbitmqctl [--vhost V] [--out FILE]   any node rabbitmqctl reaches
+#   scripts/rabbitmq-users.sh --definitions FILE [--vhost V]          a definitions file a broker loads
+#                                                                     at boot (compose/setup.sh)
 #
+# --definitions needs every password in the environment (no generated ones: the roles must know
+# them), each at least 16 URL-safe characters and not a placeholder such as change-me; it also
+# adds sr-admin (tag administrator, for the management UI) from SR_ADMIN_PASSWORD.
 # Users: sr-producer, sr-consumer, sr-aggregator, sr-monitor (tag monitoring, no queue access).
 # Passwords come from SR_PRODUCER_PASSWORD, SR_CONSUMER_PASSWORD, SR_AGGREGATOR_PASSWORD and
 # SR_MONITOR_PASSWORD, or are generated (24 hex characters). --out writes shell exports
@@ -28,20 +33,29 @@ cd "$(dirname "$0")/.."
 die() { printf 'rabbitmq-users: error: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-dir="" ctl="" vhost="" out=""
+dir="" ctl="" vhost="" out="" definitions=""
 while (($#)); do
   case $1 in
     --dir) dir=${2:?--dir needs a directory}; shift 2 ;;
     --ctl) ctl=${2:?--ctl needs a command}; shift 2 ;;
     --vhost) vhost=${2:?--vhost needs a name}; shift 2 ;;
     --out) out=${2:?--out needs a file}; shift 2 ;;
+    --definitions) definitions=${2:?--definitions needs a file}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
-[[ -n $dir || -n $ctl ]] || die "give --dir DIR (a node from scripts/rabbitmq-start.sh) or --ctl COMMAND"
+[[ -n $dir || -n $ctl || -n $definitions ]] || die "give --dir DIR (a node from scripts/rabbitmq-start.sh), --ctl COMMAND or --definitions FILE"
 
-if [[ -n $dir ]]; then
+if [[ -n $definitions ]]; then
+  vhost=${vhost:-/}
+  for v in SR_PRODUCER_PASSWORD SR_CONSUMER_PASSWORD SR_AGGREGATOR_PASSWORD SR_MONITOR_PASSWORD SR_ADMIN_PASSWORD; do
+    value=${!v:-}
+    [[ -n $value ]] || die "$v is not set (in compose/.env): every role needs its own password"
+    [[ $value =~ ^[A-Za-z0-9._~-]{16,}$ ]] || die "$v must be at least 16 URL-safe characters (letters, digits, - . _ ~), e.g. from: openssl rand -hex 16"
+    [[ ${value,,} != *change-me* && ${value,,} != *changeme* && ${value,,} != *password* ]] || die "$v is a placeholder; set a real password (openssl rand -hex 16)"
+  done
+elif [[ -n $dir ]]; then
   [[ -f $dir/env ]] || die "$dir has no env file: start the node with scripts/rabbitmq-start.sh --dir $dir"
   # shellcheck source=/dev/null
   . "$dir/env"
@@ -83,6 +97,36 @@ read[aggregator]='^sr\.(jobs|partials|deadlines|task|partial|deadline|dlx)$'
 configure[monitor]='^$'
 write[monitor]='^$'
 read[monitor]='^$'
+
+if [[ -n $definitions ]]; then
+  # RabbitMQ's rabbit_password_hashing_sha256: base64(salt ‖ SHA-256(salt ‖ password)), 4-byte salt.
+  umask 077
+  SR_VHOST=$vhost python3 - "$definitions" \
+    "${configure[producer]}" "${write[producer]}" "${read[producer]}" \
+    "${configure[consumer]}" "${write[consumer]}" "${read[consumer]}" \
+    "${configure[aggregator]}" "${write[aggregator]}" "${read[aggregator]}" <<'PY'
+import base64, hashlib, json, os, sys
+out, *perms = sys.argv[1:]
+vhost = os.environ["SR_VHOST"]
+def hashed(password):
+    salt = os.urandom(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+users, permissions = [], []
+for i, role in enumerate(["producer", "consumer", "aggregator"]):
+    users.append({"name": f"sr-{role}", "password_hash": hashed(os.environ[f"SR_{role.upper()}_PASSWORD"]),
+                  "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []})
+    c, w, r = perms[3 * i:3 * i + 3]
+    permissions.append({"user": f"sr-{role}", "vhost": vhost, "configure": c, "write": w, "read": r})
+users.append({"name": "sr-monitor", "password_hash": hashed(os.environ["SR_MONITOR_PASSWORD"]),
+              "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["monitoring"]})
+users.append({"name": "sr-admin", "password_hash": hashed(os.environ["SR_ADMIN_PASSWORD"]),
+              "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]})
+permissions.append({"user": "sr-admin", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"})
+json.dump({"users": users, "vhosts": [{"name": vhost}], "permissions": permissions}, open(out, "w"), indent=2)
+PY
+  echo "rabbitmq-users: wrote $definitions (users sr-producer, sr-consumer, sr-aggregator, sr-monitor, sr-admin on vhost $vhost)" >&2
+  exit 0
+fi
 
 for role in producer consumer aggregator monitor; do
   user=sr-$role

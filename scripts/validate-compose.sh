@@ -7,9 +7,16 @@
 #    is used when v1 is absent) with the variables of compose/.env.example: catches YAML errors,
 #    unknown keys, wrong types, undefined services/volumes and missing build contexts.
 # 2. Checks on the resolved configuration: the four services exist, published ports bind to
-#    127.0.0.1 only, no guest credentials, the app services wait for a healthy broker.
+#    127.0.0.1 only, no plain AMQP port, no guest credentials, each role reaches the broker over
+#    amqps as its own user (sr-producer, sr-consumer, sr-aggregator) and verifies it with the CA,
+#    the broker takes TLS only (rabbitmq.conf) and loads the per-role definitions, the app services
+#    wait for a healthy broker.
 # 3. With NO credentials available the file must be rejected, naming the missing variable:
 #    credentials are required, never defaulted.
+# 4. compose/setup.sh refuses the placeholder passwords of .env.example and, given real ones,
+#    writes certificates and definitions; with SR_RABBITMQ_DIR (a node of
+#    scripts/rabbitmq-start.sh, as scripts/test.sh runs) the definitions are imported there and
+#    every role's password must authenticate with exactly the permissions rabbitmq-users.sh gives.
 # The caller's environment and any real compose/.env are ignored, so the result does not depend on
 # who runs it. Exit status non-zero on any failure.
 set -euo pipefail
@@ -35,7 +42,8 @@ note "using $("${compose[@]}" version --short 2>/dev/null || echo "${compose[*]}
 
 # Run compose with a clean slate: none of the variables compose.yaml reads may come from the
 # caller's shell (e.g. a sourced .rabbitmq/*/env), and --env-file replaces any real compose/.env.
-hermetic=(env -u SR_RABBITMQ_USER -u SR_RABBITMQ_PASSWORD -u SR_RABBITMQ_VHOST -u SR_AMQP_HOST_PORT
+hermetic=(env -u SR_PRODUCER_PASSWORD -u SR_CONSUMER_PASSWORD -u SR_AGGREGATOR_PASSWORD -u SR_ADMIN_PASSWORD
+  -u SR_MONITOR_PASSWORD -u SR_RABBITMQ_VHOST -u SR_AMQPS_HOST_PORT -u SR_AMQP_HOST_PORT
   -u SR_MGMT_HOST_PORT -u COMPOSE_PROJECT_NAME -u COMPOSE_FILE -u COMPOSE_PROFILES -u COMPOSE_PATH_SEPARATOR)
 run_compose() { "${hermetic[@]}" "${compose[@]}" "$@"; }
 
@@ -86,17 +94,29 @@ for name, svc in services.items():
 rmq = services.get("rabbitmq", {})
 if "healthcheck" not in rmq:
     problems.append("rabbitmq: no healthcheck")
+for port in rmq.get("ports", []):
+    target = port.get("target") if isinstance(port, dict) else str(port).split(":")[-1].split("/")[0]
+    if str(target) == "5672":
+        problems.append("rabbitmq: the plain AMQP port 5672 is published; roles use amqps (5671) only")
+mounts = " ".join(str(v.get("source", "") + ":" + v.get("target", "")) if isinstance(v, dict) else str(v) for v in rmq.get("volumes", []))
+for needed in ("/etc/rabbitmq/secrets", "rabbitmq.conf"):
+    if needed not in mounts:
+        problems.append(f"rabbitmq: {needed} is not mounted")
 for name in ("aggregator", "consumer", "producer"):
     dep = (services.get(name, {}).get("depends_on") or {}).get("rabbitmq", {})
     if not isinstance(dep, dict) or dep.get("condition") != "service_healthy":
         problems.append(f"{name}: must depend on rabbitmq with condition service_healthy")
-    if "SR_AMQP_URL" not in (services.get(name, {}).get("environment") or {}):
-        problems.append(f"{name}: SR_AMQP_URL not set")
+    env = services.get(name, {}).get("environment") or {}
+    url = str(env.get("SR_AMQP_URL", ""))
+    if not url.startswith(f"amqps://sr-{name}:") or ":5671/" not in url:
+        problems.append(f"{name}: SR_AMQP_URL must be amqps://sr-{name}:…@rabbitmq:5671/… (its own user, TLS), is {url.split('@')[0].split(':')[0]}://…")
+    if env.get("SR_AMQP_CACERT") != "/run/sr/ca.pem":
+        problems.append(f"{name}: SR_AMQP_CACERT must name the mounted CA /run/sr/ca.pem")
 for p in problems:
     print("  " + p, file=sys.stderr)
 sys.exit(1 if problems else 0)
 PY
-  note "ok: ports on 127.0.0.1 only, no guest credentials, app services wait for a healthy broker"
+  note "ok: ports on 127.0.0.1 only, amqps only, one user per role, no guest credentials, app services wait for a healthy broker"
 fi
 
 # ---------------------------------------------------------------- 3. credentials are required
@@ -104,8 +124,55 @@ fi
 if run_compose --env-file "$tmp/empty.env" -f "$file" config -q 2>"$tmp/err"; then
   fail "$file is accepted without SR_RABBITMQ_USER/SR_RABBITMQ_PASSWORD: credentials must be required"
 fi
-grep -q 'SR_RABBITMQ_\(USER\|PASSWORD\)' "$tmp/err" ||
+grep -q 'SR_[A-Z]*_PASSWORD' "$tmp/err" ||
   { cat "$tmp/err" >&2; fail "without credentials compose failed, but not because of the missing credentials"; }
-note "ok: without credentials compose refuses: $(grep -o 'set SR_RABBITMQ_[A-Z]* in compose/.env' "$tmp/err" | head -n1)"
+note "ok: without credentials compose refuses: $(grep -o 'set SR_[A-Z]*_PASSWORD in compose/.env' "$tmp/err" | head -n1)"
+
+# ---------------------------------------------------------------- 4. setup.sh, TLS and users
+conf=$root/compose/rabbitmq.conf
+grep -qx 'listeners.tcp = none' "$conf" || fail "$conf must disable the plain listener (listeners.tcp = none)"
+grep -q '^listeners.ssl.default = 5671' "$conf" || fail "$conf must listen for TLS on 5671"
+grep -q '^load_definitions = /etc/rabbitmq/secrets/definitions.json' "$conf" || fail "$conf must load the per-role definitions"
+# A scratch copy of compose/, so a real compose/.env and compose/secrets/ are never touched.
+mkdir -p "$tmp/copy/compose" "$tmp/copy/scripts"
+cp "$root/compose/setup.sh" "$tmp/copy/compose/"
+cp "$root/scripts/rabbitmq-users.sh" "$root/scripts/rabbitmqctl.sh" "$tmp/copy/scripts/"
+cp "$example" "$tmp/copy/compose/.env"
+if "${hermetic[@]}" bash "$tmp/copy/compose/setup.sh" >"$tmp/setup.out" 2>&1; then
+  fail "compose/setup.sh accepted the placeholder passwords of .env.example"
+fi
+grep -q 'placeholder\|at least 16' "$tmp/setup.out" || { cat "$tmp/setup.out" >&2; fail "setup.sh failed for another reason than the placeholders"; }
+for role in PRODUCER CONSUMER AGGREGATOR ADMIN MONITOR; do
+  printf 'SR_%s_PASSWORD=%s\n' "$role" "$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" >>"$tmp/copy/compose/.env"
+done
+"${hermetic[@]}" bash "$tmp/copy/compose/setup.sh" >"$tmp/setup.out" 2>&1 || { cat "$tmp/setup.out" >&2; fail "compose/setup.sh failed with real passwords"; }
+for f in ca.pem server.pem server.key definitions.json; do
+  [[ -s $tmp/copy/compose/secrets/$f ]] || fail "setup.sh did not write secrets/$f"
+done
+openssl verify -CAfile "$tmp/copy/compose/secrets/ca.pem" "$tmp/copy/compose/secrets/server.pem" >/dev/null ||
+  fail "the server certificate does not verify against the CA"
+openssl x509 -in "$tmp/copy/compose/secrets/server.pem" -noout -ext subjectAltName | grep -q 'DNS:rabbitmq' ||
+  fail "the server certificate does not name the host 'rabbitmq'"
+note "ok: setup.sh refuses placeholder passwords; writes a CA, a server certificate for 'rabbitmq' and definitions"
+if [[ -n ${SR_RABBITMQ_DIR:-} && -f ${SR_RABBITMQ_DIR}/env ]]; then
+  defs=$tmp/copy/compose/secrets/definitions.json
+  bash "$root/scripts/rabbitmqctl.sh" "$SR_RABBITMQ_DIR" -q import_definitions "$defs" >/dev/null
+  # shellcheck source=/dev/null
+  . "$tmp/copy/compose/.env"
+  for role in producer consumer aggregator; do
+    var=SR_${role^^}_PASSWORD
+    ok=""
+    for _ in $(seq 50); do  # the import is asynchronous; bounded wait for the user to exist
+      if bash "$root/scripts/rabbitmqctl.sh" "$SR_RABBITMQ_DIR" -q authenticate_user "sr-$role" "${!var}" >/dev/null 2>&1; then ok=1; break; fi
+      sleep 0.2
+    done
+    [[ -n $ok ]] || fail "sr-$role does not authenticate with its password after importing the definitions"
+    bash "$root/scripts/rabbitmqctl.sh" "$SR_RABBITMQ_DIR" -q authenticate_user "sr-$role" wrong-password >/dev/null 2>&1 &&
+      fail "sr-$role authenticates with a wrong password"
+  done
+  perms=$(bash "$root/scripts/rabbitmqctl.sh" "$SR_RABBITMQ_DIR" -q list_user_permissions sr-consumer | awk '$1 == "sr"')
+  [[ $perms == *'^sr\.(partial|dlx)$'*'^sr\.tasks$'* ]] || fail "sr-consumer's permissions on vhost sr are not the least ones: $perms"
+  note "ok: the definitions load into RabbitMQ; each role authenticates with its own password and has only its permissions"
+fi
 
 note "PASS: $file"
