@@ -9,7 +9,7 @@ import TransportConformance
 extension AMQPIntegration {
     @Suite(.enabled(if: ProcessInfo.processInfo.environment["SR_RABBITMQ_DIR"] != nil,
                     "set SR_RABBITMQ_DIR (source the env file of scripts/rabbitmq-start.sh)"),
-           .timeLimit(.minutes(3)))
+           .timeLimit(.minutes(10)))
     struct AMQPPipelineTests {
         @Test(arguments: PipelineScenarios.all + InferenceScenarios.all)
         func scenario(_ s: PipelineScenario) async throws {

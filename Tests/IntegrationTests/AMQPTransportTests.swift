@@ -18,7 +18,7 @@ import Glibc
 enum AMQPIntegration {}
 
 extension AMQPIntegration {
-    @Suite(.timeLimit(.minutes(2)))
+    @Suite(.timeLimit(.minutes(10)))
     struct AMQPTransportTests {
         @Test(arguments: TransportConformance.cases)
         func conformance(_ c: ConformanceCase) async throws {

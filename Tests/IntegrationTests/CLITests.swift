@@ -119,8 +119,8 @@ struct CLITests {
         let model = Executables.root.appendingPathComponent("Tests/Models/fashion-mnist-mlp").path
         let images = try npy("few.npy", (0..<(3 * 784)).map { Double(($0 * 7) % 256) / 255 }, shape: [3, 784])
         let (status, output) = try await Executables.run("srproduce", [
-            "infer", "--embedded", "--model", model, "--images", images, "--deadline", "20s", "--exit", "none", "--json",
-            "--out", dir + "/final.json"], environment: ["SR_STORE": dir + "/store"], timeout: .seconds(60))
+            "infer", "--embedded", "--model", model, "--images", images, "--deadline", "300s", "--exit", "none", "--json",
+            "--out", dir + "/final.json"], environment: ["SR_STORE": dir + "/store"], timeout: .seconds(400))
         try #require(status == 0, "\(output)")
         let final = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/final.json"))) as? [String: Any]
         let answers = final?["answers"] as? [[String: Any]] ?? []

@@ -11,7 +11,7 @@ import Testing
 extension AMQPIntegration {
     @Suite(.enabled(if: ProcessInfo.processInfo.environment["SR_RABBITMQ_DIR"] != nil,
                     "set SR_RABBITMQ_DIR (source the env file of scripts/rabbitmq-start.sh)"),
-           .timeLimit(.minutes(3)))
+           .timeLimit(.minutes(10)))
     struct PermissionsTests {
         static let passwords = ["producer": "p-\(UInt32.random(in: 0...UInt32.max))",
                                 "consumer": "c-\(UInt32.random(in: 0...UInt32.max))",

@@ -7,7 +7,7 @@ import Testing
 
 @Suite(.enabled(if: BrokerEnvironment.url != nil && ProcessInfo.processInfo.environment["SR_RABBITMQ_DIR"] != nil
                 && Executables.available, "needs SR_AMQP_URL, SR_RABBITMQ_DIR and the built executables (scripts/test.sh)"),
-       .serialized, .timeLimit(.minutes(3)))
+       .serialized, .timeLimit(.minutes(10)))
 struct ProcessKillTests {
     /// A vhost, a store and the processes of one test; everything is cleaned up by `finish`.
     final class Pool: @unchecked Sendable {
@@ -105,15 +105,15 @@ struct ProcessKillTests {
             try await Topology.declare(on: transport)
             _ = try pool.spawn("sraggregate")
             let victim = try pool.spawn("srconsume", ["--prefetch", "2", "--name", "victim"])
-            let (request, a, x) = try job(pool, transport: transport, deadline: .seconds(60))
+            let (request, a, x) = try job(pool, transport: transport, deadline: .seconds(600))
             let watcher = try await OutputWatcher.watch([request.id!], on: transport)
             _ = try await JobSubmitter(transport: transport).submit(request)
-            let first = try await next(watcher, within: .seconds(60))
+            let first = try await next(watcher, within: .seconds(120))
             #expect(first.status == .partial, "the job finished before the kill; the test proves nothing")
             pool.kill9(victim)
             _ = try pool.spawn("srconsume", ["--name", "survivor"])
             var outputs = [first]
-            while outputs.last!.status == .partial { outputs.append(try await next(watcher, within: .seconds(60))) }
+            while outputs.last!.status == .partial { outputs.append(try await next(watcher, within: .seconds(120))) }
             #expect(outputs.last!.status == .complete)
             #expect(outputs.map(\.resolution) == Array(1...5), "resolutions \(outputs.map(\.resolution))")
             checkFinal(outputs.last!, a, x)
@@ -134,17 +134,17 @@ struct ProcessKillTests {
             try await Topology.declare(on: transport)
             let aggregator = try pool.spawn("sraggregate")
             _ = try pool.spawn("srconsume")
-            let (request, a, x) = try job(pool, transport: transport, deadline: .seconds(60))
+            let (request, a, x) = try job(pool, transport: transport, deadline: .seconds(600))
             let watcher = try await OutputWatcher.watch([request.id!], on: transport)
             _ = try await JobSubmitter(transport: transport).submit(request)
-            let first = try await next(watcher, within: .seconds(60))
+            let first = try await next(watcher, within: .seconds(120))
             #expect(first.status == .partial, "the job finished before the kill; the test proves nothing")
             pool.kill9(aggregator)
             _ = try pool.spawn("sraggregate")
             // The restarted aggregator rebuilds the job from redelivered inputs; it may publish
             // earlier resolutions again (outputs are at-least-once).
             var last = first
-            while last.status == .partial { last = try await next(watcher, within: .seconds(60)) }
+            while last.status == .partial { last = try await next(watcher, within: .seconds(120)) }
             #expect(last.status == .complete)
             checkFinal(last, a, x)
             await watcher.subscription.cancel()

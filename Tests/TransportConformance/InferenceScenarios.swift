@@ -99,7 +99,7 @@ public enum InferenceScenarios {
         let id = PipelineScenarios.unique("inf")
         let watcher = try await OutputWatcher.watch([id], on: producer)
         _ = try await InferenceSubmitter(transport: producer, store: env.store)
-            .submit(fixture.request(id: id, rule: "margin:\(t)", deadline: .seconds(30), block: 16))
+            .submit(fixture.request(id: id, rule: "margin:\(t)", deadline: .seconds(600), block: 16))
         let seen = try await inferenceOutputs(until: id, from: watcher)
         await roles.stop()
         await producer.close()
@@ -174,7 +174,7 @@ public enum InferenceScenarios {
         // job is certainly open when its aggregator dies (inputs unacknowledged).
         let (first, _, _) = try await startRoles(env, consumers: 0)
         let job = try await InferenceSubmitter(transport: producer, store: env.store)
-            .submit(fixture.request(id: id, rule: "none", deadline: .seconds(30), block: 10))
+            .submit(fixture.request(id: id, rule: "none", deadline: .seconds(600), block: 10))
         try await fixture.answer(job, resolution: 1, samples: Array(0..<10), reference: reference, on: producer)
         let r1 = try await within(.seconds(120), "a first refinement") { try await watcher.nextInference(within: .seconds(120)) }
         try require(r1?.status == .partial && r1?.answers.count == 10, "expected the refinement of samples 0…9")
@@ -232,7 +232,7 @@ public enum InferenceScenarios {
         let watcher = try await OutputWatcher.watch([id], on: producer)
         // margin ≥ 0 holds for every sample: all are decided at resolution 1.
         let job = try await InferenceSubmitter(transport: producer, store: env.store)
-            .submit(fixture.request(id: id, rule: "margin:0", deadline: .seconds(30), block: 8))
+            .submit(fixture.request(id: id, rule: "margin:0", deadline: .seconds(600), block: 8))
         // A mat-vec open record and a mat-vec partial that claim the inference job's id.
         let other = try ScenarioJob(id: id, chunks: 2, seed: 42)
         let plan = try JobSubmitter(transport: producer).plan(other.request)
