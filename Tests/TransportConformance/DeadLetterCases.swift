@@ -39,7 +39,7 @@ enum DeadLetterCases {
         let deadInbox = try await h.subscribe(t, dead, prefetch: 1)
         try await t.publish(.text("late", expiration: .milliseconds(100)), exchange: "", routingKey: source)
         try await t.publish(.text("stays"), exchange: "", routingKey: source)
-        let dl = try await deadInbox.next(within: .seconds(30))
+        let dl = try await deadInbox.next(within: .seconds(120))
         try check(dl.text == "late", "dead-lettered \(dl.text)")
         try check(dl.routingKey == source && dl.exchange == dlx, "dead-lettered via \(dl.exchange) / \(dl.routingKey)")
         try check(dl.message.expiration == nil, "the expiration should be removed when dead-lettering, is \(String(describing: dl.message.expiration))")
@@ -57,7 +57,7 @@ enum DeadLetterCases {
         let ((d, elapsed), stall) = try await withStallMeter {
             let start = ContinuousClock.now
             try await t.publish(.text("deadline"), exchange: "", routingKey: delay)
-            let d = try await inbox.next(within: .seconds(30))
+            let d = try await inbox.next(within: .seconds(120))
             return (d, ContinuousClock.now - start)
         }
         try check(elapsed >= .milliseconds(295), "fired after \(elapsed), before the 300 ms TTL")

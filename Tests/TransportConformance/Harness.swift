@@ -74,7 +74,7 @@ final class Harness: Sendable {
                       deadLetterRoutingKey: String? = nil) async throws -> String {
         try await transport.declare(QueueSpec(
             name: name(role), durable: false, maxPriority: maxPriority, messageTTL: messageTTL,
-            expires: .seconds(60), deadLetterExchange: deadLetterExchange, deadLetterRoutingKey: deadLetterRoutingKey))
+            expires: .seconds(600), deadLetterExchange: deadLetterExchange, deadLetterRoutingKey: deadLetterRoutingKey))
     }
 
     /// Declares a non-durable exchange for this case. Returns its name.

@@ -44,20 +44,7 @@ extension PipelineScenarios {
 
         let expected = ["-deep-task": "nest deeper", "-deep-partial": "nest deeper", "-long-id": Header.task,
                         "-huge": "would not fit a broker message"]
-        let reasons = try await within(.seconds(60), "four dead letters") {
-            var found: [String: String] = [:]
-            for try await d in dead.deliveries {
-                try await dead.ack(d)
-                guard let m = d.message.headers["marker"]?.stringValue, m.hasPrefix(marker) else { continue }
-                found[String(m.dropFirst(marker.count))] = d.message.headers[Header.deadReason]?.stringValue ?? ""
-                if found.count == expected.count { break }
-            }
-            return found
-        }
-        await dead.cancel()
-        for (k, phrase) in expected {
-            try require(reasons[k]?.contains(phrase) == true, "dead letter \(k): reason \(reasons[k] ?? "missing") should mention \(phrase)")
-        }
+        try await expectDeadLetters(expected, marker: marker, from: dead)
         let failed = try await outputs(until: hugeID, from: hugeWatcher)
         try require(failed.count == 1 && failed[0].status == .failed && failed[0].reason?.contains("would not fit") == true,
                     "the oversized job should get one failed final with its reason, got \(failed.map { "\($0.status) \($0.reason ?? "")" })")
@@ -74,6 +61,25 @@ extension PipelineScenarios {
                     "counters: consumers dead-lettered \(consumerDead), aggregator \(aggregator?.snapshot.deadLettered ?? 0)")
         await roles.stop()
         await producer.close()
+    }
+
+    /// Reads sr.dead until a dead letter has arrived for every suffix of `expected` (messages
+    /// carry header `marker` = marker + suffix), then checks each reason mentions its phrase.
+    static func expectDeadLetters(_ expected: [String: String], marker: String, from dead: Subscription) async throws {
+        let reasons = try await within(.seconds(120), "\(expected.count) dead letters") {
+            var found: [String: String] = [:]
+            for try await d in dead.deliveries {
+                try await dead.ack(d)
+                guard let m = d.message.headers["marker"]?.stringValue, m.hasPrefix(marker) else { continue }
+                found[String(m.dropFirst(marker.count))] = d.message.headers[Header.deadReason]?.stringValue ?? ""
+                if found.count == expected.count { break }
+            }
+            return found
+        }
+        await dead.cancel()
+        for (k, phrase) in expected {
+            try require(reasons[k]?.contains(phrase) == true, "dead letter \(k): reason \(reasons[k] ?? "missing") should mention \(phrase)")
+        }
     }
 
     /// [[[… "x" …]]] nested `depth` levels, built without recursion.

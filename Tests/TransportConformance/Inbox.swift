@@ -45,7 +45,7 @@ final class Inbox: Sendable {
     }
 
     /// The next delivery; fails if none arrives within `timeout` or the deliveries end.
-    func next(within timeout: Duration = .seconds(30), file: StaticString = #fileID, line: UInt = #line) async throws -> Delivery {
+    func next(within timeout: Duration = .seconds(120), file: StaticString = #fileID, line: UInt = #line) async throws -> Delivery {
         let deadline = ContinuousClock.now + timeout
         while true {
             let (delivery, ended) = state.withLock { s in
@@ -63,7 +63,7 @@ final class Inbox: Sendable {
     }
 
     /// The next `count` deliveries, in order.
-    func next(_ count: Int, within timeout: Duration = .seconds(30), file: StaticString = #fileID, line: UInt = #line) async throws -> [Delivery] {
+    func next(_ count: Int, within timeout: Duration = .seconds(120), file: StaticString = #fileID, line: UInt = #line) async throws -> [Delivery] {
         var deliveries: [Delivery] = []
         for _ in 0..<count { deliveries.append(try await next(within: timeout, file: file, line: line)) }
         return deliveries
@@ -87,7 +87,7 @@ final class Inbox: Sendable {
     }
 
     /// Fails unless the deliveries end (without error) within `timeout` and nothing is left.
-    func expectEnd(within timeout: Duration = .seconds(30), file: StaticString = #fileID, line: UInt = #line) async throws {
+    func expectEnd(within timeout: Duration = .seconds(120), file: StaticString = #fileID, line: UInt = #line) async throws {
         let deadline = ContinuousClock.now + timeout
         while true {
             let (first, ended) = state.withLock { s in (s.buffered.first, s.ended) }

@@ -66,20 +66,7 @@ extension PipelineScenarios {
 
         let expected = ["-layered": "failed its checksum", "-one-shot": "failed its checksum",
                         "-lie-A": "statistics of A in the open record do not match", "-lie-x": "statistics of x in the open record do not match"]
-        let reasons = try await within(.seconds(120), "four dead letters") {
-            var found: [String: String] = [:]
-            for try await d in dead.deliveries {
-                try await dead.ack(d)
-                guard let m = d.message.headers["marker"]?.stringValue, m.hasPrefix(marker) else { continue }
-                found[String(m.dropFirst(marker.count))] = d.message.headers[Header.deadReason]?.stringValue ?? ""
-                if found.count == expected.count { break }
-            }
-            return found
-        }
-        await dead.cancel()
-        for (k, phrase) in expected {
-            try require(reasons[k]?.contains(phrase) == true, "dead letter \(k): reason \(reasons[k] ?? "missing") should mention \(phrase)")
-        }
+        try await expectDeadLetters(expected, marker: marker, from: dead)
         for id in [liarA.job.id, liarXPlan.job.id] {
             let out = try await outputs(until: id, from: liarWatcher)
             try require(out.count == 1 && out[0].status == .failed && out[0].reason?.contains("do not match") == true,
