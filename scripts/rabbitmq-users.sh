@@ -25,7 +25,7 @@
 #               partial or output.
 #   consumer    declares nothing; reads sr.tasks; writes partials (sr.partial) and dead letters
 #               (sr.dlx) — it cannot write open records, deadlines or outputs.
-#   aggregator  declares the topology; reads sr.jobs, sr.partials, sr.deadlines; writes outputs
+#   aggregator  declares the topology; reads sr.jobs, sr.partials, sr.deadlines, sr.finals; writes outputs
 #               (sr.outputs), inference tasks (sr.task) and dead letters (sr.dlx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,7 +81,7 @@ pass[consumer]=$(password "${SR_CONSUMER_PASSWORD:-}")
 pass[aggregator]=$(password "${SR_AGGREGATOR_PASSWORD:-}")
 pass[monitor]=$(password "${SR_MONITOR_PASSWORD:-}")
 
-topology='sr\.(jobs|tasks|partials|deadlines|dead|outputs|dlx|task|partial|deadline|delay)'
+topology='sr\.(jobs|tasks|partials|deadlines|dead|finals|outputs|dlx|task|partial|deadline|delay)'
 declare -A configure write read
 configure[producer]='^(sr\.delay\..+|amq\.gen-.+)$'
 write[producer]='^(sr\.jobs|sr\.task|sr\.delay|sr\.deadline|sr\.delay\..+|amq\.gen-.+)$'
@@ -91,9 +91,9 @@ write[consumer]='^sr\.(partial|dlx)$'
 read[consumer]='^sr\.tasks$'
 configure[aggregator]="^$topology\$"
 # Queues it binds (write on the queue) and the exchanges it publishes to.
-write[aggregator]='^sr\.(jobs|tasks|partials|deadlines|dead|outputs|dlx|task)$'
+write[aggregator]='^sr\.(jobs|tasks|partials|deadlines|dead|finals|outputs|dlx|task)$'
 # Queues it consumes and the exchanges it binds them to.
-read[aggregator]='^sr\.(jobs|partials|deadlines|task|partial|deadline|dlx)$'
+read[aggregator]='^sr\.(jobs|partials|deadlines|finals|task|partial|deadline|dlx|outputs)$'
 configure[monitor]='^$'
 write[monitor]='^$'
 read[monitor]='^$'

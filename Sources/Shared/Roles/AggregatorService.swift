@@ -39,7 +39,7 @@ public final class AggregatorService: Service, Sendable {
         public init() {}
     }
 
-    enum Source: Sendable { case jobs, partials, deadlines }
+    enum Source: Sendable { case jobs, partials, deadlines, finals }
     enum Event: Sendable {
         case delivery(Source, Delivery, Subscription)
         case tick
@@ -82,11 +82,13 @@ public final class AggregatorService: Service, Sendable {
         let jobs = try await transport.subscribe(queue: Topology.jobsQueue, prefetch: 0)
         let partials = try await transport.subscribe(queue: Topology.partialsQueue, prefetch: 0)
         let deadlines = try await transport.subscribe(queue: Topology.deadlinesQueue, prefetch: 0)
+        let answered = await answeredJobs()
+        let ledger = try await transport.subscribe(queue: Topology.finalsQueue, prefetch: 0)
         let (events, sink) = AsyncStream<Event>.makeStream()
         logger.info("aggregating", metadata: ["queues": "\(Topology.jobsQueue), \(Topology.partialsQueue), \(Topology.deadlinesQueue)"])
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
-                for (source, sub) in [(Source.jobs, jobs), (.partials, partials), (.deadlines, deadlines)] {
+                for (source, sub) in [(Source.jobs, jobs), (.partials, partials), (.deadlines, deadlines), (.finals, ledger)] {
                     group.addTask {
                         do {
                             for try await d in sub.deliveries {
@@ -113,6 +115,7 @@ public final class AggregatorService: Service, Sendable {
                 let outbox = self.outbox
                 group.addTask { await self.publishOutputs(outbox) { sink.yield($0) } }
                 var core = Core(service: self, post: { sink.yield($0) })
+                for id in answered { core.remember(id) }
                 for await event in events {
                     await core.handle(event)
                 }
@@ -122,7 +125,36 @@ public final class AggregatorService: Service, Sendable {
         } onGracefulShutdown: {
             sink.finish()
         }
-        for s in [jobs, partials, deadlines] { await s.cancel() }
+        for s in [jobs, partials, deadlines, ledger] { await s.cancel() }
+    }
+
+    /// The jobs whose finals are in the ledger (sr.finals) at start. A previous aggregator may
+    /// have published a job's final and died before acknowledging the job's inputs: they come
+    /// back redelivered, and without this the job would be answered twice. Reads what the
+    /// queue held when counted (bounded wait), acknowledging each entry.
+    func answeredJobs() async -> Set<String> {
+        guard let count = try? await transport.messageCount(queue: Topology.finalsQueue), count > 0,
+              let ledger = try? await transport.subscribe(queue: Topology.finalsQueue, prefetch: 0) else { return [] }
+        let reader = Task { () -> Set<String> in
+            var ids: Set<String> = []
+            var seen = 0
+            do {
+                for try await d in ledger.deliveries {
+                    if case .string(let id)? = d.message.headers[Header.job] { ids.insert(id) }
+                    try? await ledger.ack(d)
+                    seen += 1
+                    if seen >= count { break }
+                }
+            } catch {}
+            return ids
+        }
+        // Bounded: entries that expired meanwhile never come; what did is enough.
+        let timeout = Task { try await Task.sleep(for: .seconds(30)); await ledger.cancel() }
+        let ids = await reader.value
+        timeout.cancel()
+        await ledger.cancel()
+        logger.info("read the finals ledger", metadata: ["answered": "\(ids.count)", "entries": "\(count)"])
+        return ids
     }
 }
 
@@ -183,6 +215,14 @@ extension AggregatorService {
                 await partial(d, sub, now)
             case .delivery(.deadlines, let d, let sub):
                 await deadline(d, sub, now)
+            case .delivery(.finals, let d, let sub):
+                // Our own finals, copied to the ledger: a job not open here (answered by an
+                // aggregator before us) is remembered as closed.
+                if case .string(let id)? = d.message.headers[Header.job], jobs[id] == nil, inferences[id] == nil,
+                   !opening.contains(id) {
+                    remember(id)
+                }
+                try? await sub.ack(d)
             case .finalPublished(let id):
                 // A retried final can be confirmed twice; the job closes once.
                 if jobs[id] != nil || inferences[id] != nil { await close(id) }

@@ -23,6 +23,9 @@ public enum Topology {
     /// Undecodable or invalid messages, with an `sr-dead-reason` header.
     public static let deadLetterExchange = "sr.dlx"
     public static let deadQueue = "sr.dead"
+    /// A copy of every job's final output (`job.*.final`), kept 10 minutes: the ledger that
+    /// tells a restarted aggregator which redelivered jobs were already answered.
+    public static let finalsQueue = "sr.finals"
     /// Direct exchanges per message kind (names differ from the queues', so a permission on one
     /// is never a permission on the other).
     public static let taskExchange = "sr.task"
@@ -88,6 +91,7 @@ public enum Topology {
         QueueSpec(name: partialsQueue, durable: true),
         QueueSpec(name: deadlinesQueue, durable: true),
         QueueSpec(name: deadQueue, durable: true),
+        QueueSpec(name: finalsQueue, durable: true, messageTTL: .seconds(600)),
     ]
 
     public static let bindings: [BindingSpec] = [
@@ -96,6 +100,7 @@ public enum Topology {
         BindingSpec(queue: partialsQueue, exchange: partialExchange, routingKey: partialRoute.routingKey),
         BindingSpec(queue: deadlinesQueue, exchange: deadlineExchange, routingKey: deadlineRoute.routingKey),
         BindingSpec(queue: deadQueue, exchange: deadLetterExchange, routingKey: ""),
+        BindingSpec(queue: finalsQueue, exchange: outputsExchange, routingKey: "job.*.final"),
     ]
 
     /// Declares everything above; safe to call from every role at every start. A role whose
