@@ -10,6 +10,9 @@ public struct DatasetError: Error, Sendable, CustomStringConvertible, Equatable 
         case io
         /// An IDX file whose first four bytes are not the expected magic number.
         case badMagic
+        /// An IDX header that declares an impossible image size (0 rows or columns, or more
+        /// pixels per image than an Int holds).
+        case badHeader
         /// The file ends before the header or the data it declares.
         case truncated
         /// Bytes follow the data that the header accounts for.

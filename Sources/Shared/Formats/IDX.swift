@@ -51,6 +51,12 @@ public enum IDX {
     public static func decodeImages(_ raw: UnsafeRawBufferPointer, source: String = "<memory>") throws(DatasetError) -> Images {
         let dims = try header(raw, magic: imagesMagic, kind: "images", source: source)
         let body = try payload(raw, dimensions: dims, source: source)
+        // Callers multiply rows × columns and build shapes from them even when the file holds no
+        // images — where the payload check, a product with a 0 count, cannot catch an overflow.
+        guard dims[1] >= 1, dims[2] >= 1, !dims[1].multipliedReportingOverflow(by: dims[2]).overflow else {
+            throw DatasetError(.badHeader, "\(source): header declares images of \(dims[1])×\(dims[2]) pixels, "
+                + "which no image has; \(DatasetError.refetchHint)")
+        }
         return Images(count: dims[0], rows: dims[1], columns: dims[2], pixels: Array(body))
     }
 
