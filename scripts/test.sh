@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this) and as the README says:
 # installs missing system packages, builds with warnings as errors, starts a private
-# RabbitMQ on 127.0.0.1, runs unit and integration tests, validates the compose file and
-# stops the broker it started (and only that one).
+# RabbitMQ on 127.0.0.1, runs unit and integration tests, fuzzes every decoder briefly,
+# validates the compose file and stops the broker it started (and only that one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -44,9 +44,13 @@ if [[ -x scripts/rabbitmq-start.sh || -f scripts/rabbitmq-start.sh ]]; then
 fi
 
 step "tests (unit + integration)"
-# One test at a time: deadline tests assert timers fire within 100 ms, and CPU-bound tests
-# running beside them on 2 cores starve Swift's cooperative pool enough to break that.
+# One test at a time in CI (the suite also passes in parallel — `swift test` — but serial runs
+# keep CI's wall time predictable on 2 cores).
 swift test --skip-build --no-parallel
+
+step "fuzz (libFuzzer + ASan: regressions replayed, then 10 s per target; Fuzz/README.md)"
+# After the tests, never beside them: two fuzzers take both cores.
+bash scripts/fuzz.sh --seconds 10 --jobs 2
 
 if [[ -f compose/compose.yaml ]]; then
   step "compose file"
