@@ -33,6 +33,10 @@ command -v openssl >/dev/null || die "openssl is needed (apt-get install -y open
 
 mkdir -p "$secrets"
 chmod 755 "$secrets"
+# Passwords first: a refused .env writes nothing.
+SR_ADMIN_PASSWORD=${SR_ADMIN_PASSWORD:-} bash "$root/scripts/rabbitmq-users.sh" \
+  --definitions "$secrets/definitions.json" --vhost "${SR_RABBITMQ_VHOST:-sr}"
+chmod 644 "$secrets/definitions.json"
 if ((renew)) || [[ ! -f $secrets/ca.pem || ! -f $secrets/server.pem || ! -f $secrets/server.key ]]; then
   tmp=$(mktemp -d)
   trap 'rm -rf -- "$tmp"' EXIT
@@ -47,7 +51,4 @@ if ((renew)) || [[ ! -f $secrets/ca.pem || ! -f $secrets/server.pem || ! -f $sec
   echo "compose/setup.sh: wrote a new CA and server certificate in compose/secrets/" >&2
 fi
 
-SR_ADMIN_PASSWORD=${SR_ADMIN_PASSWORD:-} bash "$root/scripts/rabbitmq-users.sh" \
-  --definitions "$secrets/definitions.json" --vhost "${SR_RABBITMQ_VHOST:-sr}"
-chmod 644 "$secrets/definitions.json"
 echo "compose/setup.sh: ready — docker compose -f compose/compose.yaml up -d --build" >&2

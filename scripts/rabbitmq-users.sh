@@ -26,7 +26,8 @@
 #   consumer    declares nothing; reads sr.tasks; writes partials (sr.partial) and dead letters
 #               (sr.dlx) — it cannot write open records, deadlines or outputs.
 #   aggregator  declares the topology; reads sr.jobs, sr.partials, sr.deadlines, sr.finals; writes outputs
-#               (sr.outputs), inference tasks (sr.task) and dead letters (sr.dlx).
+#               (sr.outputs), inference tasks (sr.task) and dead letters (sr.dlx), and binds the
+#               queues it declares (write on each of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

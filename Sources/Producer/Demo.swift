@@ -91,6 +91,13 @@ struct Demo: AsyncParsableCommand {
         // long-running pool would have it cached.
         let qProbe = try PartitionVector.fitted(maxMagnitude: 1, chunks: chunks, bits: bits)
         for w in workers { try await w.preload(digest: digest, partitionA: p.exponents, partitionX: qProbe.exponents) }
+        // The aggregator builds its secret row checksums of the matrix (docs/TRUST.md) before
+        // the stream too; otherwise the first jobs would wait for them past their deadlines.
+        let probe = try JobSubmitter(transport: producer).plan(MatVecRequest(
+            operand: .stored(digest: digest, rows: size, columns: size), vectors: Matrix(column: [Double](repeating: 0, count: size)),
+            partitionA: p, partitionX: qProbe, schedule: try .bySignificance(chunksA: p.chunkCount, chunksX: qProbe.chunkCount),
+            deadline: .seconds(1), rowBlock: rowBlock, id: "probe")).job
+        try aggregator.prepareChecksums(for: probe)
 
         let prefix = "demo\(seed)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"   // unique per run
         let ids = (0..<jobs).map { "\(prefix)-\(String(format: "%02d", $0 + 1))" }

@@ -12,8 +12,10 @@ struct MatVec: AsyncParsableCommand {
             A and x are split into chunks (--chunks/--bits, or explicit partitions); every \
             mini-job A_i·x_j becomes row-block tasks published with priority by layer. With \
             --wait, each refinement is printed as it arrives (resolution k of R, status \
-            partial|complete|deadline, elapsed ms, max error bound) and the last one is written \
-            to --out. --one-shot runs the same job as a single float32 layer over the same row \
+            partial|complete|deadline, elapsed ms, max error bound, "verified" when every \
+            partial behind it passed the aggregator's checksum) and the last one is written \
+            to --out. A job the aggregator refuses ends with status failed and the reason (exit \
+            status 1). --one-shot runs the same job as a single float32 layer over the same row \
             blocks: the baseline for comparisons.
             """)
 
@@ -35,7 +37,7 @@ struct MatVec: AsyncParsableCommand {
     @Flag(help: "Wait for the refinements and print each one.")
     var wait = false
 
-    @Flag(help: "Print one JSON object per line (keys job, resolution, of, status, elapsed_ms, bound).")
+    @Flag(help: "Print one JSON object per line: first {job, tasks}, then per refinement job, resolution, of, status, elapsed_ms, bound, verified (and reason for a failed job).")
     var json = false
 
     @Option(help: ArgumentHelp("With --wait: write the last result (final or best at the deadline) to this .npy file.", valueName: "path"))
@@ -131,11 +133,12 @@ enum OutputFormatting {
     static func line(_ o: OutputMessage, json: Bool) -> String {
         if json {
             let reason = o.reason.map { ",\"reason\":\(jsonQuoted($0))" } ?? ""
-            return "{\"job\":\"\(o.job)\",\"resolution\":\(o.resolution),\"of\":\(o.of),\"status\":\"\(o.status.rawValue)\",\"elapsed_ms\":\(String(format: "%.3f", o.elapsedMs)),\"bound\":\(o.maxBound)\(reason)}"
+            let verified = o.verified.map { ",\"verified\":\($0)" } ?? ""
+            return "{\"job\":\"\(o.job)\",\"resolution\":\(o.resolution),\"of\":\(o.of),\"status\":\"\(o.status.rawValue)\",\"elapsed_ms\":\(String(format: "%.3f", o.elapsedMs)),\"bound\":\(o.maxBound)\(verified)\(reason)}"
         }
         if o.status == .failed { return "\(o.job) failed: \(o.reason ?? "no reason given")" }
         let status = o.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
         return "\(o.job) resolution \(o.resolution)/\(o.of)  \(status) "
-            + String(format: "%9.2f ms  bound %.3e", o.elapsedMs, o.maxBound)
+            + String(format: "%9.2f ms  bound %.3e", o.elapsedMs, o.maxBound) + (o.verified == true ? "  verified" : "")
     }
 }

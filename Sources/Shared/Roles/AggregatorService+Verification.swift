@@ -51,7 +51,7 @@ extension AggregatorService.Core {
     /// made sure they are there).
     mutating func storedChecksums(_ job: MatVecJob, _ p: PartitionVector) throws -> RowChecksums {
         let key = Self.checksumKey(job)
-        if let c = checksumCache[key] { return c }
+        if let c = service.checksumCache.withLock({ $0[key] }) { return c }
         // Not built off the loop (e.g. a failure was reported): build here, or say why not.
         let c = try Self.buildChecksums(job, store: service.store)
         remember(c, key)
@@ -59,8 +59,7 @@ extension AggregatorService.Core {
     }
 
     mutating func remember(_ c: RowChecksums, _ key: String) {
-        if checksumCache.count >= 8 { checksumCache.removeAll() }
-        checksumCache[key] = c
+        service.rememberChecksums(c, key)
     }
 
     /// The cache key when `record` needs checksums that are not built yet — starting their
@@ -71,7 +70,7 @@ extension AggregatorService.Core {
         guard record.inlineMatrix == nil, job.matrix != "inline", RowChecksums.fits(job), record.vectors != nil,
               let store = service.store else { return nil }
         let key = Self.checksumKey(job)
-        guard checksumCache[key] == nil else { return nil }
+        guard service.checksumCache.withLock({ $0[key] }) == nil else { return nil }
         if pendingOpens[key] == nil {
             let post = post, logger = logger
             Task.detached {
@@ -137,5 +136,25 @@ extension AggregatorService.Core {
               close(claimed.valueRowL1, actual.valueRowL1) else {
             throw WireError("job \(job.id): the statistics of \(operand) in the open record do not match \(operand) itself; refusing a bound that would rest on them")
         }
+    }
+}
+
+extension AggregatorService {
+    func rememberChecksums(_ c: RowChecksums, _ key: String) {
+        checksumCache.withLock { cache in
+            if cache.count >= 8 { cache.removeAll() }
+            cache[key] = c
+        }
+    }
+
+    /// Builds the row checksums jobs like `job` need (same matrix, partition, mode, shape and
+    /// row block), so the first such job opens at once instead of waiting for them — a pool
+    /// that knows its hot matrices calls this before taking jobs (the demo does). Reads and
+    /// splits A from the store on the caller's thread.
+    public func prepareChecksums(for job: MatVecJob) throws {
+        guard job.matrix != "inline", RowChecksums.fits(job) else { return }
+        let key = Core.checksumKey(job)
+        guard checksumCache.withLock({ $0[key] }) == nil else { return }
+        rememberChecksums(try Core.buildChecksums(job, store: store), key)
     }
 }

@@ -59,6 +59,9 @@ public final class AggregatorService: Service, Sendable {
     let logger: Logger
     let wallClock: @Sendable () -> Int64
     let counters = Mutex(AggregatorCounters())
+    /// Row checksums of registered matrices, by digest, partition, mode, shape and row block
+    /// (AggregatorService+Verification.swift); `prepareChecksums` fills it ahead of jobs.
+    let checksumCache = Mutex<[String: RowChecksums]>([:])
     /// Deadline deliveries not handled yet. The event loop takes them before any other event:
     /// behind a backlog of partials in one stream they would otherwise fire late by the backlog.
     let dueDeadlines = Mutex<[(Delivery, Subscription)]>([])
@@ -179,9 +182,6 @@ extension AggregatorService {
         var closedOrder: [String] = []
         /// A's statistics read from the store, by digest and partition (a few matrices are hot).
         var statisticsCache: [String: ChunkedOperand.Statistics] = [:]
-        /// Row checksums of registered matrices, by digest, partition, mode and row block
-        /// (AggregatorService+Verification.swift).
-        var checksumCache: [String: RowChecksums] = [:]
         /// Open records waiting for their matrix's checksums, by cache key.
         var pendingOpens: [String: [(OpenRecord, Delivery, Subscription)]] = [:]
         /// Jobs whose open record waits in `pendingOpens`: their inputs are kept, never dropped.
