@@ -312,7 +312,8 @@ extension AggregatorService {
 
         /// Tells whoever follows a refused job why (a `failed` final), when its record names a
         /// well-formed job id that is not already open or closed: the client stops waiting at
-        /// once instead of at its timeout. Not retried: the record is dead-lettered as well.
+        /// once instead of at its timeout. Published like any final (retried until confirmed);
+        /// the record itself is dead-lettered.
         func refuse(_ message: Message, _ reason: String) {
             guard case .string(let id)? = message.headers[Header.job], MatVecJob.isValidID(id),
                   jobs[id] == nil, inferences[id] == nil, !closed.contains(id) else { return }
