@@ -41,9 +41,10 @@ import Testing
     }
 
     @Test func everyKernelPathIsExact() throws {
-        // 7×7-bit chunks → int8 SIMD; 8×8 → float32; 15×15 → float64; 28×29 → int64 loop.
+        // 7×7-bit chunks → int8 SIMD; 12×7 → int16 SIMD; 8×8 → float32; 15×15 → float64;
+        // 28×29 → int64 loop.
         var g = SplitMix64(seed: 99)
-        for (bitsA, bitsX, expected) in [(7, 7, PreparedPlane.Path.int8SIMD), (8, 8, .float32BLAS),
+        for (bitsA, bitsX, expected) in [(7, 7, PreparedPlane.Path.int8SIMD), (12, 7, .int16SIMD), (8, 8, .float32BLAS),
                                          (15, 15, .float64BLAS), (28, 29, .integer)] {
             let n = 50, r = 33
             let av = (0..<(r * n)).map { _ in Int64.random(in: -(1 << bitsA) + 1 ..< (1 << bitsA), using: &g) }

@@ -12,29 +12,6 @@
 // One-shot partials are float32 results: the check allows their rounding (γ·Σ|s||A||x|), so a
 // forgery that passes moves no value beyond the bound the output states anyway.
 
-/// Arithmetic modulo the Mersenne prime 2^61 − 1.
-enum Mod61 {
-    static let p: UInt64 = (1 << 61) - 1
-
-    static func reduce(_ x: UInt64) -> UInt64 {
-        let r = (x & p) + (x >> 61)
-        return r >= p ? r - p : r
-    }
-
-    /// A signed integer mod p.
-    static func of(_ v: Int64) -> UInt64 {
-        v >= 0 ? reduce(UInt64(v)) : (p - reduce(v.magnitude)) % p
-    }
-
-    static func add(_ a: UInt64, _ b: UInt64) -> UInt64 { reduce(a + b) }
-
-    static func mul(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        // a, b < 2^61: a·b = high·2^64 + low < 2^122, and x ≡ (x & p) + (x >> 61) (mod p).
-        let (high, low) = a.multipliedFullWidth(by: b)
-        return reduce((low & p) + (high << 3 | low >> 61))
-    }
-}
-
 /// The A side of a job's checksums: secret row weights s and w = sᵀA per row block. It depends
 /// on A, its partition, the job's mode, shape and row block — not on x — so the aggregator
 /// computes it once per matrix and reuses it for every job of that plan. Pure, no I/O.

@@ -107,3 +107,83 @@ void srk_int8_gemv_at(int level, const int8_t *a, size_t rows, size_t stride, co
     int top = srk_int8_level();
     table[level < 0 ? 0 : level > top ? top : level](a, rows, stride, x, y);
 }
+
+// ---- int16 coded blocks × int8 vectors ----------------------------------------------------
+// One madd lane adds two products of ≤ 32768 · 128 = 2^22; 2048 columns put at most 128 of
+// them (AVX2: 8 lanes of 2 products per 16 columns) in a lane: ≤ 2^29, so 32-bit lanes are
+// exact within a block of 2048 columns and are widened to 64 bits after each block.
+enum { INT16_BLOCK = 2048 };
+
+static void gemv16_portable(const int16_t *a, size_t rows, size_t stride, const int8_t *x, int64_t *y) {
+    for (size_t r = 0; r < rows; r++) {
+        const int16_t *row = a + r * stride;
+        int64_t sum = 0;
+        for (size_t c = 0; c < stride; c++) sum += (int64_t)row[c] * (int64_t)x[c];
+        y[r] = sum;
+    }
+}
+
+__attribute__((target("avx2")))
+static void gemv16_avx2(const int16_t *a, size_t rows, size_t stride, const int8_t *x, int64_t *y) {
+    for (size_t r = 0; r < rows; r++) {
+        const int16_t *row = a + r * stride;
+        __m256i wide = _mm256_setzero_si256();
+        for (size_t start = 0; start < stride; start += INT16_BLOCK) {
+            size_t end = start + INT16_BLOCK < stride ? start + INT16_BLOCK : stride;
+            __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+            for (size_t c = start; c < end; c += 32) {
+                __m256i a0 = _mm256_loadu_si256((const __m256i *)(row + c));
+                __m256i a1 = _mm256_loadu_si256((const __m256i *)(row + c + 16));
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x + c));
+                __m256i x0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(xv));
+                __m256i x1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(xv, 1));
+                acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, x0));
+                acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, x1));
+            }
+            __m256i acc = _mm256_add_epi32(acc0, acc1);   // ≤ 2 · 2^29: still exact
+            wide = _mm256_add_epi64(wide, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc)));
+            wide = _mm256_add_epi64(wide, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc, 1)));
+        }
+        int64_t lanes[4];
+        _mm256_storeu_si256((__m256i *)lanes, wide);
+        y[r] = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    }
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void gemv16_avx512bw(const int16_t *a, size_t rows, size_t stride, const int8_t *x, int64_t *y) {
+    for (size_t r = 0; r < rows; r++) {
+        const int16_t *row = a + r * stride;
+        __m512i wide = _mm512_setzero_si512();
+        for (size_t start = 0; start < stride; start += INT16_BLOCK) {
+            size_t end = start + INT16_BLOCK < stride ? start + INT16_BLOCK : stride;
+            __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+            for (size_t c = start; c < end; c += 64) {
+                __m512i a0 = _mm512_loadu_si512((const void *)(row + c));
+                __m512i a1 = _mm512_loadu_si512((const void *)(row + c + 32));
+                __m512i xv = _mm512_loadu_si512((const void *)(x + c));
+                __m512i x0 = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(xv));
+                __m512i x1 = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(xv, 1));
+                acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(a0, x0));
+                acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(a1, x1));
+            }
+            __m512i acc = _mm512_add_epi32(acc0, acc1);
+            wide = _mm512_add_epi64(wide, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)));
+            wide = _mm512_add_epi64(wide, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1)));
+        }
+        y[r] = _mm512_reduce_add_epi64(wide);
+    }
+}
+
+typedef void (*gemv16_fn)(const int16_t *, size_t, size_t, const int8_t *, int64_t *);
+// VNNI has no int16 × int8 form: level 3 uses the AVX-512BW variant.
+static const gemv16_fn table16[4] = {gemv16_portable, gemv16_avx2, gemv16_avx512bw, gemv16_avx512bw};
+
+void srk_int16_gemv(const int16_t *a, size_t rows, size_t stride, const int8_t *x, int64_t *y) {
+    table16[srk_int8_level()](a, rows, stride, x, y);
+}
+
+void srk_int16_gemv_at(int level, const int16_t *a, size_t rows, size_t stride, const int8_t *x, int64_t *y) {
+    int top = srk_int8_level();
+    table16[level < 0 ? 0 : level > top ? top : level](a, rows, stride, x, y);
+}

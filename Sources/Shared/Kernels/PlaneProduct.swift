@@ -16,15 +16,18 @@ extension PreparedPlane {
         if path == .int8SIMD, Int8Kernel.applies(plane, vectors) {
             return Int8Kernel.product(plane, vectors, rows: rows)
         }
+        if path == .int16SIMD, Int16Kernel.applies(plane, vectors), vectors.maxMagnitude <= 127 {
+            return Int16Kernel.product(plane, vectors, rows: rows)
+        }
         let needed = Self.path(columns: plane.columns, magnitude: plane.maxMagnitude,
                                partnerMagnitude: vectors.maxMagnitude)
-        let effective = needed.rank <= path.rank && path != .int8SIMD ? path : .integer
+        let effective = needed.rank <= path.rank && path.rank > 0 ? path : .integer
         switch effective {
         case .float32BLAS:
             return blasProduct(float32, vectors.converted(to: Float.self), rows: rows, count: vectors.rows)
         case .float64BLAS:
             return blasProduct(float64, vectors.converted(to: Double.self), rows: rows, count: vectors.rows)
-        case .integer, .int8SIMD:
+        case .integer, .int8SIMD, .int16SIMD:
             return IntegerKernel.product(plane, vectors, rows: rows)
         }
     }

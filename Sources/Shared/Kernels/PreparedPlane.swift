@@ -6,6 +6,8 @@
 /// magnitude ≤ n · max|A_i| · partnerMagnitude, so:
 /// - int8 planes on both sides (chunks ≤ 7 bits) and n < 66 000: the vectorised int8 kernel,
 ///   exact in 32-bit sums, reading 1 byte per element (no copy is made);
+/// - an int16 plane (a coded block, MiniJobCode) against int8 vectors: the vectorised int16
+///   kernel, exact in 64-bit sums, 2 bytes per element;
 /// - ≤ 2^24: float32 BLAS is exact (every partial sum is a representable integer);
 /// - ≤ 2^53: float64 BLAS is exact;
 /// - otherwise: 64-bit integer loops.
@@ -13,6 +15,7 @@ public struct PreparedPlane: Sendable {
     /// The arithmetic a product runs in.
     public enum Path: String, Sendable {
         case int8SIMD = "int8 SIMD"
+        case int16SIMD = "int16 SIMD"
         case float32BLAS = "float32 BLAS"
         case float64BLAS = "float64 BLAS"
         case integer = "int64 loop"
@@ -20,7 +23,7 @@ public struct PreparedPlane: Sendable {
         /// Wider arithmetic has a higher rank; a path is exact for anything a lower rank is.
         var rank: Int {
             switch self {
-            case .int8SIMD: 0
+            case .int8SIMD, .int16SIMD: 0
             case .float32BLAS: 1
             case .float64BLAS: 2
             case .integer: 3
@@ -44,6 +47,9 @@ public struct PreparedPlane: Sendable {
         if allowInt8, case .int8 = plane.storage, partnerMagnitude <= 127, plane.rowStride <= Int8Kernel.maximumStride {
             return .int8SIMD
         }
+        if allowInt8, case .int16 = plane.storage, partnerMagnitude <= 127 {
+            return .int16SIMD
+        }
         return path(columns: plane.columns, magnitude: plane.maxMagnitude, partnerMagnitude: partnerMagnitude)
     }
 
@@ -59,7 +65,7 @@ public struct PreparedPlane: Sendable {
         self.partnerMagnitude = partnerMagnitude
         self.path = Self.path(for: plane, partnerMagnitude: partnerMagnitude, allowInt8: allowInt8)
         switch path {
-        case .int8SIMD:
+        case .int8SIMD, .int16SIMD:
             float32 = []
             float64 = []
         case .float32BLAS:
@@ -79,7 +85,7 @@ public struct PreparedPlane: Sendable {
         switch path {
         case .float32BLAS: plane.rows * plane.rowStride * 4
         case .float64BLAS: plane.rows * plane.rowStride * 8
-        case .int8SIMD, .integer: plane.byteCount
+        case .int8SIMD, .int16SIMD, .integer: plane.byteCount
         }
     }
 }

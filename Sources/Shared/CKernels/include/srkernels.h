@@ -17,4 +17,12 @@ void srk_int8_gemv(const int8_t *a, size_t rows, size_t stride, const int8_t *x,
 /// The same with an explicit implementation level (capped at what the CPU supports), so tests
 /// can check every variant against a reference on one machine.
 void srk_int8_gemv_at(int level, const int8_t *a, size_t rows, size_t stride, const int8_t *x, int32_t *y);
+
+/// Coded blocks (issue F) are small integer combinations of int8 row blocks, stored as int16:
+/// y[r] = Σ_c a[r·stride + c] · x[c] exactly in 64-bit integers, reading 2 bytes per element.
+/// Requirements (checked by the Swift caller): stride is a multiple of 64, a and x zero-padded
+/// up to stride, |x| ≤ 127. Any int16 a is exact (32-bit partial sums are widened every 2048
+/// columns, before they can overflow).
+void srk_int16_gemv(const int16_t *a, size_t rows, size_t stride, const int8_t *x, int64_t *y);
+void srk_int16_gemv_at(int level, const int16_t *a, size_t rows, size_t stride, const int8_t *x, int64_t *y);
 #endif

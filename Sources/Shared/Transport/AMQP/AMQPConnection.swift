@@ -554,6 +554,9 @@ private final class Loop: @unchecked Sendable {
                                amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
         }
         if status == AMQP_STATUS_OK.rawValue {
+            if Trace.enabled, let job = pending.message.headers[Header.job]?.stringValue {
+                Trace.mark(job, "wire.out \(pending.exchange)")
+            }
             var sent = pending
             sent.sequence = nextSequence
             nextSequence += 1
@@ -1121,6 +1124,7 @@ private final class Loop: @unchecked Sendable {
         }
         guard let id = subscriptionByChannel[channel], let sub = subscriptions[id] else { return }
         message.body = partial.body
+        if Trace.enabled, let job = message.headers[Header.job]?.stringValue { Trace.mark(job, "wire.in \(exchange)") }
         sub.unsettled.insert(tag)
         let delivery = Delivery(message: message, exchange: exchange, routingKey: routingKey,
                                 redelivered: redelivered, tag: DeliveryTag(generation: sub.generation, value: tag))
