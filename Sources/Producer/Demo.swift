@@ -41,6 +41,9 @@ struct Demo: AsyncParsableCommand {
     @Option(name: .customLong("row-block"), help: "Rows per task (default: sized by compute, about 64 MiB of planes per task).")
     var rowBlock: Int?
 
+    @Option(help: ArgumentHelp("Redundancy Ω ≥ 1 (default 1: uncoded): each layer's K row-block tasks go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. Layered jobs on registered matrices.", valueName: "Ω"))
+    var redundancy: Double = 1
+
     @Option(help: ArgumentHelp("Run through RabbitMQ at this URL instead of the in-memory transport.", valueName: "url"))
     var broker: String?
 
@@ -52,6 +55,7 @@ struct Demo: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...10_000).contains(jobs) else { throw ValidationError("--jobs must be in 1...10000") }
+        guard redundancy.isFinite, redundancy >= 1, redundancy <= 9 else { throw ValidationError("--redundancy must be a number from 1 (uncoded) to 9, e.g. 1.5") }
         guard (1...64).contains(consumers) else { throw ValidationError("--consumers must be in 1...64") }
         guard (1...16384).contains(size) else { throw ValidationError("-n must be in 1...16384") }
         guard rate.isFinite, rate >= 0.001, rate <= 100_000 else { throw ValidationError("--rate must be between 0.001 and 100000 jobs per second") }
@@ -122,7 +126,7 @@ struct Demo: AsyncParsableCommand {
                 let deadline = parsedDeadlines[i % parsedDeadlines.count]
                 let request = MatVecRequest(operand: .stored(digest: digest, rows: size, columns: size), vectors: x, partitionA: p,
                                             partitionX: q, schedule: try .bySignificance(chunksA: p.chunkCount, chunksX: q.chunkCount),
-                                            deadline: deadline, rowBlock: rowBlock, id: id)
+                                            deadline: deadline, rowBlock: rowBlock, id: id, redundancy: redundancy)
                 vectors[id] = x
                 summaries[id] = JobSummary(deadlineMs: DurationParsing.milliseconds(deadline))
                 _ = try await submitter.submit(request)

@@ -31,6 +31,9 @@ struct MatVec: AsyncParsableCommand {
     @Option(name: .customLong("row-block"), help: "Rows per task (default: sized by compute, about 64 MiB of chunk planes — or of float32 rows with --one-shot — per task).")
     var rowBlock: Int?
 
+    @Option(help: ArgumentHelp("Redundancy Ω ≥ 1 (default 1: uncoded): each layer's K row-block tasks go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. Layered jobs on registered matrices.", valueName: "Ω"))
+    var redundancy: Double = 1
+
     @Flag(name: .customLong("one-shot"), help: "Run as one float32 layer (the baseline).")
     var oneShot = false
 
@@ -52,6 +55,8 @@ struct MatVec: AsyncParsableCommand {
 
     func validate() throws {
         if let rowBlock, rowBlock < 1 { throw ValidationError("--row-block must be ≥ 1") }
+        guard redundancy.isFinite, redundancy >= 1, redundancy <= 9 else { throw ValidationError("--redundancy must be a number from 1 (uncoded) to 9, e.g. 1.5") }
+        if redundancy != 1 && oneShot { throw ValidationError("--redundancy applies to layered jobs, not --one-shot") }
         if out != nil && !wait { throw ValidationError("--out needs --wait (the result is written when it arrives)") }
         if let id, !MatVecJob.isValidID(id) { throw ValidationError("--id must be 1–64 letters, digits, '-' or '_'") }
     }
@@ -66,7 +71,7 @@ struct MatVec: AsyncParsableCommand {
         }
         let (p, q, schedule) = try partition.partitions(maxA: reference.maxMagnitude, maxX: x.maxMagnitude)
         let request = MatVecRequest(operand: try reference.operand(partition: p, store: store), vectors: x, partitionA: p, partitionX: q, schedule: schedule,
-                                    deadline: deadline, rowBlock: rowBlock, mode: oneShot ? .oneShot : .layered, id: id)
+                                    deadline: deadline, rowBlock: rowBlock, mode: oneShot ? .oneShot : .layered, id: id, redundancy: redundancy)
         let submitter = JobSubmitter(transport: NoTransport())
         let plan = try submitter.plan(request)   // validates everything before connecting
         Trace.mark("matvec", "planned")

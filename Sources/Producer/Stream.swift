@@ -32,6 +32,9 @@ struct Stream: AsyncParsableCommand {
     @Option(name: .customLong("row-block"), help: "Rows per task (default: sized by compute).")
     var rowBlock: Int?
 
+    @Option(help: ArgumentHelp("Redundancy Ω ≥ 1 (default 1: uncoded): each layer's K row-block tasks go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. Layered jobs on registered matrices.", valueName: "Ω"))
+    var redundancy: Double = 1
+
     @Flag(name: .customLong("one-shot"), help: "Submit one-shot float32 jobs (the baseline).")
     var oneShot = false
 
@@ -52,6 +55,8 @@ struct Stream: AsyncParsableCommand {
         guard rate.isFinite, rate >= 0.001, rate <= 100_000 else { throw ValidationError("--rate must be between 0.001 and 100000 jobs per second") }
         guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be in 1...1000000") }
         if let rowBlock, rowBlock < 1 { throw ValidationError("--row-block must be ≥ 1") }
+        guard redundancy.isFinite, redundancy >= 1, redundancy <= 9 else { throw ValidationError("--redundancy must be a number from 1 (uncoded) to 9, e.g. 1.5") }
+        if redundancy != 1 && oneShot { throw ValidationError("--redundancy applies to layered jobs, not --one-shot") }
     }
 
     func run() async throws {
@@ -127,7 +132,7 @@ struct Stream: AsyncParsableCommand {
                     let (_, q, schedule) = try partition.partitions(maxA: maxA, maxX: x.maxMagnitude)
                     let request = MatVecRequest(operand: operand, vectors: x, partitionA: try partitionA(maxA), partitionX: q,
                                                 schedule: schedule, deadline: deadline, rowBlock: rowBlock,
-                                                mode: oneShot ? .oneShot : .layered, id: id)
+                                                mode: oneShot ? .oneShot : .layered, id: id, redundancy: redundancy)
                     Trace.mark(id, "plan.start")
                     let plan = try submitter.plan(request)
                     Trace.mark(id, "plan.done")

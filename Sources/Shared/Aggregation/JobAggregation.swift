@@ -96,10 +96,14 @@ public struct JobAggregation: Sendable {
             duplicatePartials += 1
             return (.duplicate, [])
         }
-        let block = p.rows.lowerBound / job.rowBlock
-        guard p.mode == job.mode, p.vectors == job.vectors, block < job.blockCount, p.rows == job.rowRange(block: block) else {
+        // Which of the mini-job's N coded blocks this is (uncoded: the row block, N = K).
+        let code = job.code
+        let block = code.isCoded ? p.codedBlock : p.rows.lowerBound / job.rowBlock
+        let expectedRows = block < code.k ? job.rowRange(block: block) : 0..<job.rowBlock
+        guard p.mode == job.mode, p.vectors == job.vectors, block < code.n, p.rows == expectedRows,
+              code.isCoded ? p.code == code : p.code == nil else {
             seenTasks.remove(p.task)
-            return (.invalid("partial \(p.task) (rows \(p.rows), mode \(p.mode.rawValue)) does not match job \(job.id)'s plan"), [])
+            return (.invalid("partial \(p.task) (rows \(p.rows), mode \(p.mode.rawValue), code \(p.code.map { "\($0.k)/\($0.n) block \(p.codedBlock)" } ?? "none")) does not match job \(job.id)'s plan"), [])
         }
         if job.mode == .oneShot {
             guard p.values.count == p.rows.count * job.vectors else {
@@ -139,22 +143,33 @@ public struct JobAggregation: Sendable {
             return (.invalid("partial \(p.task) has \(p.exact.count) values for \(p.pairs.count) pair(s) × \(p.rows.count)×\(job.vectors)"), [])
         }
         for (n, pair) in p.pairs.enumerated() {
-            let (terms, weight) = bounds.chunkProductLimits(pair)
-            let offset = p.rows.lowerBound * job.vectors
-            for (i, v) in p.product(n).enumerated() where terms.isEmpty || Double(v.magnitude) > terms[offset + i] / weight {
+            if let (i, v) = exceedingValue(Array(p.product(n)), of: pair, block: block) {
                 seenTasks.remove(p.task)
                 return (.invalid("partial \(p.task): value \(v) of \(pair) at row \(p.rows.lowerBound + i / job.vectors) exceeds what the operands allow"), [])
             }
         }
-        if let refused = refuseUnverified(p, block) { return refused }
+        // Parity partials have no checksum of their own: what they decode to is checked instead.
+        if block < code.k, let refused = refuseUnverified(p, block) { return refused }
         var actions: [Action] = []
         for (n, pair) in p.pairs.enumerated() {
             blocks[pair, default: [:]][block] = Array(p.product(n))
-            guard blocks[pair]!.count == job.blockCount else { continue }
-            // The mini-job is complete: assemble its rows in order and fold it in.
+            guard blocks[pair]!.count >= code.k else { continue }
+            // The mini-job is complete (any K of its N blocks): decode what is missing,
+            // assemble its rows in order and fold it in.
+            let rowBlocks: [[Int64]]
+            switch decodeBlocks(pair, from: blocks[pair]!, probe: p) {
+            case .success(let decoded): rowBlocks = decoded
+            case .failure(let refusal):
+                // A parity block decoded to something A·x is not: drop every parity result of
+                // this mini-job (the plain row blocks still complete it) and refuse this one.
+                let parity = blocks[pair]!.keys.filter { $0 >= code.k }
+                blocks[pair] = blocks[pair]!.filter { $0.key < code.k }
+                forgedPartials += parity.count
+                return (.forged("partial \(p.task) from worker '\(p.worker)': \(refusal.reason)"), actions)
+            }
             var product = [Int64]()
             product.reserveCapacity(job.rows * job.vectors)
-            for b in 0..<job.blockCount { product += blocks[pair]![b]! }
+            for b in 0..<code.k { product += rowBlocks[b] }
             blocks[pair] = nil
             do {
                 let released = try accumulator!.add(pair, product: Matrix(rows: job.rows, columns: job.vectors, elements: product))
@@ -173,6 +188,66 @@ public struct JobAggregation: Sendable {
             }
         }
         return (.accepted, actions)
+    }
+
+    /// The first value of a block product beyond what the operands' statistics allow (Hölder):
+    /// refuses corrupt partials before they can overflow the sums or hide behind a small bound.
+    /// A parity block's row t combines rows b·r + t of the row blocks with weights g_{i,b}.
+    func exceedingValue(_ values: [Int64], of pair: ChunkPair, block: Int) -> (Int, Int64)? {
+        let (terms, weight) = bounds.chunkProductLimits(pair)
+        guard !terms.isEmpty else { return values.first.map { (0, $0) } }
+        let code = job.code, v = job.vectors
+        for (i, value) in values.enumerated() {
+            var limit = 0.0
+            if block < code.k {
+                limit = terms[job.rowBlock * block * v + i]
+            } else {
+                for b in 0..<code.k {
+                    let row = b * job.rowBlock + i / v
+                    if row < job.rows { limit += Double(code.coefficient(block, b)) * terms[row * v + i % v] }
+                }
+            }
+            if Double(value.magnitude) > limit / weight { return (i, value) }
+        }
+        return nil
+    }
+
+    struct Refusal: Error { let reason: String }
+
+    /// The K row-block products of `pair` from any K coded results: the plain blocks as they
+    /// came, the missing ones decoded (MiniJobCode) and then held to the same checks as a
+    /// partial — the Hölder limits and, when the job is verified, the checksums.
+    func decodeBlocks(_ pair: ChunkPair, from received: [Int: [Int64]], probe: PartialMessage) -> Result<[[Int64]], Refusal> {
+        let code = job.code, v = job.vectors
+        if (0..<code.k).allSatisfy({ received[$0] != nil }) { return .success((0..<code.k).map { received[$0]! }) }
+        // Every coded block has r rows; the last row block may have fewer: pad it with zeros.
+        let width = job.rowBlock * v
+        let padded = received.mapValues { $0.count < width ? $0 + [Int64](repeating: 0, count: width - $0.count) : $0 }
+        let decoded: [[Int64]]
+        do { decoded = try code.decode(padded) } catch { return .failure(Refusal(reason: "\(error)")) }
+        var out: [[Int64]] = []
+        for b in 0..<code.k {
+            let rows = job.rowRange(block: b)
+            let values = Array(decoded[b].prefix(rows.count * v))
+            if received[b] == nil {
+                if exceedingValue(values, of: pair, block: b) != nil {
+                    return .failure(Refusal(reason: "the coded results of \(pair) decode to values beyond what the operands allow"))
+                }
+                if let verifier {
+                    var check = probe
+                    check.pairs = [pair]
+                    check.rows = rows
+                    check.exact = values
+                    check.code = nil
+                    check.codedBlock = b
+                    if let why = verifier.failure(of: check, block: b) {
+                        return .failure(Refusal(reason: "the coded results of \(pair) decode to a row block that failed its checksum: \(why)"))
+                    }
+                }
+            }
+            out.append(values)
+        }
+        return .success(out)
     }
 
     /// A partial that fails its checksum is refused (and forgotten, so an honest copy of the

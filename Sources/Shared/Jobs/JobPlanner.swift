@@ -67,14 +67,21 @@ public enum JobPlanner {
                         for c in 0..<job.columns { chunks.append(plane[v, c]) }
                     }
                 }
-                for b in 0..<job.blockCount {
+                // A coded job adds N − K parity tasks per layer (rows 0..<r: coded blocks of the
+                // row-block height); any K of the N decode the layer (MiniJobCode).
+                let code = job.code
+                for b in 0..<code.n {
                     var t = base
-                    t.task = "\(job.id)/L\(l)/\(b)"
+                    t.task = b < code.k ? "\(job.id)/L\(l)/\(b)" : "\(job.id)/L\(l)/c\(b)"
                     t.layer = l
                     t.pairs = layer
-                    t.rows = job.rowRange(block: b)
+                    t.rows = b < code.k ? job.rowRange(block: b) : 0..<job.rowBlock
                     t.vectorChunks = chunks
                     t.inlineRows = inlineRows(t.rows)
+                    if code.isCoded {
+                        t.code = code
+                        t.codedBlock = b
+                    }
                     tasks.append(t.encode(priority: Topology.taskPriority(layer: l), expiration: .milliseconds(remaining)))
                 }
             }

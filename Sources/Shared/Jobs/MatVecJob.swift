@@ -28,10 +28,13 @@ public struct MatVecJob: Sendable, Codable, Equatable {
     /// Wall-clock milliseconds since the Unix epoch.
     public var createdMs: Int64
     public var deadlineMs: Int64
+    /// N, the tasks issued per mini-job when it is coded (MiniJobCode: any K = `blockCount` of
+    /// them decode it; N − K are parity blocks); nil (absent in JSON): uncoded, all K needed.
+    public var codedTasks: Int?
 
     public init(id: String, mode: Mode, matrix: String, rows: Int, columns: Int, vectors: Int,
                 partitionA: [Int], partitionX: [Int], layers: [[[Int]]], rowBlock: Int,
-                createdMs: Int64, deadlineMs: Int64) {
+                createdMs: Int64, deadlineMs: Int64, codedTasks: Int? = nil) {
         self.id = id
         self.mode = mode
         self.matrix = matrix
@@ -44,6 +47,7 @@ public struct MatVecJob: Sendable, Codable, Equatable {
         self.rowBlock = rowBlock
         self.createdMs = createdMs
         self.deadlineMs = deadlineMs
+        self.codedTasks = codedTasks
     }
 
     public static func isValidID(_ id: String) -> Bool {
@@ -68,8 +72,14 @@ public struct MatVecJob: Sendable, Codable, Equatable {
         return (rows + blocks - 1) / blocks
     }
 
-    /// Tasks per mini-job.
+    /// Row blocks per mini-job (K): without a code, its tasks.
     public var blockCount: Int { (rows + rowBlock - 1) / rowBlock }
+
+    /// The code of every mini-job (uncoded unless `codedTasks` > K); valid once `validate()` passed.
+    public var code: MiniJobCode {
+        guard let n = codedTasks, let code = try? MiniJobCode(k: blockCount, n: n) else { return .uncoded(blocks: blockCount) }
+        return code
+    }
 
     public func rowRange(block: Int) -> Range<Int> {
         (block * rowBlock)..<min(rows, (block + 1) * rowBlock)
@@ -119,12 +129,31 @@ public struct MatVecJob: Sendable, Codable, Equatable {
         // The aggregator keeps one bound term per chunk pair and result element.
         _ = try WireLimits.product((partitionA.count - 1) * (partitionX.count - 1), rows * vectors,
                                    "job \(id): bound terms (chunk pairs × result elements)")
+        let p: PartitionVector, q: PartitionVector
         do {
-            _ = try PartitionVector(partitionA)
-            _ = try PartitionVector(partitionX)
+            p = try PartitionVector(partitionA)
+            q = try PartitionVector(partitionX)
             _ = try schedule()
         } catch {
             throw WireError("job \(id): \(error)")
+        }
+        if let n = codedTasks { try validateCode(tasks: n, p, q) }
+    }
+
+    /// A coded job: layered, registered A (consumers build the coded blocks from the store),
+    /// a valid code, coded blocks of at most 31 bits and products the decoder solves exactly.
+    private func validateCode(tasks n: Int, _ p: PartitionVector, _ q: PartitionVector) throws(WireError) {
+        guard mode == .layered else { throw WireError("job \(id): coded tasks apply to layered jobs, not one-shot") }
+        guard matrix != "inline" else {
+            throw WireError("job \(id): coded tasks need a registered matrix (srproduce register): consumers build the coded blocks from the store")
+        }
+        let code: MiniJobCode
+        do { code = try MiniJobCode(k: blockCount, n: n) } catch { throw WireError("job \(id): \(error)") }
+        let widestA = (0..<p.chunkCount).map(p.chunkMagnitudeLimit(ofChunk:)).max() ?? 1
+        let widestX = (0..<q.chunkCount).map(q.chunkMagnitudeLimit(ofChunk:)).max() ?? 1
+        guard code.codedMagnitude(dataMagnitude: widestA) < (1 << 31),
+              code.productBound(columns: columns, dataMagnitude: widestA, partnerMagnitude: widestX) != nil else {
+            throw WireError("job \(id): \(n) coded tasks over \(blockCount) row blocks of \(widestA)-magnitude chunks would not decode exactly; use less redundancy, fewer row blocks or narrower chunks")
         }
     }
 }

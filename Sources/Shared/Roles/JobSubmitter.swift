@@ -28,9 +28,13 @@ public struct MatVecRequest: Sendable {
     public var rowBlock: Int?
     public var mode: MatVecJob.Mode
     public var id: String?
+    /// Ω ≥ 1: each mini-job's K row blocks go out as ⌈Ω·K⌉ coded tasks, any K of which decode
+    /// it (MiniJobCode), so up to ⌈Ω·K⌉ − K stalled tasks hold nothing back. 1: uncoded.
+    public var redundancy: Double
 
     public init(operand: Operand, vectors: Matrix<Double>, partitionA: PartitionVector, partitionX: PartitionVector,
-                schedule: LayerSchedule, deadline: Duration, rowBlock: Int? = nil, mode: MatVecJob.Mode = .layered, id: String? = nil) {
+                schedule: LayerSchedule, deadline: Duration, rowBlock: Int? = nil, mode: MatVecJob.Mode = .layered, id: String? = nil,
+                redundancy: Double = 1) {
         self.operand = operand
         self.vectors = vectors
         self.partitionA = partitionA
@@ -40,6 +44,7 @@ public struct MatVecRequest: Sendable {
         self.rowBlock = rowBlock
         self.mode = mode
         self.id = id
+        self.redundancy = redundancy
     }
 }
 
@@ -93,11 +98,15 @@ public struct JobSubmitter: Sendable {
                                                     planesPerTask: planes, bytesPerElement: width)
         var rowBlock = request.rowBlock ?? automatic
         if inline != nil { rowBlock = min(rowBlock, max(1, TaskMessage.maxInlineBytes / (8 * columns))) }
-        let job = MatVecJob(id: id, mode: request.mode, matrix: digest, rows: rows, columns: columns,
+        var job = MatVecJob(id: id, mode: request.mode, matrix: digest, rows: rows, columns: columns,
                             vectors: request.vectors.columns, partitionA: request.partitionA.exponents,
                             partitionX: request.partitionX.exponents,
                             layers: request.schedule.layers.map { $0.map { [$0.a, $0.x] } },
                             rowBlock: max(1, min(rowBlock, rows)), createdMs: now, deadlineMs: now + max(1, Int64(deadlineMs)))
+        if request.redundancy != 1 {
+            let code = try MiniJobCode(redundancy: request.redundancy, blocks: job.blockCount)
+            if code.isCoded { job.codedTasks = code.n }
+        }
         // Fails early (with the accumulator's message) when the exact sums would not fit.
         _ = try ResolutionAccumulator(schedule: request.schedule, partitionA: request.partitionA,
                                       partitionX: request.partitionX, rows: 1, vectors: 1,

@@ -40,7 +40,8 @@ public struct TaskComputer: Sendable {
                 guard let first = p.first, first.plane.rows == task.totalRows, first.plane.columns == n else {
                     throw WireError("task \(task.task) says \(task.totalRows)×\(n) but matrix \(task.matrix) does not match")
                 }
-                planes = p
+                // A parity task's rows are 0..<r of its coded block.
+                planes = task.isParity ? try codedPlanes(p, task, partner: partner) : p
             }
             exact.reserveCapacity(task.pairs.count * task.rows.count * task.vectors)
             // One pass over A_i per pair; x's chunk arrives as plain integers.
@@ -83,6 +84,19 @@ public struct TaskComputer: Sendable {
             let operand = try decompose(try store.load(digest: digest), partitionA)
             return .layered(LayeredProduct.preparedPlanes(operand, partitionX: q))
         }
+    }
+
+    /// Parity block `task.codedBlock` of every chunk plane, built once per matrix, partition,
+    /// code and block height and cached beside the planes (never per job).
+    private func codedPlanes(_ planes: [PreparedPlane], _ task: TaskMessage, partner: Int64) throws -> [PreparedPlane] {
+        guard let code = task.code else { return planes }
+        let r = task.rows.count
+        let key = "\(task.matrix)|\(task.partitionA)|\(partner)|code \(code.k)/\(code.n) block \(task.codedBlock) of \(r) rows"
+        let cached = cache.value(for: key) {
+            .layered(planes.map { PreparedPlane(code.encode($0.plane, block: task.codedBlock, blockRows: r), partnerMagnitude: partner) })
+        }
+        guard case .layered(let coded) = cached else { throw WireError("cache entry kind mismatch for \(key)") }
+        return coded
     }
 
     private func loadChecked(_ task: TaskMessage) throws -> Matrix<Double> {

@@ -19,6 +19,10 @@ public enum Header {
     /// On outputs: "true" when every partial folded in passed its checksum and every
     /// statistic behind the bound was computed by the aggregator or the store.
     public static let verified = "sr-verified"
+    /// A coded mini-job's code, "K/N": any K of its N tasks decode it (MiniJobCode).
+    public static let code = "sr-code"
+    /// Which of the N coded blocks a task or partial is (0-based; < K: the plain row block).
+    public static let codedBlock = "sr-coded-block"
     public static let rowBegin = "sr-row-begin"
     public static let rowEnd = "sr-row-end"
     public static let rows = "sr-rows"

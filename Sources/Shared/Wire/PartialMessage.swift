@@ -19,6 +19,11 @@ public struct PartialMessage: Sendable, Equatable {
     /// Layered: pair-major, each rowCount × B.
     public var exact: [Int64]
     public var values: [Double]
+    /// A coded mini-job's code and this partial's coded block (copied from its task).
+    public var code: MiniJobCode?
+    public var codedBlock: Int
+
+    public var isParity: Bool { code.map { codedBlock >= $0.k } ?? false }
 
     public static let kind = "partial"
 
@@ -35,6 +40,8 @@ public struct PartialMessage: Sendable, Equatable {
         self.worker = worker
         self.exact = exact
         self.values = values
+        code = task.code
+        codedBlock = task.codedBlock
     }
 
     /// The exact product of the k-th pair (rowCount × B).
@@ -64,6 +71,10 @@ public struct PartialMessage: Sendable, Equatable {
             Header.width: .int(Int64(width)),
         ]
         if mode == .layered { headers[Header.pairs] = .string(TaskMessage.text(pairs)) }
+        if let code {
+            headers[Header.code] = .string("\(code.k)/\(code.n)")
+            headers[Header.codedBlock] = .int(Int64(codedBlock))
+        }
         return .wire(kind: Self.kind, headers: headers, body: body, messageID: task, persistent: false)
     }
 
@@ -85,6 +96,7 @@ public struct PartialMessage: Sendable, Equatable {
         let begin = try h.count(Header.rowBegin), end = try h.count(Header.rowEnd)
         guard begin < end else { throw WireError("empty row block \(begin)..<\(end)") }
         rows = begin..<end
+        (code, codedBlock) = try TaskMessage.code(h)
         vectors = try h.count(Header.vectors, max: WireLimits.maxDimension)
         deadlineMs = try h.int(Header.deadline)
         computeMicroseconds = (try? h.int(Header.computeMicroseconds)) ?? 0

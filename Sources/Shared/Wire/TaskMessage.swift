@@ -10,6 +10,11 @@
 /// block follow as Float64 (rowCount × n, row-major). Otherwise the consumer loads A from the
 /// operand store by digest. A task with `sr-chunk-a`/`sr-chunk-x` instead of `sr-pairs` is a
 /// one-pair task (what wire clients written for the first format send).
+///
+/// A coded mini-job's tasks carry `sr-code` "K/N" and `sr-coded-block` i. Block i < K is row
+/// block i as usual; a parity block i ≥ K has rows 0..<r (r, the row-block height, rows per
+/// coded block) and stands for Σ_b g_{i,b}·(row block b) — the consumer builds it from the
+/// registered matrix (MiniJobCode.encode).
 public struct TaskMessage: Sendable, Equatable {
     public var job: String
     public var task: String
@@ -31,6 +36,13 @@ public struct TaskMessage: Sendable, Equatable {
     public var vectorValues: [Double]
     /// Inline jobs: A's rows of this block (rowCount × n); otherwise empty.
     public var inlineRows: [Double]
+    /// A coded mini-job's code (nil: uncoded).
+    public var code: MiniJobCode?
+    /// Which coded block this task is (meaningful when `code` is set).
+    public var codedBlock: Int
+
+    /// Whether this is a parity task: a combination of row blocks, not a row block.
+    public var isParity: Bool { code.map { codedBlock >= $0.k } ?? false }
 
     /// Largest inline payload accepted (A's rows of one task), so a job fits a broker message.
     public static let maxInlineBytes = 8 << 20
@@ -67,13 +79,18 @@ public struct TaskMessage: Sendable, Equatable {
             body = LittleEndian.bytes(vectorValues)
         }
         if matrix == "inline" { body += LittleEndian.bytes(inlineRows) }
+        if let code {
+            headers[Header.code] = .string("\(code.k)/\(code.n)")
+            headers[Header.codedBlock] = .int(Int64(codedBlock))
+        }
         return .wire(kind: Self.kind, headers: headers, body: body, priority: priority, expiration: expiration,
                      messageID: task, persistent: false)
     }
 
     public init(job: String, task: String, mode: MatVecJob.Mode, layer: Int, pairs: [ChunkPair],
                 rows: Range<Int>, totalRows: Int, columns: Int, vectors: Int, deadlineMs: Int64, matrix: String,
-                partitionA: [Int], partitionX: [Int], vectorChunks: [Int64], vectorValues: [Double], inlineRows: [Double]) {
+                partitionA: [Int], partitionX: [Int], vectorChunks: [Int64], vectorValues: [Double], inlineRows: [Double],
+                code: MiniJobCode? = nil, codedBlock: Int = 0) {
         self.job = job
         self.task = task
         self.mode = mode
@@ -90,6 +107,21 @@ public struct TaskMessage: Sendable, Equatable {
         self.vectorChunks = vectorChunks
         self.vectorValues = vectorValues
         self.inlineRows = inlineRows
+        self.code = code
+        self.codedBlock = codedBlock
+    }
+
+    /// Reads `sr-code` and `sr-coded-block` (both or neither): the code and the block index.
+    static func code(_ h: HeaderReader) throws(WireError) -> (MiniJobCode?, Int) {
+        guard let text = h.optionalString(Header.code) else { return (nil, 0) }
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]) else {
+            throw WireError("header \(Header.code) must be K/N, like 2/3")
+        }
+        let code: MiniJobCode
+        do { code = try MiniJobCode(k: k, n: n) } catch { throw WireError("header \(Header.code): \(error)") }
+        let i = try h.count(Header.codedBlock, max: code.n - 1)
+        return (code, i)
     }
 
     /// "a.x,a.x"
@@ -135,11 +167,19 @@ public struct TaskMessage: Sendable, Equatable {
         }
         _ = try WireLimits.product(end - begin, vectors, "task output size")
         rows = begin..<end
+        (code, codedBlock) = try Self.code(h)
+        if let code, codedBlock >= code.k {
+            // A parity block has the row-block height r, and K blocks of r rows cover the matrix.
+            guard begin == 0, mode == .layered, (code.k - 1) * end < totalRows, totalRows <= code.k * end else {
+                throw WireError("parity task \(codedBlock) of a \(code.k)/\(code.n) code must be layered with rows 0..<r, K·r covering the \(totalRows) rows; got \(begin)..<\(end)")
+            }
+        }
         deadlineMs = try h.int(Header.deadline)
         matrix = try h.string(Header.matrix)
         guard matrix == "inline" || OperandStore.isDigest(matrix) else {
             throw WireError("header \(Header.matrix) must be a SHA-256 digest or \"inline\"")
         }
+        if let code, codedBlock >= code.k, matrix == "inline" { throw WireError("a parity task needs a registered matrix, not inline rows") }
         partitionA = try Self.partition(h.string(Header.partitionA), Header.partitionA)
         guard partitionA.count <= WireLimits.maxChunks + 1 else { throw WireError("header \(Header.partitionA) has too many chunks") }
         partitionX = try Self.partition(h.string(Header.partitionX), Header.partitionX)

@@ -1,0 +1,65 @@
+// Coded tasks (issue F): a consumer that stalls holding a task holds back an uncoded job
+// forever, and a coded one (Ω = 1.5) not at all. The stalled consumer is a subscriber that
+// takes tasks and never settles them — what a SIGSTOPped or swapped-out consumer looks like to
+// the broker. No assertion depends on timing: the uncoded job cannot complete while its task is
+// held, and its deadline is fired by the test once the coded job is done.
+import SuccessiveRefinement
+
+extension PipelineScenarios {
+    static func coded(_ env: PipelineEnvironment) async throws {
+        let (aggRoles, _, _) = try await startRoles(env, consumers: 0)
+        let producer = try await env.makeTransport()
+        try await Topology.declare(on: producer)
+        let submitter = JobSubmitter(transport: producer)
+
+        // One registered 64 × 48 matrix in two row blocks (K = 2); the same x for both jobs.
+        let base = try ScenarioJob(id: "ref", rows: 64, columns: 48, chunks: 2, rowBlock: 32, seed: 81)
+        let digest = try env.store.register(base.a, name: nil)
+        try env.store.ensureStatistics(digest: digest, partition: base.request.partitionA)
+        var uncoded = base.request
+        uncoded.operand = .stored(digest: digest, rows: 64, columns: 48)
+        uncoded.id = unique("uncoded")
+        var coded = uncoded
+        coded.id = unique("coded")
+        coded.redundancy = 1.5
+        let uncodedPlan = try submitter.plan(uncoded), codedPlan = try submitter.plan(coded)
+        try require(uncodedPlan.job.codedTasks == nil && codedPlan.job.codedTasks == 3,
+                    "codes: \(String(describing: uncodedPlan.job.codedTasks)) / \(String(describing: codedPlan.job.codedTasks))")
+        let watcher = try await OutputWatcher.watch([uncodedPlan.job.id, codedPlan.job.id], on: producer)
+        for plan in [uncodedPlan, codedPlan] { try await JobPlanner.publish(plan, on: producer) }
+
+        // The stalled consumer takes the three highest-priority tasks — both layer-0 row blocks
+        // of the uncoded job and the first of the coded one — and never answers.
+        let stalled = try await env.makeTransport()
+        let held = try await stalled.subscribe(queue: Topology.tasksQueue, prefetch: 3)
+        let taken = try await within(.seconds(60), "three tasks for the stalled consumer") {
+            var ids: [String] = []
+            for try await d in held.deliveries {
+                ids.append(d.message.headers[Header.task]?.stringValue ?? "?")
+                if ids.count == 3 { break }
+            }
+            return ids
+        }
+        try require(taken == ["\(uncoded.id!)/L0/0", "\(uncoded.id!)/L0/1", "\(coded.id!)/L0/0"], "stalled consumer holds \(taken)")
+
+        // Two healthy consumers: the coded job completes, exact, without the held task.
+        let (consumers, _, _) = try await startRoles(env, consumers: 2, aggregator: false)
+        let seen = try await outputs(until: codedPlan.job.id, from: watcher)
+        try require(seen.map(\.resolution) == [1, 2, 3] && seen.last?.status == .complete,
+                    "coded job: \(seen.map { "r\($0.resolution) \($0.status)" })")
+        try require(seen.last!.values.elements == base.fixedPoint, "the coded job's final is not the fixed-point product")
+
+        // The uncoded job has nothing: its layer 0 waits for the held tasks. At its deadline
+        // (fired now) it answers with resolution 0 and the a-priori bound.
+        try await startDeadline(uncodedPlan, after: 1, on: producer)
+        let stuck = try await outputs(until: uncodedPlan.job.id, from: watcher)
+        try require(stuck.count == 1 && stuck[0].status == .deadline && stuck[0].resolution == 0,
+                    "uncoded job with a stalled consumer: \(stuck.map { "r\($0.resolution) \($0.status)" })")
+
+        await held.cancel()
+        await stalled.close()
+        await consumers.stop()
+        await aggRoles.stop()
+        await producer.close()
+    }
+}
