@@ -23,10 +23,11 @@
 #               writes open records (sr.jobs), tasks (sr.task), timers (sr.delay), early deadlines
 #               (sr.deadline); reads outputs (sr.outputs) — it can read no task and write no
 #               partial or output.
-#   consumer    declares nothing; reads sr.tasks; writes partials (sr.partial) and dead letters
-#               (sr.dlx) — it cannot write open records, deadlines or outputs.
+#   consumer    declares only its own done-notice queue (amq.gen-*, bound to sr.done); reads
+#               sr.tasks; writes partials (sr.partial) and dead letters (sr.dlx) — it cannot
+#               write open records, deadlines, outputs or done notices.
 #   aggregator  declares the topology; reads sr.jobs, sr.partials, sr.deadlines, sr.finals; writes outputs
-#               (sr.outputs), inference tasks (sr.task) and dead letters (sr.dlx), and binds the
+#               (sr.outputs), done notices (sr.done), inference tasks (sr.task) and dead letters (sr.dlx), and binds the
 #               queues it declares (write on each of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,17 +83,17 @@ pass[consumer]=$(password "${SR_CONSUMER_PASSWORD:-}")
 pass[aggregator]=$(password "${SR_AGGREGATOR_PASSWORD:-}")
 pass[monitor]=$(password "${SR_MONITOR_PASSWORD:-}")
 
-topology='sr\.(jobs|tasks|partials|deadlines|dead|finals|outputs|dlx|task|partial|deadline|delay)'
+topology='sr\.(jobs|tasks|partials|deadlines|dead|finals|outputs|dlx|task|partial|deadline|delay|done)'
 declare -A configure write read
 configure[producer]='^(sr\.delay\..+|amq\.gen-.+)$'
 write[producer]='^(sr\.jobs|sr\.task|sr\.delay|sr\.deadline|sr\.delay\..+|amq\.gen-.+)$'
 read[producer]='^(sr\.outputs|sr\.delay|sr\.delay\..+|amq\.gen-.+)$'
-configure[consumer]='^$'
-write[consumer]='^sr\.(partial|dlx)$'
-read[consumer]='^sr\.tasks$'
+configure[consumer]='^amq\.gen-.+$'
+write[consumer]='^(sr\.(partial|dlx)|amq\.gen-.+)$'
+read[consumer]='^(sr\.(tasks|done)|amq\.gen-.+)$'
 configure[aggregator]="^$topology\$"
 # Queues it binds (write on the queue) and the exchanges it publishes to.
-write[aggregator]='^sr\.(jobs|tasks|partials|deadlines|dead|finals|outputs|dlx|task)$'
+write[aggregator]='^sr\.(jobs|tasks|partials|deadlines|dead|finals|outputs|dlx|task|done)$'
 # Queues it consumes and the exchanges it binds them to.
 read[aggregator]='^sr\.(jobs|partials|deadlines|finals|task|partial|deadline|dlx|outputs)$'
 configure[monitor]='^$'

@@ -171,7 +171,7 @@ if [[ -n ${SR_RABBITMQ_DIR:-} && -f ${SR_RABBITMQ_DIR}/env ]]; then
       fail "sr-$role authenticates with a wrong password"
   done
   perms=$(bash "$root/scripts/rabbitmqctl.sh" "$SR_RABBITMQ_DIR" -q list_user_permissions sr-consumer | awk '$1 == "sr"')
-  [[ $perms == *'^sr\.(partial|dlx)$'*'^sr\.tasks$'* ]] || fail "sr-consumer's permissions on vhost sr are not the least ones: $perms"
+  [[ $perms == *'^amq\.gen-.+$'*'^(sr\.(partial|dlx)|amq\.gen-.+)$'*'^(sr\.(tasks|done)|amq\.gen-.+)$'* ]] || fail "sr-consumer's permissions on vhost sr are not the least ones: $perms"
   note "ok: the definitions load into RabbitMQ; each role authenticates with its own password and has only its permissions"
 fi
 

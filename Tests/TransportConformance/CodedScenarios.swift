@@ -59,7 +59,37 @@ extension PipelineScenarios {
         await held.cancel()
         await stalled.close()
         await consumers.stop()
+        try await purge(env, producer: producer, job: base, digest: digest)
         await aggRoles.stop()
         await producer.close()
+    }
+
+    /// Once a coded layer is decoded, a consumer drops its remaining tasks unread: layer 0's
+    /// two row blocks are answered here, and its parity task, published after the consumer
+    /// heard the done notice, is dropped, not computed.
+    static func purge(_ env: PipelineEnvironment, producer: any Transport, job base: ScenarioJob, digest: String) async throws {
+        let (consumerRoles, _, workers) = try await startRoles(env, consumers: 1, recordOrder: true, aggregator: false)
+        var request = base.request
+        request.operand = .stored(digest: digest, rows: 64, columns: 48)
+        request.id = unique("purge")
+        request.redundancy = 1.5
+        let plan = try JobSubmitter(transport: producer).plan(request)
+        let tasks = try plan.tasks.map { try TaskMessage(decoding: $0) }
+        try await publishHead(plan, tasks: 0, deadline: false, on: producer)
+        // The consumer must be listening for done notices before layer 0 is decoded.
+        try await eventually("the consumer subscribed") { workers[0].isListeningForDoneNotices }
+        for t in tasks where t.layer == 0 && !t.isParity {
+            let exact = try honestProduct(t, a: base.a, x: base.x, request: request)
+            try await producer.publish(PartialMessage(for: t, computeMicroseconds: 1, worker: "test", exact: exact, values: []).encode(),
+                                       Topology.partialRoute)
+        }
+        try await eventually("the done notice of layer 0 reached the consumer") { workers[0].snapshot.doneNotices >= 1 }
+        let parity = plan.tasks[tasks.firstIndex { $0.layer == 0 && $0.isParity }!]
+        try await producer.publish(parity, Topology.taskRoute)
+        try await eventually("the parity task of the decoded layer was dropped") { workers[0].snapshot.droppedDecoded == 1 }
+        // (It may compute the tasks the stalled consumer held, returned to the queue: not this job's.)
+        let computed = workers[0].snapshot.order.filter { $0.hasPrefix(request.id! + "/") }
+        try require(computed.isEmpty, "the consumer computed \(computed) of a decoded layer")
+        await consumerRoles.stop()
     }
 }

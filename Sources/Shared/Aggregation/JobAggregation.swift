@@ -10,6 +10,8 @@ public struct JobAggregation: Sendable {
         case emit(OutputMessage)
         /// The job is finished: acknowledge everything held for it and forget it.
         case close
+        /// A coded layer is decoded: tell consumers to drop its remaining coded tasks.
+        case layerDone(Int)
     }
 
     /// How a partial was taken.
@@ -171,8 +173,10 @@ public struct JobAggregation: Sendable {
             product.reserveCapacity(job.rows * job.vectors)
             for b in 0..<code.k { product += rowBlocks[b] }
             blocks[pair] = nil
+            let layerDone = code.isCoded && schedule.layers[p.layer].allSatisfy { $0 == pair || accumulator!.contains($0) }
             do {
                 let released = try accumulator!.add(pair, product: Matrix(rows: job.rows, columns: job.vectors, elements: product))
+                if layerDone { actions.append(.layerDone(p.layer)) }
                 for r in released {
                     last = r
                     let status: OutputStatus = r.isFinal ? .complete : .partial

@@ -455,6 +455,11 @@ extension AggregatorService {
                     // The job closes (its inputs are acked) once its final output is confirmed:
                     // `Event.finalPublished`. Until then it only answers late inputs.
                     break
+                case .layerDone(let layer):
+                    // Best effort, through the same publisher task as outputs (never waited for).
+                    service.outbox.push(PendingOutput(message: DoneMessage(job: id, layer: layer).encode(), routingKey: "",
+                                                      job: id, status: .partial, log: "", metadata: [:], final: nil,
+                                                      exchange: Topology.doneExchange))
                 }
             }
         }

@@ -15,6 +15,8 @@ struct PendingOutput: Sendable {
     /// Set for a job's final output: its confirmation lets the job close (its inputs are acked
     /// only then); its failure has it retried.
     var final: AggregatorService.FinalOutput?
+    /// sr.outputs, or sr.done for a done notice (sent in order with outputs, not counted or logged).
+    var exchange: String = Topology.outputsExchange
 }
 
 /// A FIFO of pending outputs plus a wake-up signal for the publisher task.
@@ -50,13 +52,13 @@ extension AggregatorService {
             let batch = outbox.takeAll()
             guard !batch.isEmpty else { continue }
             do {
-                try await transport.publish(batch.map { Publication($0.message, exchange: Topology.outputsExchange, routingKey: $0.routingKey) })
+                try await transport.publish(batch.map { Publication($0.message, exchange: $0.exchange, routingKey: $0.routingKey) })
             } catch {
                 logger.error("could not publish outputs; finals will be retried: \(error)", metadata: ["outputs": "\(batch.count)"])
                 for o in batch { if let final = o.final { report(.finalFailed(o.job, final)) } }
                 continue
             }
-            for o in batch {
+            for o in batch where o.exchange == Topology.outputsExchange {
                 counters.withLock {
                     $0.refinements += 1
                     if o.status == .complete { $0.completed += 1 }

@@ -8,6 +8,10 @@ import ServiceLifecycle
 public struct WorkerCounters: Sendable {
     public var computed = 0
     public var skippedPastDeadline = 0
+    /// Coded tasks dropped unread because their layer was already decoded (a done notice).
+    public var droppedDecoded = 0
+    /// Done notices received.
+    public var doneNotices = 0
     public var deadLettered = 0
     /// (job, task) in the order they were computed: lets tests assert layer-priority order.
     public var order: [String] = []
@@ -37,6 +41,12 @@ public final class TaskWorker: Service, Sendable {
     let logger: Logger
     let blocking: BlockingWork
     let counters = Mutex(WorkerCounters())
+    /// Coded layers the aggregator has decoded (done notices on sr.done).
+    let finished = Mutex(FinishedMiniJobs())
+    let listening = Mutex(false)
+
+    /// Whether this worker hears done notices (its queue on sr.done is bound and consumed).
+    public var isListeningForDoneNotices: Bool { listening.withLock { $0 } }
     let wallClock: @Sendable () -> Int64
 
     public init(transport: any Transport, store: OperandStore, configuration: Configuration, logger: Logger,
@@ -61,6 +71,17 @@ public final class TaskWorker: Service, Sendable {
 
     public func run() async throws {
         try await Topology.declare(on: transport)
+        // Done notices first, so a task of a layer decoded meanwhile is dropped, not computed.
+        let notices: Subscription?
+        do {
+            notices = try await subscribeDoneNotices()
+        } catch {
+            notices = nil
+            logger.warning("no done notices (coded tasks of decoded layers will be computed anyway): \(error)")
+        }
+        let listener = notices.map { sub in Task { await self.listen(to: sub) } }
+        listening.withLock { $0 = notices != nil }
+        defer { listener?.cancel() }
         let subscription = try await transport.subscribe(queue: Topology.tasksQueue, prefetch: configuration.prefetch)
         logger.info("consuming", metadata: ["queue": "\(Topology.tasksQueue)", "prefetch": "\(configuration.prefetch)"])
         // On graceful shutdown: stop taking tasks; the one in hand finishes (publish + ack)
@@ -90,6 +111,28 @@ public final class TaskWorker: Service, Sendable {
             if idle { Task { await subscription.cancel() } }
         }
         await subscription.cancel()
+        await notices?.cancel()
+    }
+
+    /// An exclusive queue of this worker's own, bound to the sr.done fanout.
+    func subscribeDoneNotices() async throws -> Subscription {
+        let queue = try await transport.declare(QueueSpec(name: "", durable: false, exclusive: true, autoDelete: true))
+        try await transport.bind(BindingSpec(queue: queue, exchange: Topology.doneExchange, routingKey: Topology.doneRoute.routingKey))
+        return try await transport.subscribe(queue: queue, prefetch: 0)
+    }
+
+    func listen(to notices: Subscription) async {
+        do {
+            for try await d in notices.deliveries {
+                if let done = try? DoneMessage(decoding: d.message) {
+                    finished.withLock { $0.insert(job: done.job, layer: done.layer) }
+                    counters.withLock { $0.doneNotices += 1 }
+                }
+                try? await notices.ack(d)
+            }
+        } catch {
+            logger.debug("done notices ended: \(error)")
+        }
     }
 
     /// A decoded task of either kind.
@@ -140,6 +183,12 @@ public final class TaskWorker: Service, Sendable {
         if wallClock() > work.deadlineMs {
             counters.withLock { $0.skippedPastDeadline += 1 }
             log.debug("skipped: past its deadline")
+            try? await subscription.ack(delivery)
+            return
+        }
+        if case .matVec(let t) = work, t.code != nil, finished.withLock({ $0.contains(job: t.job, layer: t.layer) }) {
+            counters.withLock { $0.droppedDecoded += 1 }
+            log.debug("dropped: its coded layer is already decoded")
             try? await subscription.ack(delivery)
             return
         }

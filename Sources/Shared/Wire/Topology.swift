@@ -23,6 +23,8 @@ public enum Topology {
     /// Undecodable or invalid messages, with an `sr-dead-reason` header.
     public static let deadLetterExchange = "sr.dlx"
     public static let deadQueue = "sr.dead"
+    /// Fanout of done notices (DoneMessage): each consumer binds a queue of its own.
+    public static let doneExchange = "sr.done"
     /// A copy of every job's final output (`job.*.final`), kept 10 minutes: the ledger that
     /// tells a restarted aggregator which redelivered jobs were already answered.
     public static let finalsQueue = "sr.finals"
@@ -48,6 +50,7 @@ public enum Topology {
     public static let taskRoute = Route(exchange: taskExchange, routingKey: "task")
     public static let partialRoute = Route(exchange: partialExchange, routingKey: "partial")
     /// A deadline fired now (`srproduce deadline`); timers reach sr.deadlines the same way.
+    public static let doneRoute = Route(exchange: doneExchange, routingKey: "")
     public static let deadlineRoute = Route(exchange: deadlineExchange, routingKey: "deadline")
     public static func delayRoute(_ queue: QueueSpec) -> Route { Route(exchange: delayExchange, routingKey: queue.name) }
 
@@ -81,6 +84,7 @@ public enum Topology {
         ExchangeSpec(name: delayExchange, kind: .direct),
         ExchangeSpec(name: outputsExchange, kind: .topic),
         ExchangeSpec(name: deadLetterExchange, kind: .fanout),
+        ExchangeSpec(name: doneExchange, kind: .fanout),
     ]
 
     public static let queues: [QueueSpec] = [
