@@ -157,6 +157,97 @@ struct ProcessKillTests {
         await pool.finish()
     }
 
+    /// The tasks queue's consumers and unacknowledged messages, as the broker reports them.
+    func tasksQueueState(_ pool: Pool) async throws -> (consumers: Int, unacked: Int) {
+        let (status, output) = try await AMQPSupport.rabbitmqctl(ProcessInfo.processInfo.environment["SR_RABBITMQ_DIR"]!,
+            ["-q", "list_queues", "-p", pool.vhost, "name", "consumers", "messages_unacknowledged"])
+        guard status == 0 else { return (0, 0) }
+        for line in output.split(separator: "\n") {
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if f.count == 3, f[0] == Substring(Topology.tasksQueue) { return (Int(f[1]) ?? 0, Int(f[2]) ?? 0) }
+        }
+        return (0, 0)
+    }
+
+    /// Issue F: a SIGSTOPped srconsume holds a prefetched task of a coded job and one of an
+    /// uncoded job. With two healthy consumers the coded job (Ω = 1.5: 3 tasks per layer, any 2
+    /// decode it) completes exactly; the uncoded one cannot, and answers at its deadline with
+    /// nothing computed. Deterministic: the stopped consumer is the only one when the two tasks
+    /// it holds are published, and the uncoded job's deadline is fired by the test.
+    @Test func aStoppedConsumerHoldsBackAnUncodedJobButNotACodedOne() async throws {
+        let pool = try await Pool()
+        let transport = try await AMQPTransport.connect(pool.url, logger: AMQPSupport.logger)
+        var stopped: Process?
+        do {
+            try await Topology.declare(on: transport)
+            _ = try pool.spawn("sraggregate")
+            let stalled = try pool.spawn("srconsume", ["--prefetch", "2", "--name", "stalled"])
+            stopped = stalled
+            let deadline = ContinuousClock.now + .seconds(120)
+            while try await tasksQueueState(pool).consumers < 1 {
+                try #require(ContinuousClock.now < deadline, "the consumer to be stopped never subscribed")
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            kill(stalled.processIdentifier, SIGSTOP)
+
+            var g = SystemRandomNumberGenerator()
+            let a = Matrix(rows: 64, columns: 48, elements: (0..<(64 * 48)).map { _ in Double.random(in: -1..<1, using: &g) })
+            let x = Matrix(column: (0..<48).map { _ in Double.random(in: -1..<1, using: &g) })
+            let store = OperandStore(root: pool.store)
+            let digest = try store.register(a, name: "stall")
+            let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: 2, bits: 6)
+            let q = try PartitionVector.fitted(maxMagnitude: x.maxMagnitude, chunks: 2, bits: 6)
+            try store.ensureStatistics(digest: digest, partition: p)
+            let uncoded = MatVecRequest(operand: .stored(digest: digest, rows: 64, columns: 48), vectors: x, partitionA: p, partitionX: q,
+                                        schedule: try .bySignificance(chunksA: 2, chunksX: 2), deadline: .seconds(600), rowBlock: 32,
+                                        id: "u\(UInt32.random(in: 0...UInt32.max))")
+            var coded = uncoded
+            coded.id = "c\(UInt32.random(in: 0...UInt32.max))"
+            coded.redundancy = 1.5
+            let submitter = JobSubmitter(transport: transport)
+            let codedPlan = try submitter.plan(coded), uncodedPlan = try submitter.plan(uncoded)
+            #expect(codedPlan.job.codedTasks == 3 && codedPlan.job.blockCount == 2)
+            let watcher = try await OutputWatcher.watch([coded.id!, uncoded.id!], on: transport)
+            for plan in [codedPlan, uncodedPlan] {
+                try await Topology.declareDelayQueue(plan.deadlineQueue, on: transport)
+                try await transport.publish(plan.open, Topology.openRoute)
+                try await transport.publish(plan.deadline, Topology.delayRoute(plan.deadlineQueue))
+            }
+            // Row block 0 of layer 0 of each job goes to the stopped consumer (the only one).
+            try await transport.publish(codedPlan.tasks[0], Topology.taskRoute)
+            try await transport.publish(uncodedPlan.tasks[0], Topology.taskRoute)
+            while try await tasksQueueState(pool).unacked < 2 {
+                try #require(ContinuousClock.now < deadline, "the stopped consumer did not take its two tasks")
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            for t in codedPlan.tasks.dropFirst() + uncodedPlan.tasks.dropFirst() { try await transport.publish(t, Topology.taskRoute) }
+            _ = try pool.spawn("srconsume", ["--name", "healthy-1"])
+            _ = try pool.spawn("srconsume", ["--name", "healthy-2"])
+
+            var codedOutputs: [OutputMessage] = []
+            while codedOutputs.last?.status != .complete {
+                let o = try await next(watcher, within: .seconds(120))
+                #expect(o.job == coded.id!, "the uncoded job answered before its deadline: \(o.status) r\(o.resolution)")
+                if o.job == coded.id! { codedOutputs.append(o) }
+            }
+            #expect(codedOutputs.map(\.resolution) == [1, 2, 3])
+            checkFinal(codedOutputs.last!, a, x)
+            try await submitter.fireDeadline(job: uncoded.id!)
+            let stuck = try await next(watcher, within: .seconds(120))
+            #expect(stuck.job == uncoded.id! && stuck.status == .deadline && stuck.resolution == 0,
+                    "uncoded job: \(stuck.job) \(stuck.status) r\(stuck.resolution)")
+            await watcher.subscription.cancel()
+        } catch {
+            if let stopped { pool.kill9(stopped) }
+            await transport.close()
+            await pool.finish()
+            throw error
+        }
+        if let stopped { pool.kill9(stopped) }   // a stopped process would never act on SIGTERM
+        await transport.close()
+        await pool.finish()
+    }
+
     /// docs/WIRE.md is enough for a third-party client: scripts/pika_submit.py submits a job with
     /// an inline matrix using pika and numpy only, and checks every output against its bound.
     @Test(.enabled(if: AMQPSupport.hasPika, "python3 with pika and numpy is needed (scripts/install-system-deps.sh installs them)"))
