@@ -25,19 +25,37 @@ extension MiniJobCode {
         let magnitude = coefficientSum(i) * plane.maxMagnitude
         let bits = Swift.max(1, 64 - UInt64(magnitude).leadingZeroBitCount)
         precondition(bits <= PartitionVector.maximumChunkBits, "coded block of \(bits) bits")
-        var builder = ChunkPlane.Builder(rows: blockRows, columns: plane.columns, bits: bits)
-        let weights = (0..<k).map { coefficient(i, $0) }
-        for r in 0..<blockRows {
-            for c in 0..<plane.columns {
-                var v: Int64 = 0
-                for b in 0..<k where weights[b] != 0 {
-                    let row = b * blockRows + r
-                    if row < plane.rows { v += weights[b] * plane[row, c] }
+        // Sum the weighted row blocks in Int64 over the padded rows (zeros stay zeros), then
+        // narrow once: one pass per row block, no per-element dispatch on the storage type.
+        let stride = plane.rowStride
+        var sums = [Int64](repeating: 0, count: blockRows * stride)
+        for b in 0..<k {
+            let weight = coefficient(i, b)
+            let rows = Self.rows(ofBlock: b, blockRows: blockRows, planeRows: plane.rows)
+            guard weight != 0, !rows.isEmpty else { continue }
+            func add<T: BinaryInteger>(_ source: [T]) {
+                source.withUnsafeBufferPointer { src in
+                    sums.withUnsafeMutableBufferPointer { dst in
+                        let from = src.baseAddress! + rows.lowerBound * stride
+                        for e in 0..<(rows.count * stride) { dst[e] += weight * Int64(from[e]) }
+                    }
                 }
-                builder.set(row: r, column: c, v)
+            }
+            switch plane.storage {
+            case .int8(let v): add(v)
+            case .int16(let v): add(v)
+            case .int32(let v): add(v)
             }
         }
-        return builder.build()
+        let largest = sums.reduce(Int64(0)) { Swift.max($0, $1.magnitude > UInt64(Int64.max) ? Int64.max : Int64($1.magnitude)) }
+        let storage: ChunkPlane.Storage
+        switch ChunkPlane.storageBytes(forBits: bits) {
+        case 1: storage = .int8(sums.map { Int8($0) })
+        case 2: storage = .int16(sums.map { Int16($0) })
+        default: storage = .int32(sums.map { Int32($0) })
+        }
+        return ChunkPlane(rows: blockRows, columns: plane.columns, rowStride: stride, bits: bits, storage: storage,
+                          maxMagnitude: largest)
     }
 
     /// Largest |value| of any coded block's product with vectors of at most `partner` in
