@@ -6,6 +6,13 @@
 #   Benchmarks/deadline-curve.sh [--n 4096] [--consumers 2] [--workers K] [--count 100]
 #                                [--repeats 3] [--seed 11] [--out docs/deadline-curve-4096]
 #                                [--loads 0.5,0.8] [--deadlines 0.5,1,2,4] [--keep-logs DIR]
+#                                [--systems oneshot,layered2,layered3,celery] [--row-block R]
+#                                [--stall]
+#
+# --systems also takes coded<Ω> (layered m=2 with --redundancy Ω, e.g. coded1.5); --row-block
+# sets the rows per task of layered and coded jobs (K = n / R row blocks per layer). --stall
+# stops one consumer and one Celery worker 50 ms out of every 100 ms (SIGSTOP / SIGCONT) for
+# the whole measurement: a straggler, as a paused VM or a long GC pause looks to the pool.
 #
 # 1. installs the peers' venv (.venv-peers, pinned), builds release and starts a pool
 #    (scripts/local-pool.sh: private RabbitMQ, aggregator, --consumers consumers), generates
@@ -22,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 n=4096 consumers=2 workers="" count=100 repeats=3 seed=11 out=docs/deadline-curve-4096
-loads=0.5,0.8 deadlines=0.5,1,2,4 keep_logs=""
+loads=0.5,0.8 deadlines=0.5,1,2,4 keep_logs="" systems=oneshot,layered2,layered3,celery row_block="" stall=""
 while (($#)); do
   case $1 in
     --n) n=$2; shift ;;
@@ -35,12 +42,16 @@ while (($#)); do
     --loads) loads=$2; shift ;;
     --deadlines) deadlines=$2; shift ;;
     --keep-logs) keep_logs=$2; shift ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --systems) systems=$2; shift ;;
+    --row-block) row_block=$2; shift ;;
+    --stall) stall=1 ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "deadline-curve: unknown argument '$1' (see --help)" >&2; exit 64 ;;
   esac
   shift
 done
 workers=${workers:-$consumers}
+[[ -z $row_block || $row_block =~ ^[1-9][0-9]*$ ]] || { echo "deadline-curve: --row-block must be a positive integer" >&2; exit 64; }
 for v in n consumers workers count repeats seed; do
   [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || { echo "deadline-curve: --$v must be a positive integer" >&2; exit 64; }
 done
@@ -49,9 +60,15 @@ note() { printf 'deadline-curve: %s\n' "$*" >&2; }
 
 work=$(mktemp -d /tmp/deadline-curve.XXXXXX)
 pool_dir=$work/pool celery_dir=$work/celery
+stall_pid="" stalled=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [[ -n $stall_pid ]]; then
+    kill "$stall_pid" 2>/dev/null || true
+    wait "$stall_pid" 2>/dev/null || true
+    for pid in "${stalled[@]}"; do kill -CONT "$pid" 2>/dev/null || true; done
+  fi
   [[ -f $celery_dir/celery.pids ]] && bash Benchmarks/peers/celery/workers.sh stop "$celery_dir" || true
   if [[ -f $pool_dir/pool.env ]]; then
     bash scripts/local-pool.sh stop "$pool_dir" >&2 || true
@@ -97,9 +114,22 @@ np.save(path, np.random.default_rng(seed).uniform(-1, 1, (n, n)).astype(np.float
 note "starting $workers Celery workers on the same broker"
 bash Benchmarks/peers/celery/workers.sh start --workers "$workers" --dir "$celery_dir" --matrix "$work/a.npy" --python "$py"
 
+stall_note=""
+if [[ -n $stall ]]; then
+  read -r -a pool_pids <<<"$SR_POOL_PIDS"
+  read -r -a celery_pids <"$celery_dir/celery.pids"
+  stalled=("${pool_pids[1]}" "${celery_pids[0]}")   # [0] is the aggregator
+  note "stalling consumer ${stalled[0]} and Celery worker ${stalled[1]}: stopped 50 ms of every 100 ms"
+  ( trap 'exit 0' TERM
+    while :; do kill -STOP "${stalled[@]}"; sleep 0.05; kill -CONT "${stalled[@]}"; sleep 0.05; done ) &
+  stall_pid=$!
+  stall_note="one of $consumers consumers and one of $workers Celery workers stopped 50 ms of every 100 ms"
+fi
+
 note "pool and peers ready in $((SECONDS - t0)) s; measuring"
 "$py" Benchmarks/deadline_curve.py --srproduce "$srproduce" --matrix-name bench \
   --matrix "$work/a.npy" --celery-client Benchmarks/peers/celery/client.py --beam-pid "$beam_pid" \
   --consumers "$consumers" --workers "$workers" --n "$n" --count "$count" --repeats "$repeats" \
-  --seed "$seed" --loads "$loads" --deadlines "$deadlines" --out "$out" --log-dir "$work/logs"
+  --seed "$seed" --loads "$loads" --deadlines "$deadlines" --out "$out" --log-dir "$work/logs" \
+  --systems "$systems" ${row_block:+--row-block "$row_block"} --stall-note "$stall_note"
 note "done in $((SECONDS - t0)) s"

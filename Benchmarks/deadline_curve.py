@@ -37,13 +37,22 @@ import sys
 import time
 import urllib.parse
 
-SYSTEMS = [  # (key, label)
-    ("oneshot", "one-shot"),
-    ("layered2", "layered m=2"),
-    ("layered3", "layered m=3"),
-    ("celery", "Celery"),
-]
-LABEL = dict(SYSTEMS)
+ALL_SYSTEMS = {  # key → label; "coded<Ω>" (e.g. coded1.5) is layered m=2 with --redundancy Ω
+    "oneshot": "one-shot",
+    "layered2": "layered m=2",
+    "layered3": "layered m=3",
+    "celery": "Celery",
+}
+SYSTEMS = []  # (key, label), from --systems
+
+
+def system_label(key):
+    if key in ALL_SYSTEMS:
+        return ALL_SYSTEMS[key]
+    m = re.fullmatch(r"coded(\d+(?:\.\d+)?)", key)
+    if m and float(m.group(1)) >= 1:
+        return f"coded m=2 Ω={m.group(1)}"
+    raise SystemExit(f"deadline-curve: unknown system '{key}' (oneshot, layered2, layered3, celery, coded<Ω>)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -70,7 +79,12 @@ def parse_args():
     p.add_argument("--deadlines", default="0.5,1,2,4", help="× Celery idle p50")
     p.add_argument("--out", required=True, help="path prefix of OUT.csv, OUT-runs.csv, OUT.png")
     p.add_argument("--log-dir", required=True, help="clients' stderr and raw output go here")
+    p.add_argument("--systems", default="oneshot,layered2,layered3,celery",
+                   help="comma-separated: oneshot, layered2, layered3, celery, coded<Ω> (layered m=2, --redundancy Ω)")
+    p.add_argument("--row-block", type=int, default=None, help="--row-block for layered and coded jobs")
+    p.add_argument("--stall-note", default="", help="how consumers stall in this run (for the plot title)")
     a = p.parse_args()
+    SYSTEMS[:] = [(k, system_label(k)) for k in a.systems.split(",") if k]
     a.loads = [float(v) for v in a.loads.split(",")]
     a.deadlines = [float(v) for v in a.deadlines.split(",")]
     if a.idle_count < 30:
@@ -151,7 +165,14 @@ class Runner:
         cmd = [a.srproduce, "stream", "--matrix", a.matrix_name, "--rate", f"{rate:g}",
                "--count", str(count), "--deadline", f"{deadline_ms:g}ms", "--seed", str(seed),
                "--wait", "--json"]
-        cmd += {"oneshot": ["--one-shot"], "layered2": ["--chunks", "2"], "layered3": ["--chunks", "3"]}[system]
+        if system == "oneshot":
+            cmd += ["--one-shot"]
+        else:
+            cmd += ["--chunks", "3" if system == "layered3" else "2"]
+            if system.startswith("coded"):
+                cmd += ["--redundancy", system[len("coded"):]]
+            if a.row_block:
+                cmd += ["--row-block", str(a.row_block)]
         return cmd + list(extra)
 
     def run(self, system, rate, deadline_ms, count, seed, extra=(), tag="run"):
@@ -282,7 +303,9 @@ def write_outputs(a, meta, rows, runs):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    colors = {"oneshot": "tab:blue", "layered2": "tab:orange", "layered3": "tab:green", "celery": "tab:red"}
+    palette = {"oneshot": "tab:blue", "layered2": "tab:orange", "layered3": "tab:green", "celery": "tab:red"}
+    extra = iter(["tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
+    colors = {key: palette.get(key) or next(extra) for key, _ in SYSTEMS}
     fig, axes = plt.subplots(1, len(a.loads), figsize=(6.2 * len(a.loads), 5.2), sharey=True, squeeze=False)
     for ax, load in zip(axes[0], a.loads):
         for key, label in SYSTEMS:
@@ -312,7 +335,7 @@ def write_outputs(a, meta, rows, runs):
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"n = {a.n}, {a.consumers} consumers / {a.workers} Celery workers, {a.count} jobs per run, "
                  f"{a.repeats} repeat(s) (median{', band = min–max' if a.repeats > 1 else ''}); "
-                 f"Celery idle p50 {meta['celery_idle_p50_ms']:.1f} ms", fontsize=10)
+                 f"Celery idle p50 {meta['celery_idle_p50_ms']:.1f} ms" + (f"; {a.stall_note}" if a.stall_note else ""), fontsize=10)
     fig.tight_layout(rect=(0, 0.13, 1, 1))
     fig.savefig(a.out + ".png", dpi=110)
     plt.close(fig)
@@ -321,7 +344,8 @@ def write_outputs(a, meta, rows, runs):
 def markdown(a, meta, rows):
     out = []
     out.append(f"n = {a.n}, {a.consumers} consumers, {a.workers} Celery workers, {a.count} jobs per run, "
-               f"{a.repeats} repeat(s): medians" + (" (min–max)" if a.repeats > 1 else "") + ".")
+               f"{a.repeats} repeat(s): medians" + (" (min–max)" if a.repeats > 1 else "") + "."
+               + (f" Row block {a.row_block}." if a.row_block else "") + (f" {a.stall_note}." if a.stall_note else ""))
     out.append(f"Celery idle p50 {meta['celery_idle_p50_ms']:.2f} ms ({meta['idle_count']} jobs); "
                f"one-shot capacity {meta['oneshot_capacity']:.1f} jobs/s; Celery capacity "
                f"{meta['celery_capacity']:.1f} jobs/s ({meta['capacity_count']}-job saturating streams).")
@@ -379,7 +403,8 @@ def main():
         for load in a.loads:
             rate = load * capacity
             for f, d in deadlines:
-                order = SYSTEMS[(cell_index + rep) % 4:] + SYSTEMS[:(cell_index + rep) % 4]
+                k = (cell_index + rep) % len(SYSTEMS)
+                order = SYSTEMS[k:] + SYSTEMS[:k]
                 cell_index += 1
                 for key, label in order:
                     jobs, s, cpu, wall = R.run(key, rate, d, a.count, seed, tag=f"r{rep}")
