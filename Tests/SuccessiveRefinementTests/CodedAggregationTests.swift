@@ -137,6 +137,46 @@ import Testing
         #expect(outputs.last?.values.elements == f.fixedPoint())
     }
 
+    /// Layer 1 has two pairs. The forged parity arrives first; the decode that uses it fails
+    /// when the third result (an honest row block) arrives: that block is accepted, the parity
+    /// dropped, and the last row block completes the layer exactly — also when only one of the
+    /// two pairs was forged (the other then completes with the parity, the first without).
+    @Test(arguments: [[0, 4], [0]])
+    func aForgedParityThatArrivedFirstDoesNotCostAnHonestPartialOrALayer(forgedAt: [Int]) throws {
+        let f = try Fixture()
+        var agg = try JobAggregation(try OpenRecord(decoding: f.plan.open), verifier: try f.verifier())
+        #expect(f.job.layers[1].count == 2)
+        var outputs: [OutputMessage] = []
+        func take(_ p: PartialMessage) -> JobAggregation.PartialOutcome {
+            let (outcome, actions) = agg.receive(p, nowMs: t0 + 1_100)
+            outputs += actions.compactMap { if case .emit(let o) = $0 { o } else { nil } }
+            return outcome
+        }
+        for t in f.tasks where t.layer == 0 && !t.isParity { #expect(take(try f.partial(t)) == .accepted) }
+        let layer1 = f.tasks.filter { $0.layer == 1 }
+        var forged = try f.partial(layer1.first { $0.codedBlock == 3 }!)
+        for i in forgedAt { forged.exact[i] += 1 }  // row 0 of pair 1 (index 0), of pair 2 (index 4)
+        #expect(take(forged) == .accepted)          // nothing to check it against yet
+        #expect(take(try f.partial(layer1[0])) == .accepted)
+        #expect(take(try f.partial(layer1[1])) == .accepted, "an honest row block was refused")
+        #expect(agg.forgedPartials == forgedAt.count && agg.refusedParity.count == forgedAt.count)
+        #expect(take(try f.partial(layer1[2])) == .accepted)
+        for t in f.tasks where t.layer == 2 && !t.isParity { _ = take(try f.partial(t)) }
+        #expect(outputs.map(\.resolution) == [1, 2, 3])
+        #expect(outputs.last?.status == .complete)
+        #expect(outputs.last?.values.elements == f.fixedPoint())
+    }
+
+    @Test func hostileCodesAreRefusedAtDecode() throws {
+        let f = try Fixture()
+        var oneShotCoded = f.plan.tasks[0]
+        oneShotCoded.headers[Header.mode] = .string("one-shot")
+        #expect(throws: WireError.self) { try TaskMessage(decoding: oneShotCoded) }
+        var blockWithoutCode = f.plan.tasks[0]
+        blockWithoutCode.headers[Header.code] = nil
+        #expect(throws: WireError.self) { try TaskMessage(decoding: blockWithoutCode) }
+    }
+
     @Test func codedJobsAreRefusedWhereTheyCannotWork() throws {
         let f = try Fixture()
         var oneShot = f.job

@@ -43,6 +43,9 @@ public struct JobAggregation: Sendable {
     public private(set) var duplicatePartials = 0
     /// Partials refused because they failed their checksum.
     public private(set) var forgedPartials = 0
+    /// The latest parity refusals (at most 16), for the log: a parity result that arrived
+    /// before the partial that completed its mini-job is refused when the decode fails.
+    public private(set) var refusedParity: [String] = []
     /// Checks each partial against A and x; nil: partials are taken on trust.
     let verifier: PartialVerifier?
     /// Whether this job's outputs are verified: every partial checked, every statistic behind
@@ -133,7 +136,10 @@ public struct JobAggregation: Sendable {
                 return (.invalid("partial \(p.task): mini-job \(pair) is not in layer \(p.layer) of job \(job.id)"), [])
             }
         }
-        if p.pairs.contains(where: { blocks[$0, default: [:]][block] != nil || (accumulator?.contains($0) ?? true) }) {
+        // Pairs still waiting for this block. The pairs of a layer complete together, except
+        // when a coded decode fails for some of them: then only those still take it.
+        let waiting = Set(p.pairs.filter { blocks[$0, default: [:]][block] == nil && !(accumulator?.contains($0) ?? true) })
+        if waiting.isEmpty {
             duplicatePartials += 1
             return (.duplicate, [])
         }
@@ -153,7 +159,8 @@ public struct JobAggregation: Sendable {
         // Parity partials have no checksum of their own: what they decode to is checked instead.
         if block < code.k, let refused = refuseUnverified(p, block) { return refused }
         var actions: [Action] = []
-        for (n, pair) in p.pairs.enumerated() {
+        var refusal: String?
+        for (n, pair) in p.pairs.enumerated() where waiting.contains(pair) {
             blocks[pair, default: [:]][block] = Array(p.product(n))
             guard blocks[pair]!.count >= code.k else { continue }
             // The mini-job is complete (any K of its N blocks): decode what is missing,
@@ -161,13 +168,17 @@ public struct JobAggregation: Sendable {
             let rowBlocks: [[Int64]]
             switch decodeBlocks(pair, from: blocks[pair]!, probe: p) {
             case .success(let decoded): rowBlocks = decoded
-            case .failure(let refusal):
-                // A parity block decoded to something A·x is not: drop every parity result of
-                // this mini-job (the plain row blocks still complete it) and refuse this one.
+            case .failure(let why):
+                // A parity result decoded to something A·x is not. Row blocks are checked on
+                // arrival, so the culprit is parity: drop this mini-job's parity results (its
+                // plain row blocks still complete it) and go on with the other pairs.
                 let parity = blocks[pair]!.keys.filter { $0 >= code.k }
                 blocks[pair] = blocks[pair]!.filter { $0.key < code.k }
                 forgedPartials += parity.count
-                return (.forged("partial \(p.task) from worker '\(p.worker)': \(refusal.reason)"), actions)
+                refusedParity.append("\(pair): parity block(s) \(parity.sorted()) refused: \(why.reason)")
+                if refusedParity.count > 16 { refusedParity.removeFirst() }
+                refusal = why.reason
+                continue
             }
             var product = [Int64]()
             product.reserveCapacity(job.rows * job.vectors)
@@ -191,6 +202,13 @@ public struct JobAggregation: Sendable {
                 return (.invalid("partial \(p.task): \(error)"), actions)
             }
         }
+        if let refusal, p.isParity {
+            // This parity partial is among the refused: forget it everywhere it still waits, so
+            // a redelivered honest copy is taken.
+            for pair in waiting { blocks[pair]?[block] = nil }
+            seenTasks.remove(p.task)
+            return (.forged("partial \(p.task) from worker '\(p.worker)': \(refusal)"), actions)
+        }
         return (.accepted, actions)
     }
 
@@ -201,6 +219,7 @@ public struct JobAggregation: Sendable {
         let (terms, weight) = bounds.chunkProductLimits(pair)
         guard !terms.isEmpty else { return values.first.map { (0, $0) } }
         let code = job.code, v = job.vectors
+        let weights = block < code.k ? [] : (0..<code.k).map { Double(code.coefficient(block, $0)) }
         for (i, value) in values.enumerated() {
             var limit = 0.0
             if block < code.k {
@@ -208,8 +227,9 @@ public struct JobAggregation: Sendable {
             } else {
                 for b in 0..<code.k {
                     let row = b * job.rowBlock + i / v
-                    if row < job.rows { limit += Double(code.coefficient(block, b)) * terms[row * v + i % v] }
+                    if row < job.rows { limit += weights[b] * terms[row * v + i % v] }
                 }
+                limit *= 1 + 0x1p-40   // the sum's own rounding, above 2^53
             }
             if Double(value.magnitude) > limit / weight { return (i, value) }
         }

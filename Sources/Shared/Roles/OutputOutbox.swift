@@ -49,7 +49,12 @@ extension AggregatorService {
     /// logs each one and tells the loop about finals (`report`).
     func publishOutputs(_ outbox: OutputOutbox, report: @escaping @Sendable (Event) -> Void) async {
         for await _ in outbox.signals {
-            let batch = outbox.takeAll()
+            let all = outbox.takeAll()
+            // Done notices go after the outputs, in a call of their own and best effort: a
+            // broker refusing them (an old permission set) must not fail the outputs.
+            let notices = all.filter { $0.exchange != Topology.outputsExchange }
+            let batch = all.filter { $0.exchange == Topology.outputsExchange }
+            defer { if !notices.isEmpty { publishNotices(notices) } }
             guard !batch.isEmpty else { continue }
             do {
                 try await transport.publish(batch.map { Publication($0.message, exchange: $0.exchange, routingKey: $0.routingKey) })
@@ -58,7 +63,7 @@ extension AggregatorService {
                 for o in batch { if let final = o.final { report(.finalFailed(o.job, final)) } }
                 continue
             }
-            for o in batch where o.exchange == Topology.outputsExchange {
+            for o in batch {
                 counters.withLock {
                     $0.refinements += 1
                     if o.status == .complete { $0.completed += 1 }
@@ -69,6 +74,18 @@ extension AggregatorService {
                 all["status"] = "\(o.status.rawValue)"
                 logger.info(o.log, metadata: all)
                 if o.final != nil { report(.finalPublished(o.job)) }
+            }
+        }
+    }
+
+    /// Sends done notices without waiting for their confirms (nothing depends on them).
+    func publishNotices(_ notices: [PendingOutput]) {
+        let transport = self.transport, logger = self.logger
+        Task {
+            do {
+                try await transport.publish(notices.map { Publication($0.message, exchange: $0.exchange, routingKey: $0.routingKey) })
+            } catch {
+                logger.debug("done notices not published: \(error)")
             }
         }
     }

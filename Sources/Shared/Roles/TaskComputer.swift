@@ -91,6 +91,12 @@ public struct TaskComputer: Sendable {
     private func codedPlanes(_ planes: [PreparedPlane], _ task: TaskMessage, partner: Int64) throws -> [PreparedPlane] {
         guard let code = task.code else { return planes }
         let r = task.rows.count
+        // A hostile code (many blocks, wide chunks) must be refused here, not trap in encode.
+        let widest = planes.map(\.plane.maxMagnitude).max() ?? 0
+        guard code.codedMagnitude(dataMagnitude: widest) < 1 << 31,
+              code.productBound(columns: task.columns, dataMagnitude: widest, partnerMagnitude: partner) != nil else {
+            throw WireError("a \(code.k)/\(code.n) code over chunks of magnitude \(widest) does not fit exact 31-bit coded blocks")
+        }
         let key = "\(task.matrix)|\(task.partitionA)|\(partner)|code \(code.k)/\(code.n) block \(task.codedBlock) of \(r) rows"
         let cached = cache.value(for: key) {
             .layered(planes.map { PreparedPlane(code.encode($0.plane, block: task.codedBlock, blockRows: r), partnerMagnitude: partner) })

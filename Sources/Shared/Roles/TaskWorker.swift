@@ -71,17 +71,10 @@ public final class TaskWorker: Service, Sendable {
 
     public func run() async throws {
         try await Topology.declare(on: transport)
-        // Done notices first, so a task of a layer decoded meanwhile is dropped, not computed.
-        let notices: Subscription?
-        do {
-            notices = try await subscribeDoneNotices()
-        } catch {
-            notices = nil
-            logger.warning("no done notices (coded tasks of decoded layers will be computed anyway): \(error)")
-        }
-        let listener = notices.map { sub in Task { await self.listen(to: sub) } }
-        listening.withLock { $0 = notices != nil }
-        defer { listener?.cancel() }
+        // Done notices are followed beside the tasks (re-subscribing after a reconnect: the
+        // notice queue is exclusive, so it does not survive the connection).
+        let listener = Task { await self.followDoneNotices() }
+        defer { listener.cancel() }
         let subscription = try await transport.subscribe(queue: Topology.tasksQueue, prefetch: configuration.prefetch)
         logger.info("consuming", metadata: ["queue": "\(Topology.tasksQueue)", "prefetch": "\(configuration.prefetch)"])
         // On graceful shutdown: stop taking tasks; the one in hand finishes (publish + ack)
@@ -111,7 +104,6 @@ public final class TaskWorker: Service, Sendable {
             if idle { Task { await subscription.cancel() } }
         }
         await subscription.cancel()
-        await notices?.cancel()
     }
 
     /// An exclusive queue of this worker's own, bound to the sr.done fanout.
@@ -121,17 +113,40 @@ public final class TaskWorker: Service, Sendable {
         return try await transport.subscribe(queue: queue, prefetch: 0)
     }
 
-    func listen(to notices: Subscription) async {
-        do {
-            for try await d in notices.deliveries {
-                if let done = try? DoneMessage(decoding: d.message) {
-                    finished.withLock { $0.insert(job: done.job, layer: done.layer) }
-                    counters.withLock { $0.doneNotices += 1 }
+    /// Subscribes to done notices and records them, again after every loss (backing off up
+    /// to 10 s); best effort — without them, tasks of decoded layers are computed for nothing.
+    func followDoneNotices() async {
+        var delay = Duration.milliseconds(200)
+        var warned = false
+        while !Task.isCancelled {
+            do {
+                let notices = try await subscribeDoneNotices()
+                listening.withLock { $0 = true }
+                delay = .milliseconds(200)
+                warned = false
+                await withTaskCancellationHandler {
+                    do {
+                        for try await d in notices.deliveries {
+                            if let done = try? DoneMessage(decoding: d.message) {
+                                finished.withLock { $0.insert(job: done.job, layer: done.layer) }
+                                counters.withLock { $0.doneNotices += 1 }
+                            }
+                            try? await notices.ack(d)
+                        }
+                    } catch {
+                        logger.debug("done notices interrupted: \(error)")
+                    }
+                } onCancel: {
+                    Task { await notices.cancel() }
                 }
-                try? await notices.ack(d)
+            } catch {
+                if !warned { logger.warning("no done notices for now (coded tasks of decoded layers will be computed): \(error)") }
+                warned = true
             }
-        } catch {
-            logger.debug("done notices ended: \(error)")
+            listening.withLock { $0 = false }
+            guard !Task.isCancelled else { break }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(10))
         }
     }
 

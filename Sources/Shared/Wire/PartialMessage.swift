@@ -97,6 +97,7 @@ public struct PartialMessage: Sendable, Equatable {
         guard begin < end else { throw WireError("empty row block \(begin)..<\(end)") }
         rows = begin..<end
         (code, codedBlock) = try TaskMessage.code(h)
+        if code != nil, mode != .layered { throw WireError("header \(Header.code) applies to layered partials only") }
         vectors = try h.count(Header.vectors, max: WireLimits.maxDimension)
         deadlineMs = try h.int(Header.deadline)
         computeMicroseconds = (try? h.int(Header.computeMicroseconds)) ?? 0

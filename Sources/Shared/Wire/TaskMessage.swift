@@ -113,7 +113,10 @@ public struct TaskMessage: Sendable, Equatable {
 
     /// Reads `sr-code` and `sr-coded-block` (both or neither): the code and the block index.
     static func code(_ h: HeaderReader) throws(WireError) -> (MiniJobCode?, Int) {
-        guard let text = h.optionalString(Header.code) else { return (nil, 0) }
+        guard let text = h.optionalString(Header.code) else {
+            if h.headers[Header.codedBlock] != nil { throw WireError("header \(Header.codedBlock) without \(Header.code)") }
+            return (nil, 0)
+        }
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]) else {
             throw WireError("header \(Header.code) must be K/N, like 2/3")
@@ -168,6 +171,7 @@ public struct TaskMessage: Sendable, Equatable {
         _ = try WireLimits.product(end - begin, vectors, "task output size")
         rows = begin..<end
         (code, codedBlock) = try Self.code(h)
+        if code != nil, mode != .layered { throw WireError("header \(Header.code) applies to layered tasks only") }
         if let code, codedBlock >= code.k {
             // A parity block has the row-block height r, and K blocks of r rows cover the matrix.
             guard begin == 0, mode == .layered, (code.k - 1) * end < totalRows, totalRows <= code.k * end else {
