@@ -20,7 +20,7 @@ struct Aggregate: AsyncParsableCommand {
     @Option(name: .customLong("safety-grace"), help: "Answer a job this long after its deadline by this machine's clock if the deadline message has not come (0: clocks synchronised by NTP; raise it by the worst clock skew to producers).")
     var safetyGrace: Duration = .zero
 
-    @Option(help: ArgumentHelp("RabbitMQ URL (default: $SR_AMQP_URL).", valueName: "url"))
+    @Option(help: ArgumentHelp("RabbitMQ URL, amqp[s]://user:pass@host:port/vhost (default: $SR_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/ for local development).", valueName: "url"))
     var broker: String?
 
     @Option(help: ArgumentHelp("Operand store directory, shared with the producers: the bound statistics of registered matrices are read there (default: $SR_STORE, else ./sr-store).", valueName: "dir"))

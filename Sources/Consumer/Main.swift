@@ -26,7 +26,7 @@ struct Consume: AsyncParsableCommand {
     @Option(help: "Worker name in logs and partials (default: srconsume-<pid>).")
     var name: String?
 
-    @Option(help: ArgumentHelp("RabbitMQ URL (default: $SR_AMQP_URL).", valueName: "url"))
+    @Option(help: ArgumentHelp("RabbitMQ URL, amqp[s]://user:pass@host:port/vhost (default: $SR_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/ for local development).", valueName: "url"))
     var broker: String?
 
     @Option(help: ArgumentHelp("Operand store directory (default: $SR_STORE, else ./sr-store).", valueName: "dir"))

@@ -41,7 +41,7 @@ struct Demo: AsyncParsableCommand {
     @Option(name: .customLong("row-block"), help: "Rows per task (default: sized by compute, about 64 MiB of planes per task).")
     var rowBlock: Int?
 
-    @Option(help: ArgumentHelp("Redundancy Ω ≥ 1 (default 1: uncoded): each layer's K row-block tasks go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. Layered jobs on registered matrices.", valueName: "Ω"))
+    @Option(help: ArgumentHelp("Redundancy Ω from 1 (uncoded) to 9: each layer's K row-block tasks (see --row-block) go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. At most 8 extra tasks per layer.", valueName: "Ω"))
     var redundancy: Double = 1
 
     @Option(help: ArgumentHelp("Run through RabbitMQ at this URL instead of the in-memory transport.", valueName: "url"))
@@ -91,16 +91,19 @@ struct Demo: AsyncParsableCommand {
             workers.append(TaskWorker(transport: try await makeTransport(), store: store, configuration: c, logger: logger))
         }
         try await Topology.declare(on: producer)
-        // Consumers load and prepare the registered matrix before the stream starts, as a
-        // long-running pool would have it cached.
+        // Consumers load and prepare the registered matrix (and the parity blocks of a coded
+        // plan) before the stream starts, as a long-running pool would have them cached. The
+        // aggregator builds its secret row checksums of the matrix (docs/TRUST.md) before the
+        // stream too; otherwise the first jobs would wait for them past their deadlines.
         let qProbe = try PartitionVector.fitted(maxMagnitude: 1, chunks: chunks, bits: bits)
-        for w in workers { try await w.preload(digest: digest, partitionA: p.exponents, partitionX: qProbe.exponents) }
-        // The aggregator builds its secret row checksums of the matrix (docs/TRUST.md) before
-        // the stream too; otherwise the first jobs would wait for them past their deadlines.
         let probe = try JobSubmitter(transport: producer).plan(MatVecRequest(
             operand: .stored(digest: digest, rows: size, columns: size), vectors: Matrix(column: [Double](repeating: 0, count: size)),
             partitionA: p, partitionX: qProbe, schedule: try .bySignificance(chunksA: p.chunkCount, chunksX: qProbe.chunkCount),
-            deadline: .seconds(1), rowBlock: rowBlock, id: "probe")).job
+            deadline: .seconds(1), rowBlock: rowBlock, id: "probe", redundancy: redundancy)).job
+        for w in workers {
+            try await w.preload(digest: digest, partitionA: p.exponents, partitionX: qProbe.exponents,
+                                code: probe.code, blockRows: probe.rowBlock)
+        }
         try aggregator.prepareChecksums(for: probe)
 
         let prefix = "demo\(seed)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"   // unique per run

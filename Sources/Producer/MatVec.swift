@@ -31,7 +31,7 @@ struct MatVec: AsyncParsableCommand {
     @Option(name: .customLong("row-block"), help: "Rows per task (default: sized by compute, about 64 MiB of chunk planes — or of float32 rows with --one-shot — per task).")
     var rowBlock: Int?
 
-    @Option(help: ArgumentHelp("Redundancy Ω ≥ 1 (default 1: uncoded): each layer's K row-block tasks go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. Layered jobs on registered matrices.", valueName: "Ω"))
+    @Option(help: ArgumentHelp("Redundancy Ω from 1 (uncoded) to 9: each layer's K row-block tasks (see --row-block) go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. At most 8 extra tasks per layer. Layered jobs on registered matrices.", valueName: "Ω"))
     var redundancy: Double = 1
 
     @Flag(name: .customLong("one-shot"), help: "Run as one float32 layer (the baseline).")

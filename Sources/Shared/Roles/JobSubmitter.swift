@@ -104,7 +104,12 @@ public struct JobSubmitter: Sendable {
                             layers: request.schedule.layers.map { $0.map { [$0.a, $0.x] } },
                             rowBlock: max(1, min(rowBlock, rows)), createdMs: now, deadlineMs: now + max(1, Int64(deadlineMs)))
         if request.redundancy != 1 {
-            let code = try MiniJobCode(redundancy: request.redundancy, blocks: job.blockCount)
+            let code: MiniJobCode
+            do {
+                code = try MiniJobCode(redundancy: request.redundancy, blocks: job.blockCount)
+            } catch {
+                throw WireError("--redundancy \(request.redundancy) over \(job.blockCount) row blocks of \(job.rowBlock) rows: \(error); choose a larger --row-block or a smaller --redundancy")
+            }
             if code.isCoded { job.codedTasks = code.n }
         }
         // Fails early (with the accumulator's message) when the exact sums would not fit.

@@ -41,7 +41,10 @@ public struct TaskComputer: Sendable {
                     throw WireError("task \(task.task) says \(task.totalRows)×\(n) but matrix \(task.matrix) does not match")
                 }
                 // A parity task's rows are 0..<r of its coded block.
-                planes = task.isParity ? try codedPlanes(p, task, partner: partner) : p
+                planes = task.isParity
+                    ? try codedPlanes(p, matrix: task.matrix, partitionA: task.partitionA, partner: partner,
+                                      code: task.code!, block: task.codedBlock, rows: task.rows.count)
+                    : p
             }
             exact.reserveCapacity(task.pairs.count * task.rows.count * task.vectors)
             // One pass over A_i per pair; x's chunk arrives as plain integers.
@@ -76,30 +79,38 @@ public struct TaskComputer: Sendable {
     }
 
     /// Loads and prepares a registered matrix ahead of its first task (so the first job does not
-    /// pay for reading, verifying and decomposing it).
-    public func preload(digest: String, partitionA: [Int], partitionX: [Int]) throws {
+    /// pay for reading, verifying and decomposing it) — and, given a job's code and row-block
+    /// height, its parity blocks too.
+    public func preload(digest: String, partitionA: [Int], partitionX: [Int], code: MiniJobCode? = nil, blockRows: Int? = nil) throws {
         let q = try partition(partitionX)
         let partner = (0..<q.chunkCount).map(q.chunkMagnitudeLimit(ofChunk:)).max() ?? 1
-        _ = try cache.value(for: "\(digest)|\(partitionA)|\(partner)") {
+        let cached = try cache.value(for: "\(digest)|\(partitionA)|\(partner)") {
             let operand = try decompose(try store.load(digest: digest), partitionA)
             return .layered(LayeredProduct.preparedPlanes(operand, partitionX: q))
         }
+        guard let code, code.isCoded, let blockRows, case .layered(let planes) = cached else { return }
+        for i in code.k..<code.n {
+            _ = try codedPlanes(planes, matrix: digest, partitionA: partitionA, partner: partner, code: code, block: i, rows: blockRows)
+        }
     }
 
-    /// Parity block `task.codedBlock` of every chunk plane, built once per matrix, partition,
-    /// code and block height and cached beside the planes (never per job).
-    private func codedPlanes(_ planes: [PreparedPlane], _ task: TaskMessage, partner: Int64) throws -> [PreparedPlane] {
-        guard let code = task.code else { return planes }
-        let r = task.rows.count
+    /// Parity block `block` (of `rows` rows) of every chunk plane, built once per matrix,
+    /// partition, code and block height and cached beside the planes (never per job).
+    private func codedPlanes(_ planes: [PreparedPlane], matrix: String, partitionA: [Int], partner: Int64,
+                             code: MiniJobCode, block: Int, rows r: Int) throws -> [PreparedPlane] {
         // A hostile code (many blocks, wide chunks) must be refused here, not trap in encode.
         let widest = planes.map(\.plane.maxMagnitude).max() ?? 0
+        let columns = planes.first?.plane.columns ?? 0
         guard code.codedMagnitude(dataMagnitude: widest) < 1 << 31,
-              code.productBound(columns: task.columns, dataMagnitude: widest, partnerMagnitude: partner) != nil else {
+              code.productBound(columns: columns, dataMagnitude: widest, partnerMagnitude: partner) != nil else {
             throw WireError("a \(code.k)/\(code.n) code over chunks of magnitude \(widest) does not fit exact 31-bit coded blocks")
         }
-        let key = "\(task.matrix)|\(task.partitionA)|\(partner)|code \(code.k)/\(code.n) block \(task.codedBlock) of \(r) rows"
+        guard MiniJobCode.blockCount(rows: planes.first?.plane.rows ?? 0, blockRows: r) == code.k else {
+            throw WireError("\(code.k) row blocks of \(r) rows do not cover the matrix's \(planes.first?.plane.rows ?? 0) rows")
+        }
+        let key = "\(matrix)|\(partitionA)|\(partner)|code \(code.k)/\(code.n) block \(block) of \(r) rows"
         let cached = cache.value(for: key) {
-            .layered(planes.map { PreparedPlane(code.encode($0.plane, block: task.codedBlock, blockRows: r), partnerMagnitude: partner) })
+            .layered(planes.map { PreparedPlane(code.encode($0.plane, block: block, blockRows: r), partnerMagnitude: partner) })
         }
         guard case .layered(let coded) = cached else { throw WireError("cache entry kind mismatch for \(key)") }
         return coded

@@ -62,9 +62,11 @@ public final class TaskWorker: Service, Sendable {
     }
 
     /// Loads and prepares a registered matrix before tasks need it.
-    public func preload(digest: String, partitionA: [Int], partitionX: [Int]) async throws {
+    public func preload(digest: String, partitionA: [Int], partitionX: [Int], code: MiniJobCode? = nil, blockRows: Int? = nil) async throws {
         let computer = self.computer
-        try await blocking.run { try computer.preload(digest: digest, partitionA: partitionA, partitionX: partitionX) }
+        try await blocking.run {
+            try computer.preload(digest: digest, partitionA: partitionA, partitionX: partitionX, code: code, blockRows: blockRows)
+        }
     }
 
     public var snapshot: WorkerCounters { counters.withLock { $0 } }
