@@ -9,7 +9,8 @@
 #                                [--systems oneshot,layered2,layered3,celery] [--row-block R]
 #                                [--stall]
 #
-# --systems also takes coded<Ω> (layered m=2 with --redundancy Ω, e.g. coded1.5); --row-block
+# --systems also takes coded<Ω>[L<l>] (layered m=2 with --redundancy Ω [--coded-layers l], e.g.
+# coded1.5 or coded2L1); --row-block
 # sets the rows per task of layered and coded jobs (K = n / R row blocks per layer). --stall
 # stops one consumer and one Celery worker 50 ms out of every 100 ms (SIGSTOP / SIGCONT) for
 # the whole measurement: a straggler, as a paused VM or a long GC pause looks to the pool.

@@ -49,10 +49,10 @@ SYSTEMS = []  # (key, label), from --systems
 def system_label(key):
     if key in ALL_SYSTEMS:
         return ALL_SYSTEMS[key]
-    m = re.fullmatch(r"coded(\d+(?:\.\d+)?)", key)
+    m = re.fullmatch(r"coded(\d+(?:\.\d+)?)(?:L(\d+))?", key)
     if m and float(m.group(1)) >= 1:
-        return f"coded m=2 Ω={m.group(1)}"
-    raise SystemExit(f"deadline-curve: unknown system '{key}' (oneshot, layered2, layered3, celery, coded<Ω>)")
+        return f"coded m=2 Ω={m.group(1)}" + (f" (layers < {m.group(2)})" if m.group(2) else "")
+    raise SystemExit(f"deadline-curve: unknown system '{key}' (oneshot, layered2, layered3, celery, coded<Ω>[L<layers>])")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -80,7 +80,8 @@ def parse_args():
     p.add_argument("--out", required=True, help="path prefix of OUT.csv, OUT-runs.csv, OUT.png")
     p.add_argument("--log-dir", required=True, help="clients' stderr and raw output go here")
     p.add_argument("--systems", default="oneshot,layered2,layered3,celery",
-                   help="comma-separated: oneshot, layered2, layered3, celery, coded<Ω> (layered m=2, --redundancy Ω)")
+                   help="comma-separated: oneshot, layered2, layered3, celery, coded<Ω>[L<layers>] "
+                        "(layered m=2 with --redundancy Ω [--coded-layers layers])")
     p.add_argument("--row-block", type=int, default=None, help="--row-block for layered and coded jobs")
     p.add_argument("--stall-note", default="", help="how consumers stall in this run (for the plot title)")
     a = p.parse_args()
@@ -169,8 +170,9 @@ class Runner:
             cmd += ["--one-shot"]
         else:
             cmd += ["--chunks", "3" if system == "layered3" else "2"]
-            if system.startswith("coded"):
-                cmd += ["--redundancy", system[len("coded"):]]
+            m = re.fullmatch(r"coded(\d+(?:\.\d+)?)(?:L(\d+))?", system)
+            if m:
+                cmd += ["--redundancy", m.group(1)] + (["--coded-layers", m.group(2)] if m.group(2) else [])
             if a.row_block:
                 cmd += ["--row-block", str(a.row_block)]
         return cmd + list(extra)

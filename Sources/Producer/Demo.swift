@@ -44,6 +44,9 @@ struct Demo: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Redundancy Ω from 1 (uncoded) to 9: each layer's K row-block tasks (see --row-block) go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. At most 8 extra tasks per layer.", valueName: "Ω"))
     var redundancy: Double = 1
 
+    @Option(name: .customLong("coded-layers"), help: ArgumentHelp("With --redundancy: code only the first L layers (default: all). 1 protects the first resolution against a stalled consumer for the price of one extra layer-0 pass.", valueName: "L"))
+    var codedLayers: Int?
+
     @Option(help: ArgumentHelp("Run through RabbitMQ at this URL instead of the in-memory transport.", valueName: "url"))
     var broker: String?
 
@@ -56,6 +59,8 @@ struct Demo: AsyncParsableCommand {
     func validate() throws {
         guard (1...10_000).contains(jobs) else { throw ValidationError("--jobs must be in 1...10000") }
         guard redundancy.isFinite, redundancy >= 1, redundancy <= 9 else { throw ValidationError("--redundancy must be a number from 1 (uncoded) to 9, e.g. 1.5") }
+        if let codedLayers, codedLayers < 1 { throw ValidationError("--coded-layers must be ≥ 1") }
+        if codedLayers != nil && redundancy == 1 { throw ValidationError("--coded-layers needs --redundancy above 1") }
         guard (1...64).contains(consumers) else { throw ValidationError("--consumers must be in 1...64") }
         guard (1...16384).contains(size) else { throw ValidationError("-n must be in 1...16384") }
         guard rate.isFinite, rate >= 0.001, rate <= 100_000 else { throw ValidationError("--rate must be between 0.001 and 100000 jobs per second") }
@@ -99,7 +104,7 @@ struct Demo: AsyncParsableCommand {
         let probe = try JobSubmitter(transport: producer).plan(MatVecRequest(
             operand: .stored(digest: digest, rows: size, columns: size), vectors: Matrix(column: [Double](repeating: 0, count: size)),
             partitionA: p, partitionX: qProbe, schedule: try .bySignificance(chunksA: p.chunkCount, chunksX: qProbe.chunkCount),
-            deadline: .seconds(1), rowBlock: rowBlock, id: "probe", redundancy: redundancy)).job
+            deadline: .seconds(1), rowBlock: rowBlock, id: "probe", redundancy: redundancy, codedLayers: codedLayers)).job
         for w in workers {
             try await w.preload(digest: digest, partitionA: p.exponents, partitionX: qProbe.exponents,
                                 code: probe.code, blockRows: probe.rowBlock)
@@ -129,7 +134,7 @@ struct Demo: AsyncParsableCommand {
                 let deadline = parsedDeadlines[i % parsedDeadlines.count]
                 let request = MatVecRequest(operand: .stored(digest: digest, rows: size, columns: size), vectors: x, partitionA: p,
                                             partitionX: q, schedule: try .bySignificance(chunksA: p.chunkCount, chunksX: q.chunkCount),
-                                            deadline: deadline, rowBlock: rowBlock, id: id, redundancy: redundancy)
+                                            deadline: deadline, rowBlock: rowBlock, id: id, redundancy: redundancy, codedLayers: codedLayers)
                 vectors[id] = x
                 summaries[id] = JobSummary(deadlineMs: DurationParsing.milliseconds(deadline))
                 _ = try await submitter.submit(request)

@@ -34,6 +34,9 @@ struct MatVec: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Redundancy Ω from 1 (uncoded) to 9: each layer's K row-block tasks (see --row-block) go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. At most 8 extra tasks per layer. Layered jobs on registered matrices.", valueName: "Ω"))
     var redundancy: Double = 1
 
+    @Option(name: .customLong("coded-layers"), help: ArgumentHelp("With --redundancy: code only the first L layers (default: all). 1 protects the first resolution against a stalled consumer for the price of one extra layer-0 pass.", valueName: "L"))
+    var codedLayers: Int?
+
     @Flag(name: .customLong("one-shot"), help: "Run as one float32 layer (the baseline).")
     var oneShot = false
 
@@ -56,6 +59,8 @@ struct MatVec: AsyncParsableCommand {
     func validate() throws {
         if let rowBlock, rowBlock < 1 { throw ValidationError("--row-block must be ≥ 1") }
         guard redundancy.isFinite, redundancy >= 1, redundancy <= 9 else { throw ValidationError("--redundancy must be a number from 1 (uncoded) to 9, e.g. 1.5") }
+        if let codedLayers, codedLayers < 1 { throw ValidationError("--coded-layers must be ≥ 1") }
+        if codedLayers != nil && redundancy == 1 { throw ValidationError("--coded-layers needs --redundancy above 1") }
         if redundancy != 1 && oneShot { throw ValidationError("--redundancy applies to layered jobs, not --one-shot") }
         if out != nil && !wait { throw ValidationError("--out needs --wait (the result is written when it arrives)") }
         if let id, !MatVecJob.isValidID(id) { throw ValidationError("--id must be 1–64 letters, digits, '-' or '_'") }
@@ -71,7 +76,7 @@ struct MatVec: AsyncParsableCommand {
         }
         let (p, q, schedule) = try partition.partitions(maxA: reference.maxMagnitude, maxX: x.maxMagnitude)
         let request = MatVecRequest(operand: try reference.operand(partition: p, store: store), vectors: x, partitionA: p, partitionX: q, schedule: schedule,
-                                    deadline: deadline, rowBlock: rowBlock, mode: oneShot ? .oneShot : .layered, id: id, redundancy: redundancy)
+                                    deadline: deadline, rowBlock: rowBlock, mode: oneShot ? .oneShot : .layered, id: id, redundancy: redundancy, codedLayers: codedLayers)
         let submitter = JobSubmitter(transport: NoTransport())
         let plan = try submitter.plan(request)   // validates everything before connecting
         Trace.mark("matvec", "planned")

@@ -35,6 +35,9 @@ struct Stream: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Redundancy Ω from 1 (uncoded) to 9: each layer's K row-block tasks (see --row-block) go out as ⌈Ω·K⌉ coded tasks, any K of which give the exact layer, so a stalled consumer holds nothing back. At most 8 extra tasks per layer.", valueName: "Ω"))
     var redundancy: Double = 1
 
+    @Option(name: .customLong("coded-layers"), help: ArgumentHelp("With --redundancy: code only the first L layers (default: all). 1 protects the first resolution against a stalled consumer for the price of one extra layer-0 pass.", valueName: "L"))
+    var codedLayers: Int?
+
     @Flag(name: .customLong("one-shot"), help: "Submit one-shot float32 jobs (the baseline).")
     var oneShot = false
 
@@ -56,6 +59,8 @@ struct Stream: AsyncParsableCommand {
         guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be in 1...1000000") }
         if let rowBlock, rowBlock < 1 { throw ValidationError("--row-block must be ≥ 1") }
         guard redundancy.isFinite, redundancy >= 1, redundancy <= 9 else { throw ValidationError("--redundancy must be a number from 1 (uncoded) to 9, e.g. 1.5") }
+        if let codedLayers, codedLayers < 1 { throw ValidationError("--coded-layers must be ≥ 1") }
+        if codedLayers != nil && redundancy == 1 { throw ValidationError("--coded-layers needs --redundancy above 1") }
         if redundancy != 1 && oneShot { throw ValidationError("--redundancy applies to layered jobs, not --one-shot") }
     }
 
@@ -132,7 +137,7 @@ struct Stream: AsyncParsableCommand {
                     let (_, q, schedule) = try partition.partitions(maxA: maxA, maxX: x.maxMagnitude)
                     let request = MatVecRequest(operand: operand, vectors: x, partitionA: try partitionA(maxA), partitionX: q,
                                                 schedule: schedule, deadline: deadline, rowBlock: rowBlock,
-                                                mode: oneShot ? .oneShot : .layered, id: id, redundancy: redundancy)
+                                                mode: oneShot ? .oneShot : .layered, id: id, redundancy: redundancy, codedLayers: codedLayers)
                     Trace.mark(id, "plan.start")
                     let plan = try submitter.plan(request)
                     Trace.mark(id, "plan.done")

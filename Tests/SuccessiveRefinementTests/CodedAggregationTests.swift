@@ -14,7 +14,8 @@ import Testing
         let plan: JobPlan
         let tasks: [TaskMessage]
 
-        init(rows: Int = 10, columns: Int = 12, rowBlock: Int = 4, redundancy: Double = 1.5, seed: UInt64 = 1) throws {
+        init(rows: Int = 10, columns: Int = 12, rowBlock: Int = 4, redundancy: Double = 1.5, codedLayers: Int? = nil,
+             seed: UInt64 = 1) throws {
             var g = SplitMix64(seed: seed)
             a = DyadicMatrix(rows: rows, columns: columns, totalBits: 16, fractionBits: 12, using: &g).matrix
             x = DyadicMatrix(rows: columns, columns: 1, totalBits: 16, fractionBits: 12, using: &g).matrix
@@ -26,6 +27,7 @@ import Testing
                                 layers: schedule.layers.map { $0.map { [$0.a, $0.x] } }, rowBlock: rowBlock,
                                 createdMs: t0 + 1_000, deadlineMs: t0 + 2_000)
             job.codedTasks = try MiniJobCode(redundancy: redundancy, blocks: job.blockCount).n
+            job.codedLayers = codedLayers
             self.job = job
             plan = try JobPlanner.plan(job, statisticsA: ChunkedOperand(decomposing: a, partition: p).statistics, vectors: x,
                                        nowMs: t0 + 1_000)
@@ -175,6 +177,30 @@ import Testing
         var blockWithoutCode = f.plan.tasks[0]
         blockWithoutCode.headers[Header.code] = nil
         #expect(throws: WireError.self) { try TaskMessage(decoding: blockWithoutCode) }
+    }
+
+    @Test func codingOnlyTheFirstLayerCodesOnlyItsTasks() throws {
+        let f = try Fixture(codedLayers: 1)
+        #expect(f.tasks.filter { $0.layer == 0 }.count == 5 && f.tasks.filter { $0.layer > 0 }.count == 3 * 2)
+        #expect(f.tasks.filter { $0.layer > 0 }.allSatisfy { $0.code == nil && !$0.isParity })
+        #expect(try OpenRecord(decoding: f.plan.open).job.codedLayers == 1)
+        var agg = try JobAggregation(try OpenRecord(decoding: f.plan.open), verifier: try f.verifier())
+        var outputs: [OutputMessage] = []
+        var notices: [Int] = []
+        for t in f.tasks where !(t.layer == 0 && t.codedBlock == 0) {   // layer 0 decoded from 1, 2 and a parity
+            let (outcome, actions) = agg.receive(try f.partial(t), nowMs: t0 + 1_100)
+            #expect(outcome == .accepted || outcome == .duplicate)
+            for a in actions {
+                if case .emit(let o) = a { outputs.append(o) }
+                if case .layerDone(let l) = a { notices.append(l) }
+            }
+        }
+        #expect(notices == [0])
+        #expect(outputs.map(\.resolution) == [1, 2, 3])
+        #expect(outputs.last?.values.elements == f.fixedPoint())
+        var bad = f.job
+        bad.codedLayers = 4
+        #expect(throws: WireError.self) { try bad.validate() }
     }
 
     @Test func codedJobsAreRefusedWhereTheyCannotWork() throws {

@@ -102,7 +102,7 @@ public struct JobAggregation: Sendable {
             return (.duplicate, [])
         }
         // Which of the mini-job's N coded blocks this is (uncoded: the row block, N = K).
-        let code = job.code
+        let code = job.code(layer: p.layer)
         let block = code.isCoded ? p.codedBlock : p.rows.lowerBound / job.rowBlock
         let expectedRows = block < code.k ? job.rowRange(block: block) : 0..<job.rowBlock
         guard p.mode == job.mode, p.vectors == job.vectors, block < code.n, p.rows == expectedRows,
@@ -151,7 +151,7 @@ public struct JobAggregation: Sendable {
             return (.invalid("partial \(p.task) has \(p.exact.count) values for \(p.pairs.count) pair(s) × \(p.rows.count)×\(job.vectors)"), [])
         }
         for (n, pair) in p.pairs.enumerated() {
-            if let (i, v) = exceedingValue(Array(p.product(n)), of: pair, block: block) {
+            if let (i, v) = exceedingValue(Array(p.product(n)), of: pair, block: block, code: code) {
                 seenTasks.remove(p.task)
                 return (.invalid("partial \(p.task): value \(v) of \(pair) at row \(p.rows.lowerBound + i / job.vectors) exceeds what the operands allow"), [])
             }
@@ -166,7 +166,7 @@ public struct JobAggregation: Sendable {
             // The mini-job is complete (any K of its N blocks): decode what is missing,
             // assemble its rows in order and fold it in.
             let rowBlocks: [[Int64]]
-            switch decodeBlocks(pair, from: blocks[pair]!, probe: p) {
+            switch decodeBlocks(pair, from: blocks[pair]!, probe: p, code: code) {
             case .success(let decoded): rowBlocks = decoded
             case .failure(let why):
                 // A parity result decoded to something A·x is not. Row blocks are checked on
@@ -215,10 +215,10 @@ public struct JobAggregation: Sendable {
     /// The first value of a block product beyond what the operands' statistics allow (Hölder):
     /// refuses corrupt partials before they can overflow the sums or hide behind a small bound.
     /// A parity block's row t combines rows b·r + t of the row blocks with weights g_{i,b}.
-    func exceedingValue(_ values: [Int64], of pair: ChunkPair, block: Int) -> (Int, Int64)? {
+    func exceedingValue(_ values: [Int64], of pair: ChunkPair, block: Int, code: MiniJobCode) -> (Int, Int64)? {
         let (terms, weight) = bounds.chunkProductLimits(pair)
         guard !terms.isEmpty else { return values.first.map { (0, $0) } }
-        let code = job.code, v = job.vectors
+        let v = job.vectors
         let weights = block < code.k ? [] : (0..<code.k).map { Double(code.coefficient(block, $0)) }
         for (i, value) in values.enumerated() {
             var limit = 0.0
@@ -241,8 +241,9 @@ public struct JobAggregation: Sendable {
     /// The K row-block products of `pair` from any K coded results: the plain blocks as they
     /// came, the missing ones decoded (MiniJobCode) and then held to the same checks as a
     /// partial — the Hölder limits and, when the job is verified, the checksums.
-    func decodeBlocks(_ pair: ChunkPair, from received: [Int: [Int64]], probe: PartialMessage) -> Result<[[Int64]], Refusal> {
-        let code = job.code, v = job.vectors
+    func decodeBlocks(_ pair: ChunkPair, from received: [Int: [Int64]], probe: PartialMessage,
+                      code: MiniJobCode) -> Result<[[Int64]], Refusal> {
+        let v = job.vectors
         if (0..<code.k).allSatisfy({ received[$0] != nil }) { return .success((0..<code.k).map { received[$0]! }) }
         // Every coded block has r rows; the last row block may have fewer: pad it with zeros.
         let width = job.rowBlock * v
@@ -254,7 +255,7 @@ public struct JobAggregation: Sendable {
             let rows = job.rowRange(block: b)
             let values = Array(decoded[b].prefix(rows.count * v))
             if received[b] == nil {
-                if exceedingValue(values, of: pair, block: b) != nil {
+                if exceedingValue(values, of: pair, block: b, code: code) != nil {
                     return .failure(Refusal(reason: "the coded results of \(pair) decode to values beyond what the operands allow"))
                 }
                 if let verifier {

@@ -69,7 +69,7 @@ public enum JobPlanner {
                 }
                 // A coded job adds N − K parity tasks per layer (rows 0..<r: coded blocks of the
                 // row-block height); any K of the N decode the layer (MiniJobCode).
-                let code = job.code
+                let code = job.code(layer: l)
                 for b in 0..<code.n {
                     var t = base
                     t.task = b < code.k ? "\(job.id)/L\(l)/\(b)" : "\(job.id)/L\(l)/c\(b)"

@@ -31,6 +31,10 @@ public struct MatVecJob: Sendable, Codable, Equatable {
     /// N, the tasks issued per mini-job when it is coded (MiniJobCode: any K = `blockCount` of
     /// them decode it; N − K are parity blocks); nil (absent in JSON): uncoded, all K needed.
     public var codedTasks: Int?
+    /// With `codedTasks`: the code covers layers 0..<codedLayers only (nil, absent in JSON: every
+    /// layer). Coding the first layer alone protects the first resolution at a fraction of the
+    /// cost of coding them all.
+    public var codedLayers: Int?
 
     public init(id: String, mode: Mode, matrix: String, rows: Int, columns: Int, vectors: Int,
                 partitionA: [Int], partitionX: [Int], layers: [[[Int]]], rowBlock: Int,
@@ -75,10 +79,16 @@ public struct MatVecJob: Sendable, Codable, Equatable {
     /// Row blocks per mini-job (K): without a code, its tasks.
     public var blockCount: Int { (rows + rowBlock - 1) / rowBlock }
 
-    /// The code of every mini-job (uncoded unless `codedTasks` > K); valid once `validate()` passed.
+    /// The code of the coded layers' mini-jobs (uncoded unless `codedTasks` > K); valid once
+    /// `validate()` passed.
     public var code: MiniJobCode {
         guard let n = codedTasks, let code = try? MiniJobCode(k: blockCount, n: n) else { return .uncoded(blocks: blockCount) }
         return code
+    }
+
+    /// The code of layer `layer`'s mini-jobs: `code` for layers below `codedLayers`, else uncoded.
+    public func code(layer: Int) -> MiniJobCode {
+        layer < (codedLayers ?? Int.max) ? code : .uncoded(blocks: blockCount)
     }
 
     public func rowRange(block: Int) -> Range<Int> {
@@ -138,6 +148,11 @@ public struct MatVecJob: Sendable, Codable, Equatable {
             throw WireError("job \(id): \(error)")
         }
         if let n = codedTasks { try validateCode(tasks: n, p, q) }
+        if let c = codedLayers {
+            guard codedTasks != nil, (1...max(1, layers.count)).contains(c) else {
+                throw WireError("job \(id): codedLayers must be 1…\(layers.count) and needs codedTasks")
+            }
+        }
     }
 
     /// A coded job: layered, registered A (consumers build the coded blocks from the store),

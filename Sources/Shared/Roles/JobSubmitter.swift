@@ -31,10 +31,12 @@ public struct MatVecRequest: Sendable {
     /// Ω ≥ 1: each mini-job's K row blocks go out as ⌈Ω·K⌉ coded tasks, any K of which decode
     /// it (MiniJobCode), so up to ⌈Ω·K⌉ − K stalled tasks hold nothing back. 1: uncoded.
     public var redundancy: Double
+    /// With redundancy: code only layers 0..<codedLayers (nil: every layer).
+    public var codedLayers: Int?
 
     public init(operand: Operand, vectors: Matrix<Double>, partitionA: PartitionVector, partitionX: PartitionVector,
                 schedule: LayerSchedule, deadline: Duration, rowBlock: Int? = nil, mode: MatVecJob.Mode = .layered, id: String? = nil,
-                redundancy: Double = 1) {
+                redundancy: Double = 1, codedLayers: Int? = nil) {
         self.operand = operand
         self.vectors = vectors
         self.partitionA = partitionA
@@ -45,6 +47,7 @@ public struct MatVecRequest: Sendable {
         self.mode = mode
         self.id = id
         self.redundancy = redundancy
+        self.codedLayers = codedLayers
     }
 }
 
@@ -110,7 +113,10 @@ public struct JobSubmitter: Sendable {
             } catch {
                 throw WireError("--redundancy \(request.redundancy) over \(job.blockCount) row blocks of \(job.rowBlock) rows: \(error); choose a larger --row-block or a smaller --redundancy")
             }
-            if code.isCoded { job.codedTasks = code.n }
+            if code.isCoded {
+                job.codedTasks = code.n
+                if let c = request.codedLayers, c < job.layers.count { job.codedLayers = max(1, c) }
+            }
         }
         // Fails early (with the accumulator's message) when the exact sums would not fit.
         _ = try ResolutionAccumulator(schedule: request.schedule, partitionA: request.partitionA,
