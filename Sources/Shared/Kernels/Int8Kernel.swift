@@ -23,24 +23,13 @@ public enum Int8Kernel {
         guard case .int8(let av) = a.storage, case .int8(let xv) = x.storage else {
             preconditionFailure("Int8Kernel.product needs int8 planes")
         }
-        var out = [Int64](repeating: 0, count: rows.count * x.rows)
-        var y = [Int32](repeating: 0, count: rows.count)
-        av.withUnsafeBufferPointer { ap in
-            xv.withUnsafeBufferPointer { xp in
-                for b in 0..<x.rows {
-                    y.withUnsafeMutableBufferPointer { yp in
-                        let a0 = ap.baseAddress! + rows.lowerBound * a.rowStride
-                        let x0 = xp.baseAddress! + b * x.rowStride
-                        if let level {
-                            srk_int8_gemv_at(Int32(level), a0, rows.count, a.rowStride, x0, yp.baseAddress!)
-                        } else {
-                            srk_int8_gemv(a0, rows.count, a.rowStride, x0, yp.baseAddress!)
-                        }
-                    }
-                    for r in 0..<rows.count { out[r * x.rows + b] = Int64(y[r]) }
-                }
+        return VectorBatch.product(av, aStride: a.rowStride, rows: rows, xv, xStride: x.rowStride, vectors: x.rows,
+                                   result: Int32.self) { a0, count, x0, y in
+            if let level {
+                srk_int8_gemv_at(Int32(level), a0, count, a.rowStride, x0, y)
+            } else {
+                srk_int8_gemv(a0, count, a.rowStride, x0, y)
             }
         }
-        return Matrix(rows: rows.count, columns: x.rows, elements: out)
     }
 }
