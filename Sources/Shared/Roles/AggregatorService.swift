@@ -358,10 +358,22 @@ extension AggregatorService {
                 return
             }
             var outcome = JobAggregation.PartialOutcome.accepted
+            var refusedParity: [String] = []
+            let svc = service
             await apply(p.job) { agg in
+                let before = agg.refusedParity.count, forgedBefore = agg.forgedPartials
                 let (o, actions) = agg.receive(p, nowMs: now)
                 outcome = o
+                // Parity results refused when this partial completed their mini-job (they were
+                // taken earlier, with nothing yet to check them against): counted and logged here.
+                if case .accepted = o, agg.forgedPartials > forgedBefore {
+                    refusedParity = Array(agg.refusedParity.suffix(max(1, agg.refusedParity.count - before)))
+                    svc.counters.withLock { $0.forgedPartials += agg.forgedPartials - forgedBefore }
+                }
                 return actions
+            }
+            for why in refusedParity {
+                logger.error("refusing coded partials that decode to a wrong result — check the consumers", metadata: ["job.id": "\(p.job)", "reason": "\(why)"])
             }
             switch outcome {
             case .accepted:
