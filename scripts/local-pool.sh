@@ -11,6 +11,7 @@
 # writes DIR/pool.env (SR_AMQP_URL, SR_STORE, PATH with the pool's executables first, PIDs)
 # whose path it prints last. Then: `source DIR/pool.env; srproduce matvec ... --wait`. stop
 # kills exactly the processes it started (by PID) and stops the broker it started.
+# SR_CONSUMER_ARGS (words) are passed to every srconsume, e.g. "--kernel-nice 0".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -53,7 +54,8 @@ case $cmd in
     "$bin/sraggregate" >"$dir/logs/aggregator.log" 2>&1 &
     pids=($!)
     for ((i = 1; i <= consumers; i++)); do
-      "$bin/srconsume" --name "consumer-$i" >"$dir/logs/consumer-$i.log" 2>&1 &
+      # shellcheck disable=SC2086  # SR_CONSUMER_ARGS is a list of words
+      "$bin/srconsume" --name "consumer-$i" ${SR_CONSUMER_ARGS:-} >"$dir/logs/consumer-$i.log" 2>&1 &
       pids+=($!)
     done
     {
