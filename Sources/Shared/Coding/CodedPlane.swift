@@ -47,7 +47,7 @@ extension MiniJobCode {
             case .int32(let v): add(v)
             }
         }
-        let largest = sums.reduce(Int64(0)) { Swift.max($0, $1.magnitude > UInt64(Int64.max) ? Int64.max : Int64($1.magnitude)) }
+        let largest = sums.reduce(Int64(0)) { Swift.max($0, Swift.abs($1)) }   // |sums| < 2^62
         let storage: ChunkPlane.Storage
         switch ChunkPlane.storageBytes(forBits: bits) {
         case 1: storage = .int8(sums.map { Int8($0) })
