@@ -38,6 +38,8 @@ case $cmd in
     mkdir -p "$dir/logs" "$dir/store"
     dir=$(cd "$dir" && pwd)
     [[ -e $dir/pool.env ]] && die "$dir already holds a pool; stop it first: scripts/local-pool.sh stop $dir"
+    # A fresh machine has neither RabbitMQ nor the C libraries yet (skips what is installed).
+    bash scripts/install-system-deps.sh >&2
     swift build -c "$config" --product srconsume >&2
     swift build -c "$config" --product sraggregate >&2
     swift build -c "$config" --product srproduce >&2

@@ -32,8 +32,8 @@ struct Consume: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Operand store directory (default: $SR_STORE, else ./sr-store).", valueName: "dir"))
     var store: String?
 
-    @Option(name: .customLong("kernel-nice"), help: "Scheduling niceness (0–19) of the thread that runs kernels: the consumer's messaging threads, and a broker or aggregator on the same machine, take the CPU before it, so no message waits behind a kernel's time slice. 0 on a machine of its own changes nothing measurable.")
-    var kernelNice: Int32 = 10
+    @Option(name: .customLong("kernel-nice"), help: ArgumentHelp("Scheduling priority of the thread that runs kernels: a niceness 0–19, or 'idle' (Linux SCHED_IDLE: any waking message thread preempts the kernel at once, but the kernel gets almost no CPU while other busy programs run). The consumer's messaging threads, and a broker or aggregator on the same machine, take the CPU before it, so no message waits behind a kernel's time slice. 0 on a machine of its own changes nothing measurable.", valueName: "0-19|idle"))
+    var kernelNice: String = "10"
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default: $SR_LOG_LEVEL or info).")
     var logLevel: String?
@@ -41,7 +41,15 @@ struct Consume: AsyncParsableCommand {
     func validate() throws {
         guard (1...1000).contains(prefetch) else { throw ValidationError("--prefetch must be in 1...1000") }
         guard cacheMB >= 0 else { throw ValidationError("--cache-mb must be ≥ 0") }
-        guard (0...19).contains(kernelNice) else { throw ValidationError("--kernel-nice must be in 0...19") }
+        _ = try kernelPriority()
+    }
+
+    func kernelPriority() throws -> ThreadPriority {
+        if kernelNice == "idle" { return .idle }
+        guard let n = Int32(kernelNice), (0...19).contains(n) else {
+            throw ValidationError("--kernel-nice must be a niceness 0...19 or 'idle', not '\(kernelNice)'")
+        }
+        return .nice(n)
     }
 
     func run() async throws {
@@ -53,7 +61,7 @@ struct Consume: AsyncParsableCommand {
         config.prefetch = prefetch
         config.cacheBytes = cacheMB << 20
         config.name = name ?? "srconsume-\(getpid())"
-        config.kernelNiceness = kernelNice
+        config.kernelPriority = try kernelPriority()
         let worker = TaskWorker(transport: transport, store: RoleEnvironment.store(store), configuration: config, logger: logger)
         let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()

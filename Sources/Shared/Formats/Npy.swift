@@ -64,24 +64,10 @@ public enum Npy {
     /// Writes `array` to `path` atomically: a temporary file in the same directory is renamed
     /// over `path`, so readers (other workers, Python) never see a half-written file.
     public static func write(_ array: NpyArray, to path: String) throws(NpyError) {
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
-        let bytes = encode(array)
         do {
-            try bytes.withUnsafeBytes { raw in
-                // No copy: Data only borrows the buffer for the duration of the write.
-                let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: raw.baseAddress!),
-                                count: raw.count, deallocator: .none)
-                try view.write(to: temporary)
-            }
+            try AtomicFile.write(encode(array), to: path)
         } catch {
-            throw NpyError(.io, "\(path): cannot write: \(osReason(error))")
-        }
-        guard rename(temporary.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temporary)
-            throw NpyError(.io, "\(path): cannot write (rename of temporary file failed): \(reason)")
+            throw NpyError(.io, "\(path): cannot write: \(error.reason)")
         }
     }
 

@@ -97,18 +97,10 @@ public enum Safetensors {
     }
 
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws(ModelError) {
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
         do {
-            try Data(bytes).write(to: temporary)
+            try AtomicFile.write(bytes, to: path)
         } catch {
-            throw ModelError(.io, "\(path): cannot write: \(ModelError.osReason(error))")
-        }
-        guard rename(temporary.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temporary)
-            throw ModelError(.io, "\(path): cannot write (rename of temporary file failed): \(reason)")
+            throw ModelError(.io, "\(path): cannot write: \(error.reason)")
         }
     }
 

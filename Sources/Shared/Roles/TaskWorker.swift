@@ -27,10 +27,10 @@ public final class TaskWorker: Service, Sendable {
         public var name: String = "worker"
         /// Keep the computed-task order in the counters (tests, demo).
         public var recordOrder: Bool = false
-        /// Scheduling niceness of the kernel thread (0…19; default 10): messaging threads — this
-        /// worker's, and a broker's or aggregator's on the same cores — take the CPU first, so a
-        /// hop never waits behind a kernel's time slice (measured: docs/BENCHMARKS.md).
-        public var kernelNiceness: Int32 = 10
+        /// Scheduling priority of the kernel thread (default niceness 10): messaging threads —
+        /// this worker's, and a broker's or aggregator's on the same cores — take the CPU first,
+        /// so a hop never waits behind a kernel's time slice (measured: docs/BENCHMARKS.md).
+        public var kernelPriority: ThreadPriority = .nice(10)
         public init() {}
     }
 
@@ -57,7 +57,7 @@ public final class TaskWorker: Service, Sendable {
         self.inference = InferenceComputer(store: store, cache: cache)
         self.configuration = configuration
         self.logger = logger
-        self.blocking = BlockingWork(label: "sr.worker.\(configuration.name)", niceness: configuration.kernelNiceness)
+        self.blocking = BlockingWork(label: "sr.worker.\(configuration.name)", priority: configuration.kernelPriority)
         self.wallClock = wallClock
     }
 

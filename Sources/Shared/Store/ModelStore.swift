@@ -18,11 +18,11 @@ extension OperandStore {
         try FileManager.default.createDirectory(atPath: "\(root)/objects", withIntermediateDirectories: true)
         if !FileManager.default.fileExists(atPath: modelPath(digest)) {
             // Exactly the hashed bytes, written atomically (temporary file + rename).
-            try Data(bytes).write(to: URL(fileURLWithPath: modelPath(digest)), options: .atomic)
+            try AtomicFile.write(bytes, to: modelPath(digest))
         }
         if let name {
             try FileManager.default.createDirectory(atPath: "\(root)/names", withIntermediateDirectories: true)
-            try Data((digest + "\n").utf8).write(to: URL(fileURLWithPath: namePath(name)), options: .atomic)
+            try AtomicFile.write(Array((digest + "\n").utf8), to: namePath(name))
         }
         return digest
     }

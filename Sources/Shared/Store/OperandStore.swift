@@ -112,14 +112,10 @@ public struct OperandStore: Sendable {
     }
 
     func writeAtomically(_ bytes: [UInt8], to path: String) throws(StoreError) {
-        let tmp = path + ".tmp-\(UUID().uuidString)"
-        guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
-            throw StoreError(.io, "cannot write \(tmp); is the store directory writable?")
-        }
-        if rename(tmp, path) != 0 {
-            let reason = String(cString: strerror(errno))
-            unlink(tmp)
-            throw StoreError(.io, "cannot move \(tmp) to \(path): \(reason)")
+        do {
+            try AtomicFile.write(bytes, to: path)
+        } catch {
+            throw StoreError(.io, "\(error); is the store directory writable?")
         }
     }
 }
