@@ -1,10 +1,23 @@
 // swift-tools-version: 6.2
 // Successive refinement for large-scale computation: a worker pool on RabbitMQ where every
 // job yields a coarse result early and refines it layer by layer (arXiv 2402.07229).
+//
+// The library is split into targets so that the compiler keeps the layering: a target can only
+// use what it declares here. docs/ARCHITECTURE.md draws the graph and lists the arrows that must
+// never exist; scripts/check-architecture.sh (run by CI) fails when one appears.
 import PackageDescription
 
 /// Every target of ours: Swift 6 mode (the tools version implies it) and no warnings.
 let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+/// A library target whose sources live in `Sources/Shared/<folder>`.
+func library(_ name: String, folder: String, _ dependencies: [Target.Dependency]) -> Target {
+    .target(name: name, dependencies: dependencies, path: "Sources/Shared/\(folder)", swiftSettings: strict)
+}
 
 let package = Package(
     name: "successive-refinement",
@@ -13,6 +26,7 @@ let package = Package(
         .executable(name: "srconsume", targets: ["Consumer"]),
         .executable(name: "sraggregate", targets: ["Aggregator"]),
         .executable(name: "srbench", targets: ["SRBench"]),
+        // For embedders and the fuzz package: one import for the whole library.
         .library(name: "SuccessiveRefinement", targets: ["SuccessiveRefinement"]),
     ],
     dependencies: [
@@ -22,7 +36,7 @@ let package = Package(
     ],
     targets: [
         // The C boundary: system-library modules, nested under Sources/Shared so that
-        // Sources/ keeps exactly the four folders the user named.
+        // Sources/ keeps exactly the four folders the user named. Each has one importer.
         .systemLibrary(
             name: "CSRBLAS", path: "Sources/Shared/CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
@@ -37,45 +51,71 @@ let package = Package(
         .target(
             name: "CSRKernels", path: "Sources/Shared/CKernels",
             cSettings: [.unsafeFlags(["-O3"])]),
-        .target(
-            name: "SuccessiveRefinement",
-            dependencies: [
-                "CSRBLAS", "CSRRabbitMQ", "CSRKernels", "CSRCrypto",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            path: "Sources/Shared",
-            exclude: ["CBLAS", "CRabbitMQ", "CKernels", "CCrypto"],
-            swiftSettings: strict),
+
+        // Partitions, chunk planes, schedules, error bounds, Matrix/Tensor, exit rules: the
+        // paper's mathematics as values. Depends on nothing.
+        library("SRCore", folder: "Core", []),
+        // The only importer of BLAS and the SIMD kernels.
+        library("SRKernels", folder: "Kernels", ["SRCore", "CSRBLAS", "CSRKernels"]),
+        // Mini-job codes (parity over Mod61) and coded chunk planes.
+        library("SRCoding", folder: "Coding", ["SRCore"]),
+        // .npy, IDX, CIFAR, MNIST CSV and safetensors readers/writers, each with its own error.
+        library("SRFormats", folder: "Formats", ["SRCore"]),
+        // Models, exact refinement and early exit (inference).
+        library("SRNeural", folder: "Neural", ["SRCore", "SRFormats", "SRKernels"]),
+        // Float forward pass and training: only the tools that train link it.
+        library("SRTraining", folder: "Training", ["SRCore", "SRNeural", "SRKernels"]),
+        // Content-addressed operands and models; the only importer of libcrypto.
+        library("SRStore", folder: "Store", ["SRCore", "SRFormats", "SRNeural", "CSRCrypto"]),
+        // The Transport protocol, messages, and the in-memory broker.
+        library("SRTransport", folder: "Transport", []),
+        // The RabbitMQ transport; the only importer of rabbitmq-c.
+        library("SRAMQP", folder: "AMQP", ["SRTransport", "CSRRabbitMQ", logging]),
+        // Wire messages, job specs, topology: values only (no store, no neural, no AMQP).
+        library("SRProtocol", folder: "Protocol", ["SRCore", "SRCoding", "SRTransport"]),
+        // Pure per-job state machines: no logging, no lifecycle, no kernels, no AMQP.
+        library("SRAggregation", folder: "Aggregation", ["SRCore", "SRCoding", "SRProtocol"]),
+        // Services, computers and submitters: know the Transport protocol, never AMQP.
+        library("SRRoles", folder: "Roles", [
+            "SRCore", "SRCoding", "SRKernels", "SRNeural", "SRStore", "SRTransport", "SRProtocol",
+            "SRAggregation", logging, serviceLifecycle,
+        ]),
+        // What the executables share at their edge: the connector that picks the transport,
+        // environment defaults, option groups, the one `Duration: ExpressibleByArgument`.
+        // The only library target allowed to depend on ArgumentParser: only executables link it
+        // (it is not part of the SuccessiveRefinement product).
+        library("SRCLISupport", folder: "CLISupport", ["SRTransport", "SRAMQP", "SRStore", logging, argumentParser]),
+        // The umbrella module behind the SuccessiveRefinement product: re-exports the libraries.
+        library("SuccessiveRefinement", folder: "SuccessiveRefinement", [
+            "SRCore", "SRKernels", "SRCoding", "SRFormats", "SRNeural", "SRTraining", "SRStore",
+            "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRRoles",
+        ]),
+
         .executableTarget(
             name: "Producer",
             dependencies: [
-                "SuccessiveRefinement",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SRCLISupport", "SRCore", "SRFormats", "SRKernels", "SRNeural", "SRProtocol", "SRRoles",
+                "SRStore", "SRTraining", "SRTransport", logging, argumentParser,
             ],
             path: "Sources/Producer",
             swiftSettings: strict),
         .executableTarget(
             name: "Consumer",
             dependencies: [
-                "SuccessiveRefinement",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SRCLISupport", "SRKernels", "SRRoles", "SRTransport", logging, serviceLifecycle, argumentParser,
             ],
             path: "Sources/Consumer",
             swiftSettings: strict),
         .executableTarget(
             name: "Aggregator",
-            dependencies: [
-                "SuccessiveRefinement",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
+            dependencies: ["SRCLISupport", "SRRoles", "SRTransport", logging, serviceLifecycle, argumentParser],
             path: "Sources/Aggregator",
             swiftSettings: strict),
         .executableTarget(
             name: "SRBench",
             dependencies: [
-                "SuccessiveRefinement",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SRAggregation", "SRCLISupport", "SRCore", "SRFormats", "SRKernels", "SRNeural", "SRProtocol",
+                "SRTraining", "SRTransport", logging, argumentParser,
             ],
             path: "Benchmarks/SRBench",
             swiftSettings: strict),
@@ -83,19 +123,25 @@ let package = Package(
         // transport and by the integration tests on AMQP against a real RabbitMQ.
         .target(
             name: "TransportConformance",
-            dependencies: ["SuccessiveRefinement"],
+            dependencies: ["SRCore", "SRNeural", "SRProtocol", "SRRoles", "SRStore", "SRTraining", "SRTransport", logging],
             path: "Tests/TransportConformance",
             swiftSettings: strict),
         .testTarget(
             name: "SuccessiveRefinementTests",
-            dependencies: ["SuccessiveRefinement", "TransportConformance",
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: [
+                "SRAggregation", "SRCLISupport", "SRCoding", "SRCore", "SRFormats", "SRKernels", "SRNeural",
+                "SRProtocol", "SRRoles", "SRStore", "SRTraining", "SRTransport", "TransportConformance",
+                logging, serviceLifecycle,
+            ],
             path: "Tests/SuccessiveRefinementTests",
             swiftSettings: strict),
         // Needs a real RabbitMQ: scripts/test.sh starts one and sets SR_AMQP_URL.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SuccessiveRefinement", "TransportConformance"],
+            dependencies: [
+                "SRAMQP", "SRCore", "SRKernels", "SRProtocol", "SRRoles", "SRStore", "SRTransport",
+                "TransportConformance", logging, serviceLifecycle,
+            ],
             path: "Tests/IntegrationTests",
             swiftSettings: strict),
     ]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this) and as the README says:
-# installs missing system packages, builds with warnings as errors, starts a private
-# RabbitMQ on 127.0.0.1, runs unit and integration tests, fuzzes every decoder briefly,
-# validates the compose file and stops the broker it started (and only that one).
+# installs missing system packages, checks the target graph, builds with warnings as errors,
+# starts a private RabbitMQ on 127.0.0.1, runs unit and integration tests, fuzzes every decoder
+# briefly, validates the compose file and stops the broker it started (and only that one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -15,6 +15,10 @@ bash scripts/install-system-deps.sh
 
 step "real image data (pinned, checksummed; skipped when present)"
 bash scripts/fetch-data.sh
+
+step "architecture (forbidden arrows between targets; docs/ARCHITECTURE.md)"
+bash scripts/check-architecture.sh
+bash scripts/check-architecture.sh --self-test | tail -n 1
 
 step "build (debug, tests included; warnings are errors)"
 swift build --build-tests

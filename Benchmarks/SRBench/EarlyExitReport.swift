@@ -2,7 +2,11 @@
 // skipped and time measured, next to the paper's uncalibrated reference figures (PAPER.md §6).
 import ArgumentParser
 import Foundation
-import SuccessiveRefinement
+import SRCore
+import SRFormats
+import SRKernels
+import SRNeural
+import SRTraining
 
 struct EarlyExitReport: ParsableCommand {
     static let configuration = CommandConfiguration(

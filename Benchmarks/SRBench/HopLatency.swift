@@ -3,7 +3,8 @@
 import ArgumentParser
 import Foundation
 import Logging
-import SuccessiveRefinement
+import SRCLISupport
+import SRTransport
 
 struct HopLatency: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,8 @@
 // The kernel benchmark of docs/BENCHMARKS.md: one-shot sgemv versus chunk-plane products,
 // first resolution and all resolutions, for square matrices of several sizes.
 import ArgumentParser
-import SuccessiveRefinement
+import SRCore
+import SRKernels
 
 struct KernelBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(

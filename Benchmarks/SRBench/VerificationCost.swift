@@ -2,7 +2,9 @@
 // registered matrix (per partition, mode and row block), and the per-job and per-partial work
 // against the consumer's own kernel time for the same partial.
 import ArgumentParser
-import SuccessiveRefinement
+import SRAggregation
+import SRCore
+import SRProtocol
 
 struct VerificationCost: ParsableCommand {
     static let configuration = CommandConfiguration(

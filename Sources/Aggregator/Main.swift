@@ -3,7 +3,9 @@
 import ArgumentParser
 import Logging
 import ServiceLifecycle
-import SuccessiveRefinement
+import SRCLISupport
+import SRRoles
+import SRTransport
 
 @main
 struct Aggregate: AsyncParsableCommand {
@@ -20,19 +22,17 @@ struct Aggregate: AsyncParsableCommand {
     @Option(name: .customLong("safety-grace"), help: "Answer a job this long after its deadline by this machine's clock if the deadline message has not come (0: clocks synchronised by NTP; raise it by the worst clock skew to producers).")
     var safetyGrace: Duration = .zero
 
-    @Option(help: ArgumentHelp("RabbitMQ URL, amqp[s]://user:pass@host:port/vhost (default: $SR_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/ for local development).", valueName: "url"))
-    var broker: String?
+    @OptionGroup var brokerOptions: BrokerOptions
 
     @Option(help: ArgumentHelp("Operand store directory, shared with the producers: the bound statistics of registered matrices are read there (default: $SR_STORE, else ./sr-store).", valueName: "dir"))
     var store: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default: $SR_LOG_LEVEL or info).")
-    var logLevel: String?
+    @OptionGroup var loggingOptions: LoggingOptions
 
     func run() async throws {
-        RoleEnvironment.bootstrapLogging(level: logLevel)
+        loggingOptions.bootstrap()
         let logger = Logger(label: "sraggregate")
-        let transport = try await Connector.connect(RoleEnvironment.brokerURL(broker), logger: logger)
+        let transport = try await Connector.connect(brokerOptions.url, logger: logger)
         var config = AggregatorService.Configuration()
         config.safetyGrace = safetyGrace
         let service = AggregatorService(transport: transport, store: RoleEnvironment.store(store), configuration: config, logger: logger)
@@ -42,9 +42,3 @@ struct Aggregate: AsyncParsableCommand {
     }
 }
 
-extension Duration: @retroactive ExpressibleByArgument {
-    public init?(argument: String) {
-        guard let d = DurationParsing.parse(argument) else { return nil }
-        self = d
-    }
-}

@@ -3,7 +3,10 @@
 import ArgumentParser
 import Logging
 import ServiceLifecycle
-import SuccessiveRefinement
+import SRCLISupport
+import SRKernels
+import SRRoles
+import SRTransport
 import Foundation
 
 @main
@@ -26,17 +29,14 @@ struct Consume: AsyncParsableCommand {
     @Option(help: "Worker name in logs and partials (default: srconsume-<pid>).")
     var name: String?
 
-    @Option(help: ArgumentHelp("RabbitMQ URL, amqp[s]://user:pass@host:port/vhost (default: $SR_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/ for local development).", valueName: "url"))
-    var broker: String?
+    @OptionGroup var brokerOptions: BrokerOptions
 
-    @Option(help: ArgumentHelp("Operand store directory (default: $SR_STORE, else ./sr-store).", valueName: "dir"))
-    var store: String?
+    @OptionGroup var storeOptions: StoreOptions
 
     @Option(name: .customLong("kernel-nice"), help: ArgumentHelp("Scheduling priority of the thread that runs kernels: a niceness 0–19, or 'idle' (Linux SCHED_IDLE: any waking message thread preempts the kernel at once, but the kernel gets almost no CPU while other busy programs run). The consumer's messaging threads, and a broker or aggregator on the same machine, take the CPU before it, so no message waits behind a kernel's time slice. 0 on a machine of its own changes nothing measurable.", valueName: "0-19|idle"))
     var kernelNice: String = "10"
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default: $SR_LOG_LEVEL or info).")
-    var logLevel: String?
+    @OptionGroup var loggingOptions: LoggingOptions
 
     func validate() throws {
         guard (1...1000).contains(prefetch) else { throw ValidationError("--prefetch must be in 1...1000") }
@@ -53,16 +53,16 @@ struct Consume: AsyncParsableCommand {
     }
 
     func run() async throws {
-        RoleEnvironment.bootstrapLogging(level: logLevel)
+        loggingOptions.bootstrap()
         BLAS.setThreadCount(1)   // parallelism comes from replicas
         let logger = Logger(label: "srconsume")
-        let transport = try await Connector.connect(RoleEnvironment.brokerURL(broker), logger: logger)
+        let transport = try await Connector.connect(brokerOptions.url, logger: logger)
         var config = TaskWorker.Configuration()
         config.prefetch = prefetch
         config.cacheBytes = cacheMB << 20
         config.name = name ?? "srconsume-\(getpid())"
         config.kernelPriority = try kernelPriority()
-        let worker = TaskWorker(transport: transport, store: RoleEnvironment.store(store), configuration: config, logger: logger)
+        let worker = TaskWorker(transport: transport, store: storeOptions.operandStore, configuration: config, logger: logger)
         let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await transport.close()

@@ -3,7 +3,10 @@
 // that `srproduce infer` applies calibrated rules by default.
 import ArgumentParser
 import Foundation
-import SuccessiveRefinement
+import SRCore
+import SRFormats
+import SRKernels
+import SRNeural
 
 struct CalibrateModel: ParsableCommand {
     static let configuration = CommandConfiguration(

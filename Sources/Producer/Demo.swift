@@ -3,7 +3,13 @@
 import ArgumentParser
 import Foundation
 import Logging
-import SuccessiveRefinement
+import SRCLISupport
+import SRCore
+import SRKernels
+import SRProtocol
+import SRRoles
+import SRStore
+import SRTransport
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,10 @@
 // `srproduce deadline JOB`: fires a job's deadline now.
 import ArgumentParser
 import Logging
-import SuccessiveRefinement
+import SRCLISupport
+import SRProtocol
+import SRRoles
+import SRTransport
 
 struct FireDeadline: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,7 +4,15 @@
 import ArgumentParser
 import Foundation
 import Logging
-import SuccessiveRefinement
+import SRCLISupport
+import SRCore
+import SRFormats
+import SRKernels
+import SRNeural
+import SRProtocol
+import SRRoles
+import SRStore
+import SRTransport
 
 struct Infer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

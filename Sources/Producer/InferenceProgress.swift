@@ -1,7 +1,7 @@
 // What `srproduce infer --wait` prints: each refinement as it arrives, then the final answer
 // with the resolutions reached and, when labels are known, the accuracy.
 import Foundation
-import SuccessiveRefinement
+import SRProtocol
 
 struct InferenceProgress {
     let job: InferenceJob

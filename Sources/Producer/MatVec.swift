@@ -2,7 +2,12 @@
 import ArgumentParser
 import Foundation
 import Logging
-import SuccessiveRefinement
+import SRCLISupport
+import SRCore
+import SRFormats
+import SRProtocol
+import SRRoles
+import SRTransport
 
 struct MatVec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

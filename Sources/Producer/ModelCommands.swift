@@ -2,7 +2,10 @@
 // evaluate them — reproducibly (seeded), so committed weights come with the command that made them.
 import ArgumentParser
 import Foundation
-import SuccessiveRefinement
+import SRFormats
+import SRKernels
+import SRNeural
+import SRTraining
 
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

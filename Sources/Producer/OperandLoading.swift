@@ -1,7 +1,10 @@
 // Resolves `--matrix NAME|PATH.npy` into an operand: a registered matrix, or a file that is
 // carried inline when small and registered automatically when not.
 import Foundation
-import SuccessiveRefinement
+import SRCore
+import SRFormats
+import SRRoles
+import SRStore
 
 enum OperandLoading {
     /// Whole matrices up to this size travel inline in the tasks when given as a file.

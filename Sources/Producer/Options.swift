@@ -1,27 +1,10 @@
-// Options shared by several srproduce commands.
+// Options shared by several srproduce commands (--broker and --store: SRCLISupport).
 import ArgumentParser
 import Foundation
-import SuccessiveRefinement
-
-struct BrokerOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
-        "RabbitMQ URL, amqp[s]://user:pass@host:port/vhost (default: $SR_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/ for local development).",
-        valueName: "url"))
-    var broker: String?
-
-    var url: String {
-        broker ?? ProcessInfo.processInfo.environment["SR_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2F"
-    }
-}
-
-struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Operand store directory (default: $SR_STORE, else ./sr-store).", valueName: "dir"))
-    var store: String?
-
-    var operandStore: OperandStore {
-        OperandStore(root: store ?? ProcessInfo.processInfo.environment["SR_STORE"] ?? "sr-store")
-    }
-}
+import SRCLISupport
+import SRCore
+import SRFormats
+import SRStore
 
 /// Which images a command reads: `srproduce infer` and `srproduce model calibrate`.
 struct ImageOptions: ParsableArguments {
@@ -102,15 +85,6 @@ struct PartitionOptions: ParsableArguments {
         }
         return parts.map { $0! }
     }
-}
-
-extension Duration: @retroactive ExpressibleByArgument {
-    public init?(argument: String) {
-        guard let d = DurationParsing.parse(argument) else { return nil }
-        self = d
-    }
-
-    public static var defaultCompletionKind: CompletionKind { .default }
 }
 
 /// A failure at run time (not a usage error): printed as "Error: …" with exit status 1, without

@@ -1,6 +1,9 @@
 // `srproduce register`: stores a matrix once; tasks then carry only its digest.
 import ArgumentParser
-import SuccessiveRefinement
+import SRCLISupport
+import SRFormats
+import SRNeural
+import SRStore
 
 struct Register: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,7 +3,12 @@
 import ArgumentParser
 import Foundation
 import Logging
-import SuccessiveRefinement
+import SRCLISupport
+import SRCore
+import SRProtocol
+import SRRoles
+import SRStore
+import SRTransport
 
 struct Stream: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

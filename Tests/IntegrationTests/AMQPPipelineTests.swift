@@ -2,7 +2,8 @@
 // real RabbitMQ. They use the fixed topology names (sr.tasks, …), so each runs in a vhost of
 // its own, created and deleted with rabbitmqctl (needs SR_RABBITMQ_DIR).
 import Foundation
-import SuccessiveRefinement
+import SRAMQP
+import SRStore
 import Testing
 import TransportConformance
 

@@ -3,7 +3,8 @@
 // a backlog, TTL timers, dead-lettering, reconnects, credentials, TLS, throughput.
 import Foundation
 import Logging
-import SuccessiveRefinement
+import SRAMQP
+import SRTransport
 import Synchronization
 import Testing
 import TransportConformance

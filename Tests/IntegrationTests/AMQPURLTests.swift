@@ -1,6 +1,7 @@
 // AMQPURL parsing: no broker needed.
 import Testing
-import SuccessiveRefinement
+import SRAMQP
+import SRTransport
 
 @Suite struct AMQPURLTests {
     @Test func fullURL() throws {

@@ -5,7 +5,12 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import SuccessiveRefinement
+import SRAMQP
+import SRCore
+import SRProtocol
+import SRRoles
+import SRStore
+import SRTransport
 import Testing
 
 extension AMQPIntegration {

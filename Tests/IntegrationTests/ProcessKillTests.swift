@@ -2,7 +2,13 @@
 // job still completes, exactly, with nothing lost. Each test runs in a vhost of its own.
 import Foundation
 import Logging
-import SuccessiveRefinement
+import SRAMQP
+import SRCore
+import SRKernels
+import SRProtocol
+import SRRoles
+import SRStore
+import SRTransport
 import Testing
 
 @Suite(.enabled(if: BrokerEnvironment.url != nil && ProcessInfo.processInfo.environment["SR_RABBITMQ_DIR"] != nil

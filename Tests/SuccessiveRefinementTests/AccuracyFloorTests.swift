@@ -2,7 +2,10 @@
 // with the commands that trained them): Fashion-MNIST MLP ≥ 88 %, CNN ≥ 90 %, MNIST-5k MLP ≥ 94 %.
 import Foundation
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRFormats
+@testable import SRNeural
+@testable import SRStore
+@testable import SRTraining
 
 enum RealData {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

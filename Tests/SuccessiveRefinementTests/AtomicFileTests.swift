@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRFormats
 
 @Suite struct AtomicFileTests {
     /// Reads `count` bytes at `offset` with pread(2), independently of the code under test.

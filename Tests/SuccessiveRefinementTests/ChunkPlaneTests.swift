@@ -1,6 +1,6 @@
 // Chunk planes: narrowest storage, padded rows, exact reconstruction of the fixed-point value.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
 
 @Suite struct ChunkPlaneTests {
     @Test func storageIsTheNarrowestIntegerThatHoldsTheChunk() throws {

@@ -3,7 +3,11 @@
 // to something other than A·x is refused. Partials are computed here with plain Int64 loops
 // (a parity partial as the weighted sum of the row blocks' products), not with the encoder.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRAggregation
+@testable import SRCoding
+@testable import SRCore
+@testable import SRProtocol
+@testable import SRTransport
 
 @Suite struct CodedAggregationTests {
     struct Fixture {

@@ -3,7 +3,7 @@
 
 import Foundation
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRFormats
 
 /// Runs `body` with a fresh directory under the system temp dir, removed afterwards.
 private func withScratchDirectory<R>(_ body: (String) throws -> R) throws -> R {

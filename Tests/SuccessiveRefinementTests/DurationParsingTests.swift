@@ -1,5 +1,5 @@
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCLISupport
 
 @Suite struct DurationParsingTests {
     @Test func parsesUnits() {

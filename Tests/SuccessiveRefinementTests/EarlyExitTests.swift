@@ -1,7 +1,8 @@
 // Early exit: the rules' decisions on hand-made logits, calibration's loss bound on its own
 // split, frozen samples never evaluated again, and an adaptive run of a tiny random network.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRNeural
 
 @Suite struct EarlyExitTests {
     // MARK: Rules

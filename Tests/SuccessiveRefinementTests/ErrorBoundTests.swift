@@ -1,6 +1,7 @@
 // Property: |exact A·X − resolution ℓ| ≤ bound ℓ elementwise, and bounds never grow with ℓ.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRKernels
 
 @Suite struct ErrorBoundTests {
     @Test(arguments: 0..<30)

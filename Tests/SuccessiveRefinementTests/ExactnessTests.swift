@@ -1,7 +1,8 @@
 // The final resolution equals the fixed-point one-shot product Ã·X̃ bit for bit, checked
 // against an independent Int128 computation from the original values (not from the chunks).
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRKernels
 
 @Suite struct ExactnessTests {
     /// Ã·X̃ in units of 2^{p_n + q_n}, computed directly from the values.

@@ -3,7 +3,7 @@
 
 import Foundation
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRFormats
 
 @Suite struct FuzzRegressionTests {
     private static func bigEndian(_ values: [UInt32]) -> [UInt8] {

@@ -3,7 +3,7 @@
 import Synchronization
 import Testing
 import TransportConformance
-@testable import SuccessiveRefinement
+@testable import SRTransport
 
 @Suite struct InMemoryTransportTests {
     @Test(arguments: TransportConformance.cases)

@@ -1,7 +1,9 @@
 // The inference aggregator's state machine: frozen samples are never requested again, every
 // sample has an answer at the deadline, duplicates change nothing.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRAggregation
+@testable import SRCore
+@testable import SRProtocol
 
 @Suite struct InferenceAggregationTests {
     /// Logits whose margin is `m` with the top class `label`.

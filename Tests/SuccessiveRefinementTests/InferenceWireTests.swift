@@ -2,7 +2,9 @@
 // message that says what is wrong (it becomes the sr-dead-reason).
 import Foundation
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRProtocol
+@testable import SRTransport
 
 @Suite struct InferenceWireTests {
     let digest = String(repeating: "ab", count: 32)

@@ -1,7 +1,11 @@
 // The aggregator's per-job state machine, driven without a broker: tasks from the planner,
 // partials computed here by plain integer loops, time passed in.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRAggregation
+@testable import SRCore
+@testable import SRKernels
+@testable import SRProtocol
+@testable import SRTransport
 
 /// A plausible wall-clock origin (ms since the epoch) for the injected times.
 let t0: Int64 = 1_700_000_000_000

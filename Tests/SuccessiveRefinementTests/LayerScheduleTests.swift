@@ -1,6 +1,6 @@
 // Layer schedules: the paper's grouping by significance, the one-pair variant, custom groups.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
 
 @Suite struct LayerScheduleTests {
     @Test func bySignificanceLayerSizes() throws {

@@ -2,7 +2,9 @@
 // The reference is the plain integer product of each row block of the original plane with x,
 // computed here with Int64 loops — never with the code, its encoder or its decoder.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCoding
+@testable import SRCore
+@testable import SRKernels
 
 @Suite struct MiniJobCodeTests {
     /// Row block b of `values` (rows × n, row-major) times every row of `x` (count × n), plain.

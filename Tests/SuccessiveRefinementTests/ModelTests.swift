@@ -2,7 +2,10 @@
 // malformed files, Python interoperability, a float64 reference network, gradient checks.
 import Foundation
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRFormats
+@testable import SRNeural
+@testable import SRTraining
 
 // MARK: - Helpers
 
@@ -244,13 +247,13 @@ enum ModelFixtures {
     ] as [([UInt8], ModelError.Code, String)])
     func malformed(bytes: [UInt8], code: ModelError.Code, fragment: String) {
         ModelFixtures.expectModelError(code, containing: ["bad.safetensors", fragment]) { () throws(ModelError) in
-            _ = try Safetensors.decode(bytes, source: "bad.safetensors")
+            _ = try ModelError.wrapping { () throws(SafetensorsError) in try Safetensors.decode(bytes, source: "bad.safetensors") }
         }
     }
 
     @Test func missingFileIsAnIOError() {
         ModelFixtures.expectModelError(.io, containing: ["/nonexistent/x.safetensors", "No such file"]) { () throws(ModelError) in
-            _ = try Safetensors.read(contentsOf: "/nonexistent/x.safetensors")
+            _ = try ModelError.wrapping { () throws(SafetensorsError) in try Safetensors.read(contentsOf: "/nonexistent/x.safetensors") }
         }
     }
 }

@@ -3,7 +3,8 @@
 
 import Foundation
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRFormats
 
 /// A named array for parameterized tests, so failures say which case broke.
 struct NpySample: Sendable, CustomTestStringConvertible {

@@ -3,7 +3,9 @@
 // python3 or numpy is missing.
 import Foundation
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRFormats
+@testable import SRKernels
 
 enum NumpyReference {
     static let repositoryRoot = URL(fileURLWithPath: #filePath)

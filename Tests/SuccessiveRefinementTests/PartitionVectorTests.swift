@@ -1,6 +1,6 @@
 // The exact split of PAPER.md §2: sign-magnitude, truncation toward zero, no silent wrap.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
 
 @Suite struct PartitionVectorTests {
     @Test func workedExampleFromThePaper() throws {

@@ -4,7 +4,8 @@
 import Foundation
 import Testing
 import TransportConformance
-@testable import SuccessiveRefinement
+@testable import SRStore
+@testable import SRTransport
 
 @Suite struct PipelineInMemoryTests {
     @Test(arguments: PipelineScenarios.all + InferenceScenarios.all)

@@ -2,7 +2,8 @@
 // checked against exact arithmetic), element by element, including the values the fast path
 // leaves to the reference: zeros, signs, range edges, tiny and out-of-range values.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRNeural
 
 @Suite struct QuantizedTensorTests {
     @Test(arguments: [[1, -1, -3, -5, -7, -9, -11], [0, -8, -16, -24], [40, 30, 1, -20], [-3, -4, -34]])

@@ -1,7 +1,8 @@
 // Exactness of network refinement: the incremental upgrade equals direct evaluation at every
 // resolution bit for bit, direct evaluation matches an independent float64 forward pass.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRNeural
 
 @Suite struct RefinementTests {
     // MARK: (1) incremental == direct, exactly

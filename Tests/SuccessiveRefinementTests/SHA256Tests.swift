@@ -1,6 +1,6 @@
 // SHA-256 against FIPS 180-4 test vectors and Python's hashlib (independent references).
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRStore
 
 @Suite struct SHA256Tests {
     @Test func fipsVectors() {

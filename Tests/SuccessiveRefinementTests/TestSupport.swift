@@ -1,6 +1,6 @@
 // Helpers shared by the unit tests: a seeded generator and exact reference arithmetic that
 // does not go through the code under test.
-@testable import SuccessiveRefinement
+@testable import SRCore
 
 
 /// A random matrix whose elements are k · 2^−fractionBits with |k| < 2^totalBits, so every

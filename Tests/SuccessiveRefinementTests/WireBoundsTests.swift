@@ -2,7 +2,8 @@
 // could not travel as one broker message. Expected verdicts are written out here, not derived
 // from the code under test.
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRProtocol
+@testable import SRTransport
 
 @Suite struct WireBoundsTests {
     static func nested(_ depth: Int) -> HeaderValue {

@@ -4,7 +4,11 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Testing
-@testable import SuccessiveRefinement
+@testable import SRCore
+@testable import SRProtocol
+@testable import SRRoles
+@testable import SRStore
+@testable import SRTransport
 
 @Suite struct WorkerShutdownTests {
     @Test func gracefulShutdownFinishesTheTaskInHand() async throws {

@@ -3,7 +3,11 @@
 // takes tasks and never settles them — what a SIGSTOPped or swapped-out consumer looks like to
 // the broker. No assertion depends on timing: the uncoded job cannot complete while its task is
 // held, and its deadline is fired by the test once the coded job is done.
-import SuccessiveRefinement
+import SRCore
+import SRProtocol
+import SRRoles
+import SRStore
+import SRTransport
 
 extension PipelineScenarios {
     static func coded(_ env: PipelineEnvironment) async throws {

@@ -1,6 +1,6 @@
 // Conformance: dead-lettering on reject and on expiry, and queue TTL as the deadline timer
 // (a delay queue dead-lettering through the default exchange).
-import SuccessiveRefinement
+import SRTransport
 
 enum DeadLetterCases {
     static let all: [ConformanceCase] = [rejectDeadLetters, messageExpiry, queueTTLTimer]

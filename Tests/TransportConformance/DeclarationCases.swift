@@ -1,6 +1,6 @@
 // Conformance: declaring topology (idempotent when equal, 406 when not), counting ready
 // messages, auto-delete, and a closed connection.
-import SuccessiveRefinement
+import SRTransport
 
 enum DeclarationCases {
     static let all: [ConformanceCase] = [redeclare, messageCount, autoDelete, closedTransport]

@@ -1,6 +1,6 @@
 // Conformance: which message a consumer gets next (priority, FIFO), how many at once
 // (prefetch), and how consumers of one queue share it.
-import SuccessiveRefinement
+import SRTransport
 
 enum DeliveryCases {
     static let all: [ConformanceCase] = [priorityBacklog, prefetchBound, competingConsumers]

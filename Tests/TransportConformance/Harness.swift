@@ -1,6 +1,6 @@
 // What a conformance case works with: connections from the factory, subscriptions read with
 // bounded waits, unique names; everything it opened is cancelled and closed when it ends.
-import SuccessiveRefinement
+import SRTransport
 import Synchronization
 
 final class Harness: Sendable {

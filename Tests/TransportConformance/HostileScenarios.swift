@@ -1,7 +1,10 @@
 // Messages a hostile or buggy peer might send (issue E): each must end in sr.dead with a reason
 // — never crash a role, never be redelivered to another replica, never be retried forever —
 // and the pool must answer a valid job exactly right after. Run on both transports.
-import SuccessiveRefinement
+import SRCore
+import SRProtocol
+import SRRoles
+import SRTransport
 
 extension PipelineScenarios {
     static func hostile(_ env: PipelineEnvironment) async throws {

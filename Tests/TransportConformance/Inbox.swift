@@ -1,6 +1,6 @@
 // Reads one subscription with bounded waits. A pump task drains `deliveries` into a buffer so
 // that a wait can time out without cancelling the stream (cancelling a reader ends the stream).
-import SuccessiveRefinement
+import SRTransport
 import Synchronization
 
 final class Inbox: Sendable {

@@ -3,7 +3,13 @@
 // pipeline: logits from the incremental evaluator (PAPER.md §5, checked equal to direct
 // evaluation by the refinement tests) and exit decisions computed here by hand.
 import Foundation
-import SuccessiveRefinement
+import SRCore
+import SRNeural
+import SRProtocol
+import SRRoles
+import SRStore
+import SRTraining
+import SRTransport
 
 /// A small random MLP registered in the store, random images, and every sample's exact logits
 /// at every resolution.

@@ -2,7 +2,10 @@
 // one (issue E, fault soak): the job's inputs come back redelivered, and the aggregator reads
 // the finals ledger (sr.finals) first. The test plays the dying aggregator: it publishes the
 // job's final itself, then the job's inputs, then starts the pool.
-import SuccessiveRefinement
+import SRCore
+import SRProtocol
+import SRRoles
+import SRTransport
 
 extension PipelineScenarios {
     static func ledger(_ env: PipelineEnvironment) async throws {

@@ -4,7 +4,11 @@
 // (Int128 fixed-point arithmetic and float64 products computed here).
 import Foundation
 import Logging
-import SuccessiveRefinement
+import SRCore
+import SRProtocol
+import SRRoles
+import SRStore
+import SRTransport
 
 /// What a scenario gets: transports to one broker (each call is a new connection) and a store.
 public struct PipelineEnvironment: Sendable {

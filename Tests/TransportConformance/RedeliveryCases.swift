@@ -1,6 +1,6 @@
 // Conformance: at-least-once. Unacked deliveries come back (marked redelivered) after a
 // requeue, a cancel or a closed connection; acked ones never do.
-import SuccessiveRefinement
+import SRTransport
 
 enum RedeliveryCases {
     static let all: [ConformanceCase] = [rejectRequeue, afterCancel, afterClose, ackRemoves]

@@ -1,5 +1,5 @@
 // Conformance: what a message carries end to end, and how each kind of exchange routes it.
-import SuccessiveRefinement
+import SRTransport
 
 enum RoutingCases {
     static let all: [ConformanceCase] = [roundTrip, defaultExchange, direct, topic, fanout, missingExchange, serverNamedExclusive]

@@ -1,6 +1,6 @@
 // The behavioural contract of a Transport, as cases any implementation can be run against:
 // the unit tests run them on the in-memory broker, the integration tests on AMQP + RabbitMQ.
-import SuccessiveRefinement
+import SRTransport
 
 public enum TransportConformance {
     /// Every case; each opens its own transports and names, and cleans up after itself.

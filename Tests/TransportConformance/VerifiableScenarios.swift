@@ -3,7 +3,11 @@
 // job exactly; an open record whose statistics lie is refused with a failed output. The forged
 // inputs are built here from the operands (chunk planes and Int64 products), independently of
 // the aggregator's checksums.
-import SuccessiveRefinement
+import SRCore
+import SRProtocol
+import SRRoles
+import SRStore
+import SRTransport
 
 extension PipelineScenarios {
     static func verifiable(_ env: PipelineEnvironment) async throws {

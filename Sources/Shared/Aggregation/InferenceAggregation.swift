@@ -1,6 +1,8 @@
 // The aggregator's per-job logic for distributed inference, as a pure state machine (no I/O,
 // time passed in): per-sample logits in, exit decisions, next-resolution work and the deadline
 // answer out. AggregatorService turns its actions into tasks and outputs.
+import SRCore
+import SRProtocol
 
 /// One inference job over `sampleCount` samples and R resolutions. After a block of samples
 /// arrives at resolution r, each sample is decided by the exit rule (or by reaching R); only

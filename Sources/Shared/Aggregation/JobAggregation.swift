@@ -1,5 +1,8 @@
 // The aggregator's per-job logic as a pure state machine: partials and the deadline in,
 // outputs out. No I/O and no clock: callers pass the current time, so tests drive it directly.
+import SRCoding
+import SRCore
+import SRProtocol
 
 /// One job at the aggregator: collects row blocks into mini-jobs, mini-jobs into resolutions,
 /// emits each resolution once, and at the deadline emits the best available result exactly once.

@@ -11,6 +11,8 @@
 // aggregator process, so a consumer cannot aim at it.
 // One-shot partials are float32 results: the check allows their rounding (γ·Σ|s||A||x|), so a
 // forgery that passes moves no value beyond the bound the output states anyway.
+import SRCore
+import SRProtocol
 
 /// The A side of a job's checksums: secret row weights s and w = sᵀA per row block. It depends
 /// on A, its partition, the job's mode, shape and row block — not on x — so the aggregator

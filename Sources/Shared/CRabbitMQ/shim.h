@@ -1,5 +1,5 @@
-// rabbitmq-c (Debian: librabbitmq-dev), the AMQP 0-9-1 client. Only the AMQP transport
-// file imports this module.
+// rabbitmq-c (Debian: librabbitmq-dev), the AMQP 0-9-1 client. Only the SRAMQP target
+// (Sources/Shared/AMQP/AMQPConnection.swift) imports this module.
 #ifndef CSRRABBITMQ_SHIM_H
 #define CSRRABBITMQ_SHIM_H
 #include <amqp.h>

@@ -2,6 +2,7 @@
 // a plane with R rows is rows [b·r, min((b+1)·r, R)) for block height r; the last block is
 // padded with zero rows so every coded block has r rows. Built once per plane, code and block
 // height (a consumer caches them), never per job.
+import SRCore
 
 extension MiniJobCode {
     /// Row block `b`'s rows of a plane with `rows` rows split into blocks of `blockRows`.

@@ -11,6 +11,7 @@
 // as a signed integer — exact, with none of the conditioning trouble of a floating-point
 // Vandermonde solve. Coefficients are small integers, so parity blocks stay narrow integers
 // (int16 for the usual K and chunk widths) and run on a SIMD kernel.
+import SRCore
 
 /// Why a code or a decode is refused.
 public enum MiniJobCodeError: Error, Equatable, CustomStringConvertible {

@@ -1,5 +1,6 @@
 // Labelled images as the neural-network experiments consume them (floats in [0, 1], C×H×W),
 // with loaders for the real data scripts/fetch-data.sh installs and a reproducible split.
+import SRCore
 
 /// N labelled images of one shape, pixels scaled to `pixel / 255` and stored image-major, each
 /// image in C order (channel, row, column) — the layout a C×H×W network input expects.

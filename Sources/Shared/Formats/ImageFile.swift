@@ -1,4 +1,5 @@
 // Images to classify, from any file format the project reads, as one sample per row.
+import SRCore
 import Foundation
 
 /// Samples (one per row, C order within a sample) and their labels when the file has them.

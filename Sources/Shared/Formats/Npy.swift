@@ -1,5 +1,6 @@
 // NumPy .npy files: decode/encode (format versions 1.0–3.0, the dtypes of NpyDType), atomic
 // file read/write, and conversion to and from Matrix — how operands and results cross into Python.
+import SRCore
 
 import Foundation
 

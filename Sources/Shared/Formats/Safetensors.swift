@@ -1,5 +1,6 @@
 // safetensors files (the Hugging Face weights format): strict decoding with messages that say
 // what is wrong, and an encoder whose output Python's `safetensors` loads unchanged.
+import SRCore
 import Foundation
 
 /// Reads and writes safetensors files. Layout: an 8-byte little-endian header length N, N bytes
@@ -28,9 +29,9 @@ public enum Safetensors {
 
     /// Parses a complete safetensors image. F64, F16 and BF16 tensors are converted to Float
     /// (F64 is rounded to nearest). `source` (a path, usually) prefixes every error message.
-    public static func decode(_ bytes: [UInt8], source: String = "<memory>") throws(ModelError) -> File {
+    public static func decode(_ bytes: [UInt8], source: String = "<memory>") throws(SafetensorsError) -> File {
         try bytes.withUnsafeBytes { raw in
-            Result { () throws(ModelError) in try decode(raw, source: source) }
+            Result { () throws(SafetensorsError) in try decode(raw, source: source) }
         }.get()
     }
 
@@ -78,29 +79,29 @@ public enum Safetensors {
 
     /// Reads and decodes the file at `path` (memory-mapped when possible, so a large model is
     /// not held twice while decoding).
-    public static func read(contentsOf path: String) throws(ModelError) -> File {
+    public static func read(contentsOf path: String) throws(SafetensorsError) -> File {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
         } catch {
-            throw ModelError(.io, "\(path): cannot read: \(ModelError.osReason(error))")
+            throw SafetensorsError(.io, "\(path): cannot read: \(SafetensorsError.osReason(error))")
         }
         return try data.withUnsafeBytes { raw in
-            Result { () throws(ModelError) in try decode(raw, source: path) }
+            Result { () throws(SafetensorsError) in try decode(raw, source: path) }
         }.get()
     }
 
     /// Writes `file` to `path` atomically (a temporary file in the same directory is renamed
     /// over `path`), so a reader never sees half a model.
-    public static func write(_ file: File, to path: String) throws(ModelError) {
+    public static func write(_ file: File, to path: String) throws(SafetensorsError) {
         try writeAtomically(encode(file), to: path)
     }
 
-    static func writeAtomically(_ bytes: [UInt8], to path: String) throws(ModelError) {
+    package static func writeAtomically(_ bytes: [UInt8], to path: String) throws(SafetensorsError) {
         do {
             try AtomicFile.write(bytes, to: path)
         } catch {
-            throw ModelError(.io, "\(path): cannot write: \(error.reason)")
+            throw SafetensorsError(.io, "\(path): cannot write: \(error.reason)")
         }
     }
 
@@ -157,22 +158,22 @@ public enum Safetensors {
         }
     }
 
-    static func decode(_ raw: UnsafeRawBufferPointer, source: String) throws(ModelError) -> File {
+    static func decode(_ raw: UnsafeRawBufferPointer, source: String) throws(SafetensorsError) -> File {
         guard raw.count >= 8 else {
-            throw ModelError(.truncated, """
+            throw SafetensorsError(.truncated, """
                 \(source): the file is \(raw.count) bytes, shorter than the 8-byte header length that \
                 starts every safetensors file — it is truncated or not a safetensors file
                 """)
         }
         let declared = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
         guard declared <= maximumHeaderLength else {
-            throw ModelError(.badHeader, """
+            throw SafetensorsError(.badHeader, """
                 \(source): the header length field says \(declared) bytes (limit \(maximumHeaderLength)) — \
                 this is not a safetensors file, or its first 8 bytes are corrupt
                 """)
         }
         guard declared <= UInt64(raw.count - 8) else {
-            throw ModelError(.truncated, """
+            throw SafetensorsError(.truncated, """
                 \(source): the header is \(declared) bytes but only \(raw.count - 8) follow the length \
                 field — the file is truncated; copy or save it again
                 """)
@@ -180,15 +181,15 @@ public enum Safetensors {
         let dataStart = 8 + Int(declared)
         let headerBytes = UnsafeRawBufferPointer(rebasing: raw[8..<dataStart])
         guard headerBytes.first == UInt8(ascii: "{") else {
-            throw ModelError(.badHeader, "\(source): the header is not a JSON object (it must start with '{')")
+            throw SafetensorsError(.badHeader, "\(source): the header is not a JSON object (it must start with '{')")
         }
         let header: Header
         do {
             header = try JSONDecoder().decode(Header.self, from: Data(headerBytes))
         } catch let error as DecodingError {
-            throw ModelError(.badHeader, "\(source): bad header: \(describe(error))")
+            throw SafetensorsError(.badHeader, "\(source): bad header: \(describe(error))")
         } catch {
-            throw ModelError(.badHeader, "\(source): bad header: \(error)")
+            throw SafetensorsError(.badHeader, "\(source): bad header: \(error)")
         }
 
         let dataLength = raw.count - dataStart
@@ -203,13 +204,13 @@ public enum Safetensors {
         var previous: String?
         for layout in layouts {
             if layout.begin < covered, let previous {
-                throw ModelError(.badOffsets, """
+                throw SafetensorsError(.badOffsets, """
                     \(source): tensor '\(layout.name)' (bytes \(layout.begin)..<\(layout.end)) overlaps \
                     tensor '\(previous)' (ends at \(covered)) — the header is corrupt; save the file again
                     """)
             }
             if layout.begin > covered {
-                throw ModelError(.badOffsets, """
+                throw SafetensorsError(.badOffsets, """
                     \(source): bytes \(covered)..<\(layout.begin) of the data buffer belong to no tensor \
                     — the header and the data disagree; save the file again
                     """)
@@ -218,7 +219,7 @@ public enum Safetensors {
             previous = layout.name
         }
         if covered != dataLength {
-            throw ModelError(.badOffsets, """
+            throw SafetensorsError(.badOffsets, """
                 \(source): the tensors cover \(covered) bytes but the data buffer has \(dataLength) \
                 (\(dataLength - covered) extra byte(s) at the end) — the header and the data disagree
                 """)
@@ -233,16 +234,16 @@ public enum Safetensors {
     }
 
     private static func check(name: String, entry: Entry, dataLength: Int,
-                              source: String) throws(ModelError) -> Layout {
+                              source: String) throws(SafetensorsError) -> Layout {
         let prefix = "\(source): tensor '\(name)'"
         guard let dtype = DType(rawValue: entry.dtype) else {
-            throw ModelError(.unsupportedDType, """
+            throw SafetensorsError(.unsupportedDType, """
                 \(prefix) has dtype \(entry.dtype), which is not supported (supported: \(supportedList)); \
                 convert it to float32 before saving, e.g. t.float() or a.astype(np.float32)
                 """)
         }
         guard entry.shape.allSatisfy({ $0 >= 0 }) else {
-            throw ModelError(.badHeader, "\(prefix) has shape \(entry.shape) with a negative dimension")
+            throw SafetensorsError(.badHeader, "\(prefix) has shape \(entry.shape) with a negative dimension")
         }
         var count = 1
         var overflow = false
@@ -250,23 +251,23 @@ public enum Safetensors {
         let bytes: Int
         (bytes, overflow) = overflow ? (0, true) : count.multipliedReportingOverflow(by: dtype.size)
         guard !overflow else {
-            throw ModelError(.badHeader, "\(prefix) has an impossibly large shape \(entry.shape)")
+            throw SafetensorsError(.badHeader, "\(prefix) has an impossibly large shape \(entry.shape)")
         }
         guard entry.data_offsets.count == 2 else {
-            throw ModelError(.badOffsets, "\(prefix): data_offsets must be [begin, end], got \(entry.data_offsets)")
+            throw SafetensorsError(.badOffsets, "\(prefix): data_offsets must be [begin, end], got \(entry.data_offsets)")
         }
         let (begin, end) = (entry.data_offsets[0], entry.data_offsets[1])
         guard begin >= 0, begin <= end else {
-            throw ModelError(.badOffsets, "\(prefix) has data_offsets [\(begin), \(end)]; begin must be ≤ end and ≥ 0")
+            throw SafetensorsError(.badOffsets, "\(prefix) has data_offsets [\(begin), \(end)]; begin must be ≤ end and ≥ 0")
         }
         guard end <= dataLength else {
-            throw ModelError(.badOffsets, """
+            throw SafetensorsError(.badOffsets, """
                 \(prefix) has data_offsets [\(begin), \(end)] beyond the \(dataLength)-byte data buffer \
                 — the file is truncated or its header is corrupt
                 """)
         }
         guard end - begin == bytes else {
-            throw ModelError(.badOffsets, """
+            throw SafetensorsError(.badOffsets, """
                 \(prefix): shape \(entry.shape) of \(dtype.rawValue) needs \(bytes) bytes but data_offsets \
                 [\(begin), \(end)] span \(end - begin) — the header is corrupt; save the file again
                 """)
@@ -328,7 +329,7 @@ public enum Safetensors {
     }
 
     /// A one-line account of a JSON decoding failure: where (as a JSON path) and what.
-    static func describe(_ error: DecodingError) -> String {
+    package static func describe(_ error: DecodingError) -> String {
         func path(_ keys: [any CodingKey]) -> String {
             keys.isEmpty ? "the top level" : keys.map { key in
                 key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)"

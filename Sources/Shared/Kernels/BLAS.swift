@@ -36,14 +36,14 @@ public enum BLAS {
 
     /// C (rows × count) = A (rows × inner, lda) · Bᵀ where B is stored count × inner (ldb):
     /// the layout of a vector batch (one vector per row).
-    static func gemmTransposedB(rows: Int, count: Int, inner: Int, a: UnsafePointer<Float>, lda: Int,
+    package static func gemmTransposedB(rows: Int, count: Int, inner: Int, a: UnsafePointer<Float>, lda: Int,
                                 b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>) {
         checkDimensions(rows, count, inner, lda, ldb)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(count), Int32(inner),
                     1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(count))
     }
 
-    static func gemmTransposedB(rows: Int, count: Int, inner: Int, a: UnsafePointer<Double>, lda: Int,
+    package static func gemmTransposedB(rows: Int, count: Int, inner: Int, a: UnsafePointer<Double>, lda: Int,
                                 b: UnsafePointer<Double>, ldb: Int, c: UnsafeMutablePointer<Double>) {
         checkDimensions(rows, count, inner, lda, ldb)
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(count), Int32(inner),
@@ -56,7 +56,7 @@ public enum BLAS {
 extension BLAS {
     /// C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, row-major, where op(A) is m × k and
     /// op(B) is k × n. Backpropagation needs both transposes and beta = 1 to accumulate gradients.
-    static func gemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    package static func gemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                      beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         checkDimensions(m, n, k, lda, ldb, ldc)

@@ -1,5 +1,6 @@
 // The only file that calls the C int16 kernels: coded blocks (small integer combinations of
 // int8 row blocks, stored as int16) times int8 chunk planes of x, exactly, 2 bytes per element.
+import SRCore
 internal import CSRKernels
 
 public enum Int16Kernel {

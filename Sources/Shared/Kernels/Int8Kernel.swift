@@ -1,5 +1,6 @@
 // The only file that calls the C int8 kernels: exact int8 plane × int8 vector products that
 // read one byte per chunk element (GEMV is memory-bound, so this is the speed-up).
+import SRCore
 internal import CSRKernels
 
 public enum Int8Kernel {

@@ -1,5 +1,6 @@
 // The exact fallback kernel in 64-bit integers, for chunk products too wide for float64.
 // Also the portable baseline the later vectorised int8 kernels are measured against.
+import SRCore
 
 enum IntegerKernel {
     /// A[rows] · Xᵀ with Int64 accumulation (the caller guarantees no overflow: see

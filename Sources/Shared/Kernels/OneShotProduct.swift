@@ -1,4 +1,5 @@
 // The baseline every benchmark compares against: the whole product in one floating-point pass.
+import SRCore
 
 /// A·X in float32 or float64 through BLAS, as an ordinary (non-layered) job would compute it.
 public enum OneShotProduct {

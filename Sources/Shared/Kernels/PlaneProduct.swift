@@ -1,4 +1,5 @@
 // The mini-job kernel: the exact integer product of a chunk plane of A with chunk planes of x.
+import SRCore
 
 extension PreparedPlane {
     /// The exact product A_i[rows] · X_jᵀ for the vector batch `vectors` (B plane rows of

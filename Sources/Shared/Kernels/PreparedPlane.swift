@@ -1,5 +1,6 @@
 // A chunk plane made ready for a kernel: the arithmetic in which its products are provably
 // exact, and (for BLAS) a floating-point copy made once and reused for every vector.
+import SRCore
 
 /// A chunk plane of A, prepared for products with chunk planes of x whose elements are at most
 /// `partnerMagnitude` in absolute value. Every partial sum of a row product is an integer of

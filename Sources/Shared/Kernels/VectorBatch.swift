@@ -1,5 +1,6 @@
 // The batch loop shared by the SIMD kernels: a C kernel multiplies rows of a plane by one
 // vector; a batch of B vectors is B calls, gathered into a (rows × B) matrix of Int64.
+import SRCore
 
 enum VectorBatch {
     /// A[rows] · Xᵀ for every vector of `x` (rows of `xStride` int8 elements), one

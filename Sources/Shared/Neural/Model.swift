@@ -1,5 +1,7 @@
 // A network on disk and in memory: its manifest plus named float32 tensors; loading from a
 // directory or one safetensors file, saving, and shape validation with layer-by-layer messages.
+import SRCore
+import SRFormats
 import Foundation
 
 /// A sequential network: the manifest says what the layers are, `tensors` hold their weights.
@@ -38,7 +40,7 @@ public struct Model: Sendable, Equatable {
             model = try load(manifest: directory.appendingPathComponent(manifestFile).path,
                              weights: directory.appendingPathComponent(weightsFile).path)
         } else if path.hasSuffix(".safetensors") {
-            let file = try Safetensors.read(contentsOf: path)
+            let file = try ModelError.wrapping { () throws(SafetensorsError) in try Safetensors.read(contentsOf: path) }
             guard let json = file.metadata[ModelManifest.formatName] else {
                 throw ModelError(.badManifest, """
                     \(path): no '\(ModelManifest.formatName)' entry in the safetensors __metadata__, so \
@@ -65,7 +67,7 @@ public struct Model: Sendable, Equatable {
             throw ModelError(.io, "\(path): cannot read the manifest: \(ModelError.osReason(error))")
         }
         let manifest = try decodeManifest(data, source: path)
-        return Model(manifest: manifest, tensors: try Safetensors.read(contentsOf: weights).tensors)
+        return Model(manifest: manifest, tensors: try ModelError.wrapping { () throws(SafetensorsError) in try Safetensors.read(contentsOf: weights) }.tensors)
     }
 
     /// Writes `model.json` and `model.safetensors` into `directory` (created if missing).
@@ -76,17 +78,21 @@ public struct Model: Sendable, Equatable {
             throw ModelError(.io, "\(directory): cannot create the model directory: \(ModelError.osReason(error))")
         }
         let url = URL(fileURLWithPath: directory)
-        try Safetensors.write(Safetensors.File(tensors: tensors),
-                              to: url.appendingPathComponent(Model.weightsFile).path)
-        try Safetensors.writeAtomically(Model.encodeManifest(manifest),
-                                        to: url.appendingPathComponent(Model.manifestFile).path)
+        try ModelError.wrapping { () throws(SafetensorsError) in
+            try Safetensors.write(Safetensors.File(tensors: tensors),
+                                  to: url.appendingPathComponent(Model.weightsFile).path)
+            try Safetensors.writeAtomically(Model.encodeManifest(manifest),
+                                            to: url.appendingPathComponent(Model.manifestFile).path)
+        }
     }
 
     /// Writes one self-contained `.safetensors` file with the manifest in its metadata.
     public func save(toFile path: String) throws(ModelError) {
         let json = String(decoding: Model.encodeManifest(manifest, pretty: false), as: UTF8.self)
-        try Safetensors.write(Safetensors.File(tensors: tensors, metadata: [ModelManifest.formatName: json]),
-                              to: path)
+        try ModelError.wrapping { () throws(SafetensorsError) in
+            try Safetensors.write(Safetensors.File(tensors: tensors, metadata: [ModelManifest.formatName: json]),
+                                  to: path)
+        }
     }
 
     // MARK: Manifest JSON

@@ -1,5 +1,6 @@
 // The one error type of model files, manifests, forward evaluation and training: a stable code
 // for programs and a message for people that names the file, layer or tensor and what to do.
+import SRFormats
 import Foundation
 
 /// An error from reading, writing, validating, evaluating or training a model.
@@ -39,15 +40,24 @@ public struct ModelError: Error, Sendable, CustomStringConvertible, Equatable {
 
     public var description: String { message }
 
+    /// The same problem, from the safetensors layer: same message, the matching code.
+    public init(_ error: SafetensorsError) {
+        let code: Code = switch error.code {
+        case .truncated: .truncated
+        case .badHeader: .badHeader
+        case .badOffsets: .badOffsets
+        case .unsupportedDType: .unsupportedDType
+        case .io: .io
+        }
+        self.init(code, error.message)
+    }
+
+    /// Runs a safetensors operation, reporting its failure as a `ModelError`.
+    public static func wrapping<T>(_ body: () throws(SafetensorsError) -> T) throws(ModelError) -> T {
+        do { return try body() } catch { throw ModelError(error) }
+    }
+
     /// The OS's words for an I/O failure (e.g. "No such file or directory") rather than
     /// Foundation's generic wrapper text.
-    static func osReason(_ error: any Error) -> String {
-        let ns = error as NSError
-        // On Linux the underlying error is a Swift POSIXError, so bridge before matching.
-        for candidate in [ns.userInfo[NSUnderlyingErrorKey] as? any Error, error].compactMap({ $0 }) {
-            let bridged = candidate as NSError
-            if bridged.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(bridged.code))) }
-        }
-        return ns.localizedDescription
-    }
+    static func osReason(_ error: any Error) -> String { SafetensorsError.osReason(error) }
 }

@@ -1,5 +1,6 @@
 // The JSON manifest of a network: its layers, the tensors they use, and how every tensor is
 // partitioned for successive refinement. Weights live beside it in a safetensors file.
+import SRCore
 
 /// One layer of a sequential network. Tensor names refer to the safetensors file.
 public enum LayerSpec: Sendable, Equatable, Codable {
@@ -54,9 +55,9 @@ public struct ModelManifest: Sendable, Equatable, Codable {
 
 extension ModelManifest {
     /// Largest R: every tensor is split into R chunks, as operands of mat-vec jobs are.
-    public static let maxResolutions = WireLimits.maxChunks
+    public static let maxResolutions = ShapeLimits.maxChunks
     /// Elements of one sample and of any activation (input, conv output, flatten).
-    public static let maxActivationElements = WireLimits.maxElements
+    public static let maxActivationElements = ShapeLimits.maxElements
 
     /// Checks what a manifest states on its own, before any tensor is read: resolutions, bit
     /// widths, explicit partitions, the activation grid, the input shape — with overflow-safe
@@ -86,8 +87,8 @@ extension ModelManifest {
         if let h = activationGrid, !PartitionVector.exponentRange.contains(h) {
             throw bad("activationGrid is \(h); it must be in \(PartitionVector.exponentRange)")
         }
-        guard (1...3).contains(input.count), input.allSatisfy({ (1...WireLimits.maxDimension).contains($0) }) else {
-            throw bad("input shape \(input) must have 1–3 dimensions, each 1…\(WireLimits.maxDimension), e.g. [784] or [1, 28, 28]")
+        guard (1...3).contains(input.count), input.allSatisfy({ (1...ShapeLimits.maxDimension).contains($0) }) else {
+            throw bad("input shape \(input) must have 1–3 dimensions, each 1…\(ShapeLimits.maxDimension), e.g. [784] or [1, 28, 28]")
         }
         _ = try Self.elements(input, source: source)
         guard !layers.isEmpty, layers.count <= 1000 else { throw bad("the manifest must have 1…1000 layers (it has \(layers.count))") }

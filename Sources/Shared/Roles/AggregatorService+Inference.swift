@@ -1,6 +1,10 @@
 // The aggregator's inference jobs: per-sample answers in, the exit rule applied by the pure
 // state machine (InferenceAggregation), next-resolution tasks published only for undecided
 // samples, per-sample refinements out, and every sample's best answer at the deadline.
+import SRAggregation
+import SRCore
+import SRProtocol
+import SRTransport
 import Logging
 
 extension AggregatorService {

@@ -2,6 +2,11 @@
 // behind a bound from the operands — x and an inline A travel in the open record, a registered A
 // is read from the store — refuses a record whose statistics disagree, and gives each job a
 // `PartialVerifier` so a consumer's wrong partial is refused instead of folded in.
+import SRAggregation
+import SRCore
+import SRProtocol
+import SRStore
+import SRTransport
 
 extension AggregatorService.Core {
     /// What a job's aggregation rests on, computed by this aggregator.

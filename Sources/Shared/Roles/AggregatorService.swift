@@ -1,6 +1,11 @@
 // The aggregator role: job opens, partials and deadlines in; refinements out (one log line
 // each). Mat-vec jobs here; inference jobs in AggregatorService+Inference.swift. Inputs stay unacknowledged until their job's final output is confirmed, so a crashed
 // aggregator loses nothing: on restart the broker redelivers them and the state rebuilds.
+import SRAggregation
+import SRCore
+import SRProtocol
+import SRStore
+import SRTransport
 import Logging
 import ServiceLifecycle
 import Synchronization

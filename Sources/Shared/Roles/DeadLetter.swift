@@ -1,5 +1,7 @@
 // Sends a message that cannot be processed to sr.dlx with the reason, so nothing is lost
 // silently and nothing is retried forever.
+import SRProtocol
+import SRTransport
 
 public enum DeadLetter {
     /// Publishes `message` (headers kept) to sr.dlx with `sr-dead-reason`, `sr-dead-queue`.

@@ -1,5 +1,9 @@
 // What a consumer does with one inference task, without any messaging: load (or reuse) the
 // network and the images, evaluate the task's samples directly at its resolution.
+import SRCore
+import SRNeural
+import SRProtocol
+import SRStore
 
 /// Evaluates inference tasks. Direct evaluation keeps consumers stateless with respect to
 /// jobs: any consumer can compute any sample at any resolution (docs/NEURAL.md measures why

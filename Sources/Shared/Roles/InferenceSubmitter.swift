@@ -1,5 +1,10 @@
 // The producer side of distributed inference: check the request against the network, register
 // the images, publish the open record, the deadline timer and resolution 1 of every sample.
+import SRCore
+import SRNeural
+import SRProtocol
+import SRStore
+import SRTransport
 
 /// An inference request before planning.
 public struct InferenceRequest: Sendable {

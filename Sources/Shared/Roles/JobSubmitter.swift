@@ -1,4 +1,8 @@
 // The producer role as a library: plans and publishes mat-vec jobs, and follows their outputs.
+import SRCoding
+import SRCore
+import SRProtocol
+import SRTransport
 
 /// A mat-vec request before planning: operands, partitioning, deadline.
 public struct MatVecRequest: Sendable {
@@ -81,7 +85,7 @@ public struct JobSubmitter: Sendable {
             throw LayeringError(.shapeMismatch, "the matrix is \(rows)×\(columns) but the vector has \(request.vectors.rows) elements; they must match")
         }
         let now = wallClock()
-        let deadlineMs = DurationParsing.milliseconds(request.deadline)
+        let deadlineMs = WallClock.milliseconds(request.deadline)
         let id = request.id ?? Self.newID()
         let digest: String, statistics: ChunkedOperand.Statistics?
         var inline: Matrix<Double>?

@@ -1,5 +1,8 @@
 // Consumers cache immutable operands (prepared chunk planes of registered matrices) by digest
 // and partition, bounded in bytes, least recently used evicted first.
+import SRCore
+import SRKernels
+import SRNeural
 import Synchronization
 
 /// What a consumer keeps per registered matrix and partition.

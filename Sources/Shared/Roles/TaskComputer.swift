@@ -1,5 +1,11 @@
 // What a consumer does with one task, without any messaging: load (or reuse) the operand,
 // run the exact kernel on the task's row block, return the partial result.
+import SRCoding
+import SRCore
+import SRKernels
+import SRProtocol
+import SRStore
+import SRTransport
 
 public struct TaskComputer: Sendable {
     public let store: OperandStore

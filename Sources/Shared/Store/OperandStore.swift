@@ -1,5 +1,7 @@
 // The operand store: matrices registered once, content-addressed by SHA-256, written
 // atomically, shared by producers and consumers (a docker volume in compose; SR_STORE).
+import SRCore
+import SRFormats
 import Foundation
 
 /// A directory of immutable operands:
@@ -26,7 +28,7 @@ public struct OperandStore: Sendable {
     }
 
     public static func isDigest(_ s: String) -> Bool {
-        s.count == 64 && s.unicodeScalars.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) }
+        Digest.isValid(s)
     }
 
     func objectPath(_ digest: String) -> String { "\(root)/objects/\(digest).npy" }

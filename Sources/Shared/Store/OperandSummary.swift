@@ -1,6 +1,7 @@
 // What per-job planning needs of a registered matrix, derived once (at `register`, or by the
 // first job that asks) and kept beside it in the store: its shape and largest magnitude, and
 // A's bound statistics for each partition used. A job then never reads or hashes A itself.
+import SRCore
 import Foundation
 
 /// Shape and largest magnitude of a stored matrix (`<root>/derived/<digest>/summary.json`).

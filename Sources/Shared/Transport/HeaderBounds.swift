@@ -4,13 +4,15 @@
 // decoder refuses — so it is dead-lettered with that reason before anything reads it.
 
 public enum HeaderBounds {
+    /// The header a transport sets on a message whose header tables exceed these bounds.
+    public static let malformedHeader = "sr-malformed"
     /// This system writes flat headers and the broker's `x-death` records nest 3 levels.
     public static let maxDepth = 8
     /// Table entries and array elements per message, in all.
     public static let maxEntries = 4096
 
-    static let tooDeep = "header tables nest deeper than \(maxDepth) levels"
-    static let tooMany = "header tables hold more than \(maxEntries) entries"
+    package static let tooDeep = "header tables nest deeper than \(maxDepth) levels"
+    package static let tooMany = "header tables hold more than \(maxEntries) entries"
 
     /// What is wrong with `headers`, or nil when they are within bounds. Iterative (an explicit
     /// stack that stops at `maxDepth`), so no depth of nesting can exhaust the caller's stack.
@@ -36,7 +38,7 @@ public enum HeaderBounds {
     public static func checked(_ message: Message) -> Message {
         guard let fault = fault(in: message.headers) else { return message }
         var m = message
-        m.headers[Header.malformed] = .string(fault)
+        m.headers[malformedHeader] = .string(fault)
         return m
     }
 }

@@ -1,5 +1,6 @@
 // Adaptive resolution (PAPER.md §6) done for real: at each resolution only the samples still in
 // the gray zone are evaluated, frozen ones cost nothing more; plus the timed comparison run.
+import SRCore
 
 /// Runs a batch adaptively under an exit rule: resolution r evaluates only the samples the
 /// rule has not decided at 1…r−1, and at R every sample left is decided.

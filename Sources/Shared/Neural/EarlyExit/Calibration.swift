@@ -1,5 +1,6 @@
 // Calibrating an exit rule on a held-out split: the per-resolution thresholds that skip the most
 // sample-resolutions while adaptive accuracy stays within a requested loss of resolution R.
+import SRCore
 
 /// A rule whose thresholds were chosen on a calibration split, and what it did there.
 ///

@@ -1,5 +1,6 @@
 // Resolution r evaluated from scratch: the network on W^(r), b^(r), X^(r), exactly. Needs no
 // state between resolutions, so any worker can compute any sample at any resolution.
+import SRCore
 
 /// Evaluates a quantized network at a resolution directly: one product per linear layer.
 public struct DirectEvaluator: Sendable {

@@ -1,5 +1,6 @@
 // Exact kernels for networks at a resolution: integer weights times wide integer activations,
 // with no rounding anywhere. Each product picks the fastest arithmetic that is provably exact.
+import SRKernels
 
 /// Integer products V·Wᵀ and the bounds that make them exact.
 ///

@@ -1,5 +1,6 @@
 // An exact dyadic tensor: integers times one power of two. The form every value of a network
 // at resolution r takes, so that incremental and direct results compare bit for bit.
+import SRCore
 
 /// Values `units[i] · 2^exponent`, C order over `shape`. Equality is exact equality.
 public struct ExactTensor: Sendable, Equatable {

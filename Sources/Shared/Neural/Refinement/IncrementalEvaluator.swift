@@ -1,5 +1,6 @@
 // The exact incremental upgrade of PAPER.md §5 in pre-activation form: per sample only the
 // pre-activations z are kept; upgrade r adds what chunk r of every operand changes, nothing more.
+import SRCore
 
 /// Refines samples one resolution at a time, each sample on its own schedule: the early-exit
 /// engine upgrades only the samples still in the gray zone and freezes the rest.

@@ -1,5 +1,6 @@
 // The layer sequence compiled for exact evaluation: one stage per linear layer with its
 // fixed-point exponents and shapes, and the proof (checked once) that nothing overflows Int128.
+import SRCore
 
 /// One linear layer (dense or 3×3 conv) and the steps g that follow it up to the next one.
 ///

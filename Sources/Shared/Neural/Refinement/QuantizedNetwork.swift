@@ -1,5 +1,6 @@
 // A network ready for successive refinement: every weight and bias tensor split into R chunks
 // by its own partition vector (PAPER.md §5), the input's partition, and the compiled plan.
+import SRCore
 
 /// The network of a manifest with every parameter tensor and the input split into R chunks.
 /// Upgrade r (1…R) adds chunk r of every operand at once; resolution r is the network evaluated

@@ -1,5 +1,6 @@
 // One operand of a network (a weight tensor, a bias or an input sample) split into R integer
 // chunks by its partition vector, and its exact value after any number of upgrades.
+import SRCore
 
 /// A tensor split exactly into chunks: element e ≈ Σ_k chunks[k][e] · 2^{p_{k+1}}.
 /// Values are handled as integers in units of 2^{p_n} (`unitExponent`), the same unit at every
