@@ -33,8 +33,9 @@
 # takes about 8 minutes on 2 cores with the release build up to date (measured: 7.7 min after
 # the pool started; ~6 min of streams, the rest generating and registering A (8192²: 9–14 s),
 # warm-up (consumers' first jobs at 8192²: 7–10 s) and idle windows); add the build if Sources
-# changed. 16384 works with --sizes (1 GiB per matrix;
-# ~2 GiB per consumer and 1 GiB per Celery worker) but is not in the default.
+# changed. 16384 works with --sizes (about 7 minutes for 8192,16384; 1 GiB per float32 matrix,
+# ~2.5 GiB of plane cache per consumer — sized from the largest n — and 1 GiB per Celery worker)
+# but is not in the default.
 # Caveat: each of our jobs arms a deadline timer that expires --deadline-ms later, inside a later
 # run, so a run's broker CPU includes ~1 timer expiry per job of some earlier run of ours.
 set -euo pipefail
@@ -101,7 +102,14 @@ note "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 note "installing the peers' venv"
 py=$(bash Benchmarks/peers/celery/install.sh | tail -n 1)
 
-note "building release and starting the pool ($consumers consumers) in $pool_dir"
+# Every consumer keeps the largest matrix in three forms at once (float32 for one-shot jobs, 2
+# and 3 int8 planes for m = 2 and m = 3: 9 bytes per element): a smaller plane cache evicts one
+# form to load another on every job (at 16384² with the 1 GiB default, jobs took seconds).
+largest=$(tr ',' '\n' <<<"$sizes" | sort -n | tail -n 1)
+cache_mb=$(( largest * largest * 9 * 11 / 10 / 1048576 ))
+(( cache_mb < 1024 )) && cache_mb=1024
+[[ ${SR_CONSUMER_ARGS:-} == *--cache-mb* ]] || export SR_CONSUMER_ARGS="${SR_CONSUMER_ARGS:-} --cache-mb $cache_mb"
+note "building release and starting the pool ($consumers consumers, srconsume$SR_CONSUMER_ARGS) in $pool_dir"
 env_file=$(bash scripts/local-pool.sh start --release --consumers "$consumers" --dir "$pool_dir" | tail -n 1)
 # shellcheck disable=SC1090
 source "$env_file"

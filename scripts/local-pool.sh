@@ -3,14 +3,15 @@
 # srconsume processes, all on 127.0.0.1, for developers and integration tests.
 #
 #   scripts/local-pool.sh start [--consumers K] [--dir DIR] [--debug] [--broker-url URL]
-#   scripts/local-pool.sh stop DIR
+#   scripts/local-pool.sh stop [DIR]        (without DIR: the pool started last from this checkout)
 #
 # start builds the executables (release: debug builds are 10–50× slower, too slow for
 # millisecond deadlines; --debug for developing), starts a broker (unless --broker-url points
 # at one), an operand store DIR/store, the aggregator and K consumers (logs in DIR/logs), and
 # writes DIR/pool.env (SR_AMQP_URL, SR_STORE, PATH with the pool's executables first, PIDs)
 # whose path it prints last. Then: `source DIR/pool.env; srproduce matvec ... --wait`. stop
-# kills exactly the processes it started (by PID) and stops the broker it started.
+# kills exactly the processes it started (by PID) and stops the broker it started; start records
+# DIR in .rabbitmq/last-pool so that a bare `stop` finds it.
 # SR_CONSUMER_ARGS (words) are passed to every srconsume, e.g. "--kernel-nice 0".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,12 +74,21 @@ case $cmd in
       printf 'export SR_POOL_AGGREGATOR_PID=%q\n' "${pids[0]}"
       printf 'export SR_POOL_BROKER_DIR=%q\n' "$broker_dir"
     } >"$dir/pool.env"
+    mkdir -p "$root/.rabbitmq"
+    echo "$dir" >"$root/.rabbitmq/last-pool"
     note "aggregator pid ${pids[0]}, consumers ${pids[*]:1}; logs in $dir/logs"
+    note "use it: source $dir/pool.env   (srproduce, srconsume, sraggregate on PATH)"
+    note "stop it: scripts/local-pool.sh stop $dir"
     echo "$dir/pool.env"
     ;;
   stop)
-    dir=${1:?usage: scripts/local-pool.sh stop DIR}
-    [[ -f $dir/pool.env ]] || die "$dir/pool.env not found; nothing to stop"
+    dir=${1:-}
+    if [[ -z $dir ]]; then
+      [[ -f $root/.rabbitmq/last-pool ]] || die "no pool started from this checkout; give its DIR (start prints it): scripts/local-pool.sh stop DIR"
+      dir=$(cat "$root/.rabbitmq/last-pool")
+      note "stopping the last pool started here: $dir"
+    fi
+    [[ -f $dir/pool.env ]] || die "$dir/pool.env not found; nothing to stop (already stopped?)"
     # shellcheck disable=SC1091
     source "$dir/pool.env"
     for pid in $SR_POOL_PIDS; do
@@ -94,7 +104,8 @@ case $cmd in
       bash scripts/rabbitmq-stop.sh "$SR_POOL_BROKER_DIR" >&2
     fi
     rm -f "$dir/pool.env"
+    [[ -f $root/.rabbitmq/last-pool && $(cat "$root/.rabbitmq/last-pool") == "$dir" ]] && rm -f "$root/.rabbitmq/last-pool"
     note "stopped the pool in $dir"
     ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;
+  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;
 esac
