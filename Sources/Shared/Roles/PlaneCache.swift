@@ -28,6 +28,17 @@ public enum CachedOperand: Sendable {
     }
 }
 
+/// An operand the cache could not keep beside another: `evicted` left to make room for `needed`,
+/// or (`evicted == nil`) `needed` alone is larger than the whole cache and was not kept at all.
+/// Either way the consumer prepares it again next time — seconds for a large matrix.
+public struct CacheEviction: Sendable, Equatable {
+    public var evicted: String?
+    public var evictedBytes: Int
+    public var needed: String
+    public var neededBytes: Int
+    public var capacityBytes: Int
+}
+
 public final class PlaneCache: Sendable {
     private struct State {
         var entries: [String: (value: CachedOperand, used: UInt64)] = [:]
@@ -37,9 +48,13 @@ public final class PlaneCache: Sendable {
     }
     private let state = Mutex(State())
     public let capacityBytes: Int
+    private let onEviction: @Sendable (CacheEviction) -> Void
 
-    public init(capacityBytes: Int) {
+    /// `onEviction` is called (outside the lock) for every entry evicted and every value too
+    /// large to keep: a pool that evicts on every job is silently slow, so the worker logs it.
+    public init(capacityBytes: Int, onEviction: @escaping @Sendable (CacheEviction) -> Void = { _ in }) {
         self.capacityBytes = capacityBytes
+        self.onEviction = onEviction
     }
 
     /// The cached value for `key`, or `make()`'s result, cached (evicting the least recently
@@ -53,16 +68,24 @@ public final class PlaneCache: Sendable {
             return e.value
         }) { return hit }
         let value = try make()
-        state.withLock { s in
-            let size = value.bytes
-            guard size <= capacityBytes, s.entries[key] == nil else { return }
+        let size = value.bytes
+        let evictions = state.withLock { s -> [CacheEviction] in
+            guard s.entries[key] == nil else { return [] }
+            guard size <= capacityBytes else {
+                return [CacheEviction(evicted: nil, evictedBytes: 0, needed: key, neededBytes: size, capacityBytes: capacityBytes)]
+            }
+            var out: [CacheEviction] = []
             while s.bytes + size > capacityBytes, let victim = s.entries.min(by: { $0.value.used < $1.value.used }) {
-                s.bytes -= victim.value.value.bytes
+                let bytes = victim.value.value.bytes
+                s.bytes -= bytes
                 s.entries[victim.key] = nil
+                out.append(CacheEviction(evicted: victim.key, evictedBytes: bytes, needed: key, neededBytes: size, capacityBytes: capacityBytes))
             }
             s.entries[key] = (value, s.clock)
             s.bytes += size
+            return out
         }
+        evictions.forEach(onEviction)
         return value
     }
 

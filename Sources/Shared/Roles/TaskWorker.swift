@@ -56,7 +56,18 @@ public final class TaskWorker: Service, Sendable {
     public init(transport: any Transport, store: OperandStore, configuration: Configuration, logger: Logger,
                 wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
         self.transport = transport
-        let cache = PlaneCache(capacityBytes: configuration.cacheBytes)
+        let cache = PlaneCache(capacityBytes: configuration.cacheBytes) { e in
+            let mib = { (b: Int) in "\((b + (1 << 20) - 1) >> 20) MiB" }
+            let advice = "prepared again on its next use; give the consumer more cache (srconsume --cache-mb) if this repeats"
+            if let evicted = e.evicted {
+                logger.warning("operand cache full: evicted one operand to make room for another, \(advice)",
+                               metadata: ["evicted": "\(evicted)", "evicted_size": "\(mib(e.evictedBytes))",
+                                          "needed": "\(e.needed)", "needed_size": "\(mib(e.neededBytes))", "cache": "\(mib(e.capacityBytes))"])
+            } else {
+                logger.warning("operand larger than the whole cache, not kept: \(advice)",
+                               metadata: ["needed": "\(e.needed)", "needed_size": "\(mib(e.neededBytes))", "cache": "\(mib(e.capacityBytes))"])
+            }
+        }
         self.computer = TaskComputer(store: store, cache: cache)
         self.inference = InferenceComputer(store: store, cache: cache)
         self.configuration = configuration
