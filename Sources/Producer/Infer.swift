@@ -44,7 +44,7 @@ struct Infer: AsyncParsableCommand {
 
     @OptionGroup var imageOptions: ImageOptions
 
-    @Option(help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 5s.", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 5s, 1min (units us, ms, s, min, h).", valueName: "duration"), transform: Duration.parsedArgument)
     var deadline: Duration
 
     @Option(name: .customLong("exit"), help: ArgumentHelp("Exit rule: FAMILY:T1,T2,…, a family alone (the model's calibrated thresholds), or none.", valueName: "rule"))

@@ -30,7 +30,7 @@ struct MatVec: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The vector x as a .npy file of shape (n,) — or (n, B) for a batch.", valueName: "path"))
     var vector: String
 
-    @Option(help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 2s.", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 2s, 1min (units us, ms, s, min, h).", valueName: "duration"), transform: Duration.parsedArgument)
     var deadline: Duration
 
     @Option(name: .customLong("row-block"), help: "Rows per task (default: sized by compute, about 64 MiB of chunk planes — or of float32 rows with --one-shot — per task).")

@@ -28,7 +28,7 @@ struct Stream: AsyncParsableCommand {
     @Option(help: "Number of jobs.")
     var count: Int = 20
 
-    @Option(help: ArgumentHelp("Relative deadline of each job, e.g. 500ms.", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Relative deadline of each job, e.g. 500ms, 2s (units us, ms, s, min, h).", valueName: "duration"), transform: Duration.parsedArgument)
     var deadline: Duration
 
     @Option(help: ArgumentHelp("A registered matrix name or digest.", valueName: "name"))

@@ -90,7 +90,12 @@ struct CLITests {
         try await expectFailure(["matvec", "--matrix", "no-such-matrix", "--vector", x, "--deadline", "1s"],
                                 mentions: ["no-such-matrix"], env: store)
         try await expectFailure(["matvec", "--matrix", a, "--vector", x, "--deadline", "1500"],
-                                mentions: ["deadline"], env: store)
+                                mentions: ["deadline", "has no unit"], env: store)
+        // A negative value is read as the deadline (not taken for a flag) and refused with why.
+        try await expectFailure(["matvec", "--matrix", a, "--vector", x, "--deadline", "-5ms"],
+                                mentions: ["deadline", "'-5ms' is not positive"], env: store)
+        try await expectFailure(["stream", "--matrix", a, "--deadline", "0s"],
+                                mentions: ["deadline", "'0s' is not positive"], env: store)
         // A valid job against a broker that is not there.
         try await expectFailure(["matvec", "--matrix", a, "--vector", x, "--deadline", "1s"],
                                 mentions: ["127.0.0.1:1"], env: store)
