@@ -38,7 +38,7 @@ struct HopLatency: AsyncParsableCommand {
                 try await publisher.publish(Message(body: [UInt8](repeating: 7, count: size), persistent: false),
                                             exchange: "", routingKey: queue)
                 guard let d = try await iterator.next() else { throw CleanExit.message("the subscription ended") }
-                latencies.append(DurationParsing.milliseconds(clock.now - start))
+                latencies.append((clock.now - start).milliseconds)
                 try await subscription.ack(d)
             }
             let l = latencies.dropFirst(5).sorted()

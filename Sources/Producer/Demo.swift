@@ -142,7 +142,7 @@ struct Demo: AsyncParsableCommand {
                                             partitionX: q, schedule: try .bySignificance(chunksA: p.chunkCount, chunksX: q.chunkCount),
                                             deadline: deadline, rowBlock: rowBlock, id: id, redundancy: redundancy, codedLayers: codedLayers)
                 vectors[id] = x
-                summaries[id] = JobSummary(deadlineMs: DurationParsing.milliseconds(deadline))
+                summaries[id] = JobSummary(deadlineMs: deadline.milliseconds)
                 _ = try await submitter.submit(request)
                 let gap = -log(Double.random(in: Double.ulpOfOne..<1, using: &g)) / rate
                 next = next.advanced(by: .nanoseconds(Int64(gap * 1e9)))
@@ -150,7 +150,7 @@ struct Demo: AsyncParsableCommand {
 
             // Follow outputs until every job has its final one.
             var finals = 0
-            let limit = parsedDeadlines.map(DurationParsing.milliseconds).max()! + 30_000
+            let limit = parsedDeadlines.map(\.milliseconds).max()! + 30_000
             while finals < jobs {
                 let output = try await watcher.next(within: .milliseconds(Int64(limit)))
                 guard let output, var s = summaries[output.job] else {

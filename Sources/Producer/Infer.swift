@@ -135,7 +135,7 @@ struct Infer: AsyncParsableCommand {
     }
 
     func follow(_ watcher: OutputWatcher, _ progress: inout InferenceProgress) async throws {
-        let limit = DurationParsing.milliseconds(deadline) + 10_000
+        let limit = deadline.milliseconds + 10_000
         while true {
             guard let output = try await watcher.nextInference(within: .milliseconds(Int64(limit))) else {
                 throw RunFailure(embedded

@@ -107,7 +107,7 @@ struct MatVec: AsyncParsableCommand {
             print("job \(plan.job.id): \(plan.tasks.count) tasks, \(plan.job.resolutionCount) resolution(s), deadline \(deadline)")
         }
         guard let watcher else { return }
-        let limit = DurationParsing.milliseconds(deadline) + 10_000
+        let limit = deadline.milliseconds + 10_000
         var last: OutputMessage?
         while true {
             let next = try await watcher.next(within: .milliseconds(Int64(limit)))

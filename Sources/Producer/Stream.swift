@@ -101,7 +101,7 @@ struct Stream: AsyncParsableCommand {
         let origin = clock.now
         try await withThrowingTaskGroup(of: [String: JobTiming].self) { group in
             if let watcher {
-                let limit = DurationParsing.milliseconds(deadline) + 30_000
+                let limit = deadline.milliseconds + 30_000
                 let count = self.count, json = self.json
                 group.addTask {
                     var timings: [String: JobTiming] = [:]
@@ -112,7 +112,7 @@ struct Stream: AsyncParsableCommand {
                 if let o { Trace.mark(o.job, "client.output.r\(o.resolution)") }
                         guard let o else { throw RunFailure("outputs stopped arriving (\(finals)/\(count) final); is sraggregate running?") }
                         guard o.job.hasPrefix(prefix + "-"), let start = await submitted.start(of: o.job) else { continue }
-                        let ms = DurationParsing.milliseconds(received - start)
+                        let ms = (received - start).milliseconds
                         var t = timings[o.job] ?? JobTiming()
                         if o.resolution >= 1, t.firstMs == nil { t.firstMs = ms }
                         if o.status != .partial, t.final == nil {
@@ -161,16 +161,16 @@ struct Stream: AsyncParsableCommand {
                 }
                 try await publishing.waitForAll()
             }
-            let submitSpan = DurationParsing.milliseconds(clock.now - origin)
-            let perJob = await submitted.durations.map(DurationParsing.milliseconds).sorted()
-            let planning = await submitted.planning.map(DurationParsing.milliseconds).sorted()
+            let submitSpan = (clock.now - origin).milliseconds
+            let perJob = await submitted.durations.map(\.milliseconds).sorted()
+            let planning = await submitted.planning.map(\.milliseconds).sorted()
             if !json {
                 print("submitted \(count) jobs (\(prefix)-0…\(count - 1)) in \(String(format: "%.0f", submitSpan)) ms; "
                       + "per job p50 \(Self.pct(perJob, 0.5)) ms to confirmed (planning \(Self.pct(planning, 0.5)) ms)")
             }
             guard watcher != nil, let timings = try await group.next() else { return }
             await watcher?.subscription.cancel()
-            let span = DurationParsing.milliseconds(clock.now - origin)
+            let span = (clock.now - origin).milliseconds
             print(Self.summary(Array(timings.values), count: count, spanMs: span, submitSpanMs: submitSpan, submitMs: perJob, json: json))
         }
     }

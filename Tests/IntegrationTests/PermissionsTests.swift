@@ -1,4 +1,4 @@
-// Least privilege on a real RabbitMQ (issue E): with the per-role users of
+// Least privilege on a real RabbitMQ: with the per-role users of
 // scripts/rabbitmq-users.sh, a consumer cannot publish an open record, a deadline or an output,
 // a producer cannot take tasks or send partials — and a job run entirely under those users
 // completes, exact. Runs in a vhost of its own.

@@ -175,7 +175,7 @@ struct ProcessKillTests {
         return (0, 0)
     }
 
-    /// Issue F: a SIGSTOPped srconsume holds a prefetched task of a coded job and one of an
+    /// A SIGSTOPped srconsume holds a prefetched task of a coded job and one of an
     /// uncoded job. With two healthy consumers the coded job (Ω = 1.5: 3 tasks per layer, any 2
     /// decode it) completes exactly; the uncoded one cannot, and answers at its deadline with
     /// nothing computed. Deterministic: the stopped consumer is the only one when the two tasks

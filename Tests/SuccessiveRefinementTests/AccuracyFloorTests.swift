@@ -1,4 +1,4 @@
-// Issue C's accuracy floors, on the real test sets, for the committed weights (Tests/Models,
+// The accuracy floors, on the real test sets, for the committed weights (Tests/Models,
 // with the commands that trained them): Fashion-MNIST MLP ≥ 88 %, CNN ≥ 90 %, MNIST-5k MLP ≥ 94 %.
 import Foundation
 import Testing

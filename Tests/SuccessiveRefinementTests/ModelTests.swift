@@ -400,7 +400,7 @@ struct ModelSafetensorsPythonTests {
         }
     }
 
-    /// Crafted manifests (issue E): each refused with a message naming the field, none crashing.
+    /// Crafted manifests: each refused with a message naming the field, none crashing.
     @Test func craftedManifestValuesAreRefusedWithTheirField() {
         func refused(_ edit: (inout ModelManifest) -> Void, code: ModelError.Code = .badManifest, _ phrase: String) {
             var m = ModelFixtures.tinyConvNet().manifest

@@ -1,4 +1,4 @@
-// Coded tasks (issue F): a consumer that stalls holding a task holds back an uncoded job
+// Coded tasks: a consumer that stalls holding a task holds back an uncoded job
 // forever, and a coded one (Ω = 1.5) not at all. The stalled consumer is a subscriber that
 // takes tasks and never settles them — what a SIGSTOPped or swapped-out consumer looks like to
 // the broker. No assertion depends on timing: the uncoded job cannot complete while its task is

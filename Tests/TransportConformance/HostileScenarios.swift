@@ -1,4 +1,4 @@
-// Messages a hostile or buggy peer might send (issue E): each must end in sr.dead with a reason
+// Messages a hostile or buggy peer might send: each must end in sr.dead with a reason
 // — never crash a role, never be redelivered to another replica, never be retried forever —
 // and the pool must answer a valid job exactly right after. Run on both transports.
 import SRCore
@@ -15,7 +15,7 @@ extension PipelineScenarios {
         let dead = try await producer.subscribe(queue: Topology.deadQueue, prefetch: 0)
 
         // 1. A valid task and a partial-shaped message whose headers nest an array 20 000 deep
-        //    (~100 KB): this used to overflow the connection thread's stack in every consumer.
+        //    (~100 KB): deep enough to overflow a connection thread's stack if decoding recursed without a bound.
         //    In memory nothing is decoded, and a value that deep would only test Swift's own
         //    recursive release on a small stack: 100 levels show the same refusal there.
         let depth = producer is InMemoryTransport ? 100 : 20_000

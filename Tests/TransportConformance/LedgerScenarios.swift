@@ -1,5 +1,5 @@
 // A final output that left just before its aggregator died must not be repeated by the next
-// one (issue E, fault soak): the job's inputs come back redelivered, and the aggregator reads
+// one (the fault soak's case): the job's inputs come back redelivered, and the aggregator reads
 // the finals ledger (sr.finals) first. The test plays the dying aggregator: it publishes the
 // job's final itself, then the job's inputs, then starts the pool.
 import SRCore

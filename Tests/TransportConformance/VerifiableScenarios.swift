@@ -1,4 +1,4 @@
-// Verifiable answers (issue E): the aggregator trusts neither a consumer's partial nor a
+// Verifiable answers: the aggregator trusts neither a consumer's partial nor a
 // producer's statistics. A forged partial is refused and the honest copy still completes the
 // job exactly; an open record whose statistics lie is refused with a failed output. The forged
 // inputs are built here from the operands (chunk planes and Int64 products), independently of

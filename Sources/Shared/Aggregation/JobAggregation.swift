@@ -287,8 +287,8 @@ public struct JobAggregation: Sendable {
         return (.forged("partial \(p.task) from worker '\(p.worker)' failed its checksum: \(why)"), [])
     }
 
-    /// The deadline fired (message or safety timer): emits the best available result, once.
-    /// `lateMs` is how late the deadline message was relative to the job's deadline.
+    /// The deadline fired (message or safety timer): emits the best available result, once;
+    /// its output carries how late `nowMs` is relative to the job's deadline.
     public mutating func deadlineFired(nowMs: Int64) -> [Action] {
         guard !isClosed else { return [] }
         closedWith = .deadline

@@ -29,10 +29,6 @@ public enum DurationParsing {
         guard nanos < 1e18 else { throw DurationError("'\(text)' is too long (more than 31 years)") }
         return .nanoseconds(Int64(nanos))
     }
-
-    public static func milliseconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) * 1e-15
-    }
 }
 
 /// Why a command-line duration was refused.

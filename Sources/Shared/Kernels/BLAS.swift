@@ -51,7 +51,7 @@ public enum BLAS {
     }
 }
 
-// MARK: - Neural network training and evaluation (issue C)
+// MARK: - Neural network training and evaluation
 
 extension BLAS {
     /// C (m × n, ldc) = alpha · op(A) · op(B) + beta · C, row-major, where op(A) is m × k and

@@ -89,7 +89,7 @@ extension AggregatorService.Core {
                 } catch {
                     result = .failure(WireError("job \(job.id): \(error)"))
                 }
-                let ms = AggregatorService.Core.ms(ContinuousClock.now - started)
+                let ms = (ContinuousClock.now - started).wholeMilliseconds
                 logger.info("row checksums built", metadata: ["matrix": "\(job.matrix)", "row_block": "\(job.rowBlock)", "ms": "\(ms)"])
                 post(.checksumsReady(key, result))
             }

@@ -437,7 +437,7 @@ extension AggregatorService {
                     await applyInference(id, now) { $0.deadlineFired(nowMs: now) }
                 }
             }
-            let unknownGrace = Self.ms(service.configuration.unknownJobGrace)
+            let unknownGrace = service.configuration.unknownJobGrace.wholeMilliseconds
             let staleIDs = Set(waitingPartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
                 .union(waitingInferencePartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
                 .union(waitingDeadlines.filter { $0.value + unknownGrace < now }.keys)
@@ -481,13 +481,12 @@ extension AggregatorService {
             }
         }
 
-        /// Forgets a finished job and acknowledges its inputs — only once its final output is confirmed.
         /// Answers every job whose deadline + `safetyGrace` has passed by this clock and whose
         /// deadline message has not come, before any other event is handled: behind a backlog
         /// of partials, waiting for the event loop to reach the message would make the answer
         /// late by the backlog. A recovering job waits out its replay grace first. O(open jobs).
         mutating func fireDueDeadlines(_ now: Int64) async {
-            let grace = Self.ms(service.configuration.safetyGrace)
+            let grace = service.configuration.safetyGrace.wholeMilliseconds
             let dueMatVec = jobs.filter { !$0.value.isClosed && now >= $0.value.job.deadlineMs &+ grace && !inReplay($0.key, now) }
             for (id, agg) in dueMatVec {
                 localFiring(id, lateMs: now - agg.job.deadlineMs)
@@ -513,11 +512,12 @@ extension AggregatorService {
         /// A redelivered open record means an earlier aggregator had the job: give its
         /// redelivered partials `replayGrace` to arrive before any deadline of the job fires.
         mutating func noteReplay(_ id: String, _ d: Delivery, _ now: Int64) {
-            if d.redelivered { replayUntil[id] = now + Self.ms(service.configuration.replayGrace) }
+            if d.redelivered { replayUntil[id] = now + service.configuration.replayGrace.wholeMilliseconds }
         }
 
         func inReplay(_ id: String, _ now: Int64) -> Bool { (replayUntil[id] ?? .min) > now }
 
+        /// Forgets a finished job and acknowledges its inputs — only once its final output is confirmed.
         mutating func close(_ id: String) async {
             replayUntil[id] = nil
             deferredDeadlines.remove(id)
@@ -576,10 +576,6 @@ extension AggregatorService {
             } catch {
                 logger.error("could not dead-letter (left unacked): \(error)")
             }
-        }
-
-        static func ms(_ d: Duration) -> Int64 {
-            d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
         }
     }
 }

@@ -36,7 +36,7 @@ public struct InferenceComputer: Sendable {
             throw WireError("job \(task.job): \(error)")
         }
         let elapsed = clock.now - start
-        let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        let micros = elapsed.wholeMicroseconds
         return InferencePartial(for: task, logits: logits, computeMicroseconds: micros, worker: worker)
     }
 

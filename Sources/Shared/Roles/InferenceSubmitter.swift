@@ -76,7 +76,7 @@ public struct InferenceSubmitter: Sendable {
         if let why = request.rule.mismatch(outputs: classes) { throw EarlyExitError(.ruleMismatch, why) }
         let images = try store.register(request.images, name: nil, prepare: [])
         let now = wallClock()
-        let relative = max(1, Int64(request.deadline.components.seconds * 1000 + request.deadline.components.attoseconds / 1_000_000_000_000_000))
+        let relative = max(1, request.deadline.wholeMilliseconds)
         let job = InferenceJob(id: request.id ?? JobSubmitter.newID(), model: request.model, images: images,
                                samples: request.images.rows, inputPartition: partition.exponents,
                                resolutions: manifest.resolutions, classes: classes, exitRule: request.rule.text,

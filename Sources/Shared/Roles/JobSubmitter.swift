@@ -85,7 +85,7 @@ public struct JobSubmitter: Sendable {
             throw LayeringError(.shapeMismatch, "the matrix is \(rows)×\(columns) but the vector has \(request.vectors.rows) elements; they must match")
         }
         let now = wallClock()
-        let deadlineMs = WallClock.milliseconds(request.deadline)
+        let deadlineMs = request.deadline.milliseconds
         let id = request.id ?? Self.newID()
         let digest: String, statistics: ChunkedOperand.Statistics?
         var inline: Matrix<Double>?

@@ -80,7 +80,7 @@ public struct TaskComputer: Sendable {
             values = y.map { Double($0) }
         }
         let elapsed = clock.now - start
-        let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        let micros = elapsed.wholeMicroseconds
         return PartialMessage(for: task, computeMicroseconds: micros, worker: worker, exact: exact, values: values)
     }
 
