@@ -111,7 +111,7 @@ extension AggregatorService.Core {
 
     mutating func receiveInference(_ p: InferencePartial, _ now: Int64) async {
         if let state = inferences[p.job], let why = Self.mismatch(p, state.job) {
-            logger.warning("ignoring an inference partial: \(why)", metadata: ["job.id": "\(p.job)"])
+            logger.warning("ignoring an inference partial", metadata: ["job.id": "\(p.job)", "reason": "\(why)"])
             return
         }
         var refused: (any Error)?
@@ -121,7 +121,7 @@ extension AggregatorService.Core {
                 return []
             }
         }
-        if let refused { logger.warning("ignoring an inference partial: \(refused)", metadata: ["job.id": "\(p.job)"]) }
+        if let refused { logger.warning("ignoring an inference partial", metadata: ["job.id": "\(p.job)", "reason": "\(refused)"]) }
     }
 
     /// Runs `body` on inference job `id`'s state machine and carries out its actions.
@@ -159,7 +159,7 @@ extension AggregatorService.Core {
             try await service.transport.publish(tasks.map { Publication($0, Topology.taskRoute) })
         } catch {
             // Some may have gone out: sending them again is harmless (partials are de-duplicated).
-            logger.error("could not publish inference tasks; will retry: \(error)", metadata: ["job.id": "\(job.id)"])
+            logger.error("could not publish inference tasks; will retry", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
             unsentTasks[job.id] = tasks
         }
     }
@@ -178,7 +178,7 @@ extension AggregatorService.Core {
             try await service.transport.publish(task, Topology.taskRoute)
             return true
         } catch {
-            logger.error("could not publish an inference task; will retry: \(error)", metadata: ["job.id": "\(job)"])
+            logger.error("could not publish an inference task; will retry", metadata: ["job.id": "\(job)", "error": "\(error)"])
             return false
         }
     }
@@ -202,7 +202,7 @@ extension AggregatorService.Core {
         let message: Message
         do { message = try output.encode() } catch {
             // JSON of plain numbers and strings: not expected to fail; the deadline path retries.
-            logger.error("could not encode an inference output: \(error)", metadata: ["job.id": "\(output.job)"])
+            logger.error("could not encode an inference output", metadata: ["job.id": "\(output.job)", "error": "\(error)"])
             return
         }
         var metadata: Logger.Metadata = [

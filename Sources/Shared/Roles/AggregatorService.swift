@@ -108,7 +108,7 @@ public final class AggregatorService: Service, Sendable {
                                 }
                             }
                         } catch {
-                            self.logger.error("\(source) stream failed: \(error)")
+                            self.logger.error("input stream failed", metadata: ["stream": "\(source)", "error": "\(error)"])
                         }
                         sink.finish()
                     }
@@ -559,22 +559,22 @@ extension AggregatorService {
         /// Sends a copy of a held input to sr.dead (the delivery itself is acked with its job).
         func deadLetterCopy(_ message: Message, _ queue: String, _ reason: String) async {
             service.counters.withLock { $0.deadLettered += 1 }
-            logger.warning("dead-lettering: \(reason)", metadata: ["queue": "\(queue)"])
+            logger.warning("dead-lettering", metadata: ["queue": "\(queue)", "reason": "\(reason)"])
             do {
                 try await DeadLetter.send(message, reason: reason, from: queue, on: service.transport)
             } catch {
-                logger.error("could not dead-letter a copy: \(error)")
+                logger.error("could not dead-letter a copy", metadata: ["error": "\(error)"])
             }
         }
 
         func deadLetter(_ d: Delivery, _ sub: Subscription, _ queue: String, _ reason: String) async {
             service.counters.withLock { $0.deadLettered += 1 }
-            logger.warning("dead-lettering: \(reason)", metadata: ["queue": "\(queue)"])
+            logger.warning("dead-lettering", metadata: ["queue": "\(queue)", "reason": "\(reason)"])
             do {
                 try await DeadLetter.send(d.message, reason: reason, from: queue, on: service.transport)
                 try await sub.ack(d)
             } catch {
-                logger.error("could not dead-letter (left unacked): \(error)")
+                logger.error("could not dead-letter (left unacked)", metadata: ["error": "\(error)"])
             }
         }
     }

@@ -61,7 +61,7 @@ extension AggregatorService {
             do {
                 try await transport.publish(batch.map { Publication($0.message, exchange: $0.exchange, routingKey: $0.routingKey) })
             } catch {
-                logger.error("could not publish outputs; finals will be retried: \(error)", metadata: ["outputs": "\(batch.count)"])
+                logger.error("could not publish outputs; finals will be retried", metadata: ["outputs": "\(batch.count)", "error": "\(error)"])
                 for o in batch { if let final = o.final { report(.finalFailed(o.job, final)) } }
                 continue
             }
@@ -87,7 +87,7 @@ extension AggregatorService {
             do {
                 try await transport.publish(notices.map { Publication($0.message, exchange: $0.exchange, routingKey: $0.routingKey) })
             } catch {
-                logger.debug("done notices not published: \(error)")
+                logger.debug("done notices not published", metadata: ["error": "\(error)"])
             }
         }
     }

@@ -60,12 +60,12 @@ public final class TaskWorker: Service, Sendable {
             let mib = { (b: Int) in "\((b + (1 << 20) - 1) >> 20) MiB" }
             let advice = "prepared again on its next use; give the consumer more cache (srconsume --cache-mb) if this repeats"
             if let evicted = e.evicted {
-                logger.warning("operand cache full: evicted one operand to make room for another, \(advice)",
-                               metadata: ["evicted": "\(evicted)", "evicted_size": "\(mib(e.evictedBytes))",
+                logger.warning("operand cache full: evicted one operand to make room for another",
+                               metadata: ["advice": "\(advice)", "evicted": "\(evicted)", "evicted_size": "\(mib(e.evictedBytes))",
                                           "needed": "\(e.needed)", "needed_size": "\(mib(e.neededBytes))", "cache": "\(mib(e.capacityBytes))"])
             } else {
-                logger.warning("operand larger than the whole cache, not kept: \(advice)",
-                               metadata: ["needed": "\(e.needed)", "needed_size": "\(mib(e.neededBytes))", "cache": "\(mib(e.capacityBytes))"])
+                logger.warning("operand larger than the whole cache, not kept",
+                               metadata: ["advice": "\(advice)", "needed": "\(e.needed)", "needed_size": "\(mib(e.neededBytes))", "cache": "\(mib(e.capacityBytes))"])
             }
         }
         self.computer = TaskComputer(store: store, cache: cache)
@@ -110,7 +110,7 @@ public final class TaskWorker: Service, Sendable {
                     if phase.withLock({ p -> Bool in p.busy = false; return p.stopping }) { break }
                 }
             } catch {
-                logger.error("task stream failed: \(error)")
+                logger.error("task stream failed", metadata: ["error": "\(error)"])
             }
         } onGracefulShutdown: {
             let idle = phase.withLock { p -> Bool in
@@ -151,13 +151,13 @@ public final class TaskWorker: Service, Sendable {
                             try? await notices.ack(d)
                         }
                     } catch {
-                        logger.debug("done notices interrupted: \(error)")
+                        logger.debug("done notices interrupted", metadata: ["error": "\(error)"])
                     }
                 } onCancel: {
                     Task { await notices.cancel() }
                 }
             } catch {
-                if !warned { logger.warning("no done notices for now (coded tasks of decoded layers will be computed): \(error)") }
+                if !warned { logger.warning("no done notices for now (coded tasks of decoded layers will be computed)", metadata: ["error": "\(error)"]) }
                 warned = true
             }
             listening.withLock { $0 = false }
@@ -262,12 +262,12 @@ public final class TaskWorker: Service, Sendable {
 
     func deadLetter(_ delivery: Delivery, _ subscription: Subscription, reason: String) async {
         counters.withLock { $0.deadLettered += 1 }
-        logger.warning("dead-lettering a task: \(reason)")
+        logger.warning("dead-lettering a task", metadata: ["reason": "\(reason)"])
         do {
             try await DeadLetter.send(delivery.message, reason: reason, from: Topology.tasksQueue, on: transport)
             try await subscription.ack(delivery)
         } catch {
-            logger.error("could not dead-letter (left unacked): \(error)")
+            logger.error("could not dead-letter (left unacked)", metadata: ["error": "\(error)"])
         }
     }
 }
