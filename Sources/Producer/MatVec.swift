@@ -19,9 +19,14 @@ struct MatVec: AsyncParsableCommand {
             --wait, each refinement is printed as it arrives (resolution k of R, status \
             partial|complete|deadline, elapsed ms, max error bound, "verified" when every \
             partial behind it passed the aggregator's checksum) and the last one is written \
-            to --out. A job the aggregator refuses ends with status failed and the reason (exit \
-            status 1). --one-shot runs the same job as a single float32 layer over the same row \
-            blocks: the baseline for comparisons.
+            to --out. A job the aggregator refuses ends with status failed and the reason. \
+            --one-shot runs the same job as a single float32 layer over the same row blocks: the \
+            baseline for comparisons.
+
+            Exit status with --wait: 0 when a result came (complete, or the best resolution at \
+            the deadline); 1 on an error or a failed job; 3 when the deadline fired before any \
+            resolution was computed ("no result by the deadline": the all-zero y is not written \
+            to --out unless --out-empty is given).
             """)
 
     @Option(help: ArgumentHelp("A registered matrix name or digest, or a .npy file (small files travel inline; larger ones are registered).", valueName: "name|path"))
@@ -48,11 +53,14 @@ struct MatVec: AsyncParsableCommand {
     @Flag(help: "Wait for the refinements and print each one.")
     var wait = false
 
-    @Flag(help: "Print one JSON object per line: first {job, tasks}, then per refinement job, resolution, of, status, elapsed_ms, bound, verified (and reason for a failed job).")
+    @Flag(help: "Print one JSON object per line, each with a type: first {type: job, job, tasks}, then per refinement {type: output, job, resolution, of, status, elapsed_ms, late_ms, bound, verified (and reason for a failed job)}; late_ms < 0 is time to spare before the deadline.")
     var json = false
 
     @Option(help: ArgumentHelp("With --wait: write the last result (final or best at the deadline) to this .npy file.", valueName: "path"))
     var out: String?
+
+    @Flag(name: .customLong("out-empty"), help: "Write --out even when nothing was computed by the deadline (an all-zero y with the a-priori bound).")
+    var outEmpty = false
 
     @Option(help: ArgumentHelp("Job id (default: generated).", valueName: "id"))
     var id: String?
@@ -103,7 +111,7 @@ struct MatVec: AsyncParsableCommand {
         Trace.mark("matvec", "publishing")
         try await JobPlanner.publish(plan, on: transport)
         Trace.mark("matvec", "published")
-        if json { print("{\"job\":\"\(plan.job.id)\",\"tasks\":\(plan.tasks.count)}") } else {
+        if json { print("{\"type\":\"job\",\"job\":\"\(plan.job.id)\",\"tasks\":\(plan.tasks.count)}") } else {
             print("job \(plan.job.id): \(plan.tasks.count) tasks, \(plan.job.resolutionCount) resolution(s), deadline \(deadline)")
         }
         guard let watcher else { return }
@@ -114,7 +122,7 @@ struct MatVec: AsyncParsableCommand {
             guard let output = next else {
                 throw RunFailure("no final output within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
             }
-            print(OutputFormatting.line(output, json: json))
+            print(OutputFormatting.line(output, json: json, deadlineMs: deadline.milliseconds))
             last = output
             if output.status != .partial { break }
         }
@@ -122,9 +130,16 @@ struct MatVec: AsyncParsableCommand {
         if let last, last.status == .failed {
             throw RunFailure("job \(last.job) failed: \(last.reason ?? "no reason given")")
         }
-        if let out, let last {
+        guard let last else { return }
+        if last.resolution == 0 && !outEmpty {
+            let skipped = out.map { "; \($0) not written (--out-empty writes the all-zero y anyway)" } ?? ""
+            FileHandle.standardError.write(Data("srproduce: no result by the deadline for job \(last.job)\(skipped)\n".utf8))
+            throw ExitCode(3)
+        }
+        if let out {
             try Npy.write(Npy.array(last.values, asVector: last.values.columns == 1), to: out)
         }
+        if last.resolution == 0 { throw ExitCode(3) }
     }
 }
 
@@ -145,15 +160,28 @@ enum OutputFormatting {
         (try? JSONEncoder().encode(s)).flatMap { String(data: $0, encoding: .utf8) } ?? "\"\""
     }
 
-    static func line(_ o: OutputMessage, json: Bool) -> String {
+    /// How late `o` came relative to its job's deadline (negative: early), in ms: the
+    /// aggregator's figure when it gave one (deadline outputs), else from the client's deadline.
+    static func lateMs(_ o: OutputMessage, deadlineMs: Double?) -> Double? {
+        o.lateMs ?? deadlineMs.map { o.elapsedMs - $0 }
+    }
+
+    static func line(_ o: OutputMessage, json: Bool, deadlineMs: Double? = nil) -> String {
+        let late = lateMs(o, deadlineMs: deadlineMs)
         if json {
             let reason = o.reason.map { ",\"reason\":\(jsonQuoted($0))" } ?? ""
             let verified = o.verified.map { ",\"verified\":\($0)" } ?? ""
-            return "{\"job\":\"\(o.job)\",\"resolution\":\(o.resolution),\"of\":\(o.of),\"status\":\"\(o.status.rawValue)\",\"elapsed_ms\":\(String(format: "%.3f", o.elapsedMs)),\"bound\":\(o.maxBound)\(verified)\(reason)}"
+            let lateField = late.map { ",\"late_ms\":\(String(format: "%.3f", $0))" } ?? ""
+            return "{\"type\":\"output\",\"job\":\"\(o.job)\",\"resolution\":\(o.resolution),\"of\":\(o.of),\"status\":\"\(o.status.rawValue)\",\"elapsed_ms\":\(String(format: "%.3f", o.elapsedMs))\(lateField),\"bound\":\(o.maxBound)\(verified)\(reason)}"
         }
         if o.status == .failed { return "\(o.job) failed: \(o.reason ?? "no reason given")" }
+        let lateText = late.flatMap { $0 > 0 ? String(format: "  late %.1f ms", $0) : nil } ?? ""
+        if o.resolution == 0 {
+            return "\(o.job) no result by the deadline: nothing computed in time (resolution 0/\(o.of), "
+                + String(format: "%.2f ms", o.elapsedMs) + lateText + ")"
+        }
         let status = o.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
         return "\(o.job) resolution \(o.resolution)/\(o.of)  \(status) "
-            + String(format: "%9.2f ms  bound %.3e", o.elapsedMs, o.maxBound) + (o.verified == true ? "  verified" : "")
+            + String(format: "%9.2f ms  bound %.3e", o.elapsedMs, o.maxBound) + (o.verified == true ? "  verified" : "") + lateText
     }
 }
