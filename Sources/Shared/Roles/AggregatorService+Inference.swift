@@ -213,7 +213,7 @@ extension AggregatorService.Core {
             metadata["unanswered"] = "\(output.answers.count { $0.resolution == 0 })"
             metadata["skipped"] = "\(output.skipped)"
         }
-        if let late = output.lateMs { metadata["late_ms"] = "\(Int(late))" }
+        if let late = output.lateMs { metadata[late >= 0 ? "late_ms" : "early_ms"] = "\(Int(abs(late)))" }
         publishOutput(message, routingKey: output.routingKey, job: output.job, status: output.status,
                       log: "inference refinement", metadata: metadata, final: output.status == .partial ? nil : .inference(output))
     }

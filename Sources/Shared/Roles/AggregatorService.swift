@@ -534,7 +534,8 @@ extension AggregatorService {
                 "resolution": "\(output.resolution)/\(output.of)", "elapsed_ms": "\(Int(output.elapsedMs))",
                 "bound": "\(output.maxBound)",
             ]
-            if let late = output.lateMs { metadata["late_ms"] = "\(Int(late))" }
+            // A deadline fired by hand (`srproduce deadline`) before the job's own comes early.
+            if let late = output.lateMs { metadata[late >= 0 ? "late_ms" : "early_ms"] = "\(Int(abs(late)))" }
             Trace.mark(output.job, "agg.emit.r\(output.resolution)")
             publishOutput(output.encode(), routingKey: output.routingKey, job: output.job, status: output.status,
                           log: "refinement", metadata: metadata, final: output.status == .partial ? nil : .matVec(output))
