@@ -135,6 +135,12 @@ let package = Package(
             ],
             path: "Tests/SuccessiveRefinementTests",
             swiftSettings: strict),
+        // The AMQP connection's bookkeeping, driven by events: no broker, no thread, no clock.
+        .testTarget(
+            name: "AMQPTests",
+            dependencies: ["SRAMQP", "SRTransport"],
+            path: "Tests/AMQPTests",
+            swiftSettings: strict),
         // Needs a real RabbitMQ: scripts/test.sh starts one and sets SR_AMQP_URL.
         .testTarget(
             name: "IntegrationTests",
