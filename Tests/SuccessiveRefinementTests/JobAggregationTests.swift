@@ -162,6 +162,34 @@ let t0: Int64 = 1_700_000_000_000
         for (e, v) in f.float64().enumerated() { #expect(abs(v - out[0].values.elements[e]) <= out[0].bound.elements[e]) }
     }
 
+    @Test func aTaskThatCannotBeComputedFailsTheJobOnceWithItsReason() throws {
+        let f = try Fixture(seed: 8)
+        var agg = try f.aggregation()
+        _ = agg.receive(try f.partial(f.tasks[0]), nowMs: t0 + 1_100)
+        let actions = agg.taskFailed(reason: "operand missing", nowMs: t0 + 1_200)
+        let out = emitted(actions)
+        #expect(out.count == 1 && closes(actions) == 1)
+        #expect(out[0].status == .failed && out[0].reason == "operand missing" && out[0].of == 3)
+        #expect(out[0].elapsedMs == 200)
+        // Closed: neither a second failure, the deadline nor a late partial emits anything.
+        #expect(agg.taskFailed(reason: "again", nowMs: t0 + 1_300).isEmpty)
+        #expect(agg.deadlineFired(nowMs: t0 + 2_001).isEmpty)
+        #expect(agg.receive(try f.partial(f.tasks[1]), nowMs: t0 + 1_400).1.isEmpty)
+    }
+
+    @Test func taskFailureNoticesAreBoundedAtTheEdge() throws {
+        let notice = TaskFailure(job: "j-1", task: "j-1/L0/0", worker: "w", reason: String(repeating: "x", count: 5000))
+        let decoded = try TaskFailure(decoding: notice.encode())
+        #expect(decoded.job == "j-1" && decoded.task == "j-1/L0/0" && decoded.worker == "w")
+        #expect(decoded.reason.count == WireLimits.maxReasonLength)
+        var withBody = notice.encode()
+        withBody.body = [1]
+        #expect(throws: WireError.self) { try TaskFailure(decoding: withBody) }
+        var badJob = notice.encode()
+        badJob.headers[Header.job] = .string("no spaces allowed")
+        #expect(throws: WireError.self) { try TaskFailure(decoding: badJob) }
+    }
+
     @Test func partialsThatDoNotMatchThePlanAreInvalid() throws {
         let f = try Fixture(seed: 7)
         var agg = try f.aggregation()

@@ -161,6 +161,8 @@ public enum PipelineScenarios {
                          run: verifiable),
         PipelineScenario(name: "a stalled consumer holds back an uncoded job, not a coded one (any K of N tasks decode)",
                          run: coded),
+        PipelineScenario(name: "a task no consumer can compute fails its job at once, with the reason and the worker",
+                         run: uncomputableTask),
         PipelineScenario(name: "a final published before its aggregator died is not repeated by the next one", run: ledger),
         PipelineScenario(name: "an aggregator dying mid-job loses nothing after a restart", run: aggregatorRestarts),
         PipelineScenario(name: "an aggregator restarted after the deadline emits the best resolution computed",

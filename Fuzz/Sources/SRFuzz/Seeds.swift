@@ -74,6 +74,8 @@ enum Seeds {
                                              exact: task.mode == .layered ? exact : [],
                                              values: task.mode == .oneShot ? values : [])
                 add("partial", "\(label)-\(i)", partial.encode(), kind: PartialMessage.kind)
+                add("task-failed", "\(label)-\(i)", TaskFailure(job: task.job, task: task.task, worker: "seed-worker",
+                                                             reason: "operand not in the store").encode(), kind: TaskFailure.kind)
                 if i == 0, task.mode == .layered, task.pairs.count == 1 {
                     // The first wire format's one-pair task: sr-chunk-a/-x instead of sr-pairs.
                     var legacy = message

@@ -51,6 +51,10 @@ enum Targets {
             guard again.job == o.job, again.statisticsA.map(values) == o.statisticsA.map(values),
                   values(again.statisticsX) == values(o.statisticsX) else { fail("open: round trip changed the record") }
         },
+        decoder("task-failed", kind: TaskFailure.kind) { m in
+            guard let f = try? TaskFailure(decoding: m) else { return }
+            same(f, "task-failed") { try TaskFailure(decoding: f.encode()) }
+        },
         decoder("deadline", kind: DeadlineMessage.kind) { m in
             guard let d = try? DeadlineMessage(decoding: m) else { return }
             same(d, "deadline") { try DeadlineMessage(decoding: d.encode()) }
@@ -121,7 +125,7 @@ enum Targets {
             || (try? OpenRecord(decoding: m)) != nil || (try? DeadlineMessage(decoding: m)) != nil
             || (try? OutputMessage(decoding: m)) != nil || (try? InferenceTask(decoding: m)) != nil
             || (try? InferencePartial(decoding: m)) != nil || (try? InferenceOpen(decoding: m)) != nil
-            || (try? InferenceOutput(decoding: m)) != nil
+            || (try? InferenceOutput(decoding: m)) != nil || (try? TaskFailure(decoding: m)) != nil
     }
 
     /// Re-decoding what the library encodes from `value` must succeed and give `value` back.

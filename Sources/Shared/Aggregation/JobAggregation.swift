@@ -319,6 +319,16 @@ public struct JobAggregation: Sendable {
         return [.emit(output), .close]
     }
 
+    /// A task of the job cannot be computed (a consumer said why): the job ends now, `failed`
+    /// with the reason, rather than at its deadline with what the other tasks gave — its
+    /// missing layer would never come, and a silent partial answer hides the fault.
+    public mutating func taskFailed(reason: String, nowMs: Int64) -> [Action] {
+        guard !isClosed else { return [] }
+        closedWith = .failed
+        return [.emit(.failed(job: job.id, of: job.mode == .oneShot ? 1 : schedule.resolutionCount,
+                              elapsedMs: elapsed(nowMs), reason: reason)), .close]
+    }
+
     /// |A_k·x_b| ≤ ‖A_k‖₁·‖x_b‖₁ (‖x‖∞ ≤ ‖x‖₁): the bound of answering 0.
     func aPrioriBound(row k: Int, vector b: Int) -> Double {
         bounds.residualFreeMagnitude(row: k, vector: b) + Double.leastNonzeroMagnitude

@@ -22,6 +22,8 @@ public struct AggregatorCounters: Sendable {
     public var safetyTimerFirings = 0
     /// Partials refused because they failed their checksum (a faulty or hostile consumer).
     public var forgedPartials = 0
+    /// Tasks a consumer reported it could not compute (each fails its open job).
+    public var failedTasks = 0
 }
 
 public final class AggregatorService: Service, Sendable {
@@ -179,6 +181,8 @@ extension AggregatorService {
         var held: [String: [(Delivery, Subscription)]] = [:]
         var waitingPartials: [String: [(PartialMessage, Int64, Message)]] = [:]
         var waitingDeadlines: [String: Int64] = [:]
+        /// Task-failed notices that arrived before their job's open record (another queue).
+        var waitingFailures: [String: (TaskFailure, Int64)] = [:]
         /// Jobs recovered after a restart: no deadline fires for them before this time.
         var replayUntil: [String: Int64] = [:]
         /// Deadlines that arrived during a job's replay grace, fired by `tick` after it.
@@ -310,6 +314,9 @@ extension AggregatorService {
                     break
                 }
             }
+            if let (failure, _) = waitingFailures.removeValue(forKey: id) {
+                await failJob(failure, now)
+            }
             if waitingDeadlines.removeValue(forKey: id) != nil {
                 if inReplay(id, now) { deferredDeadlines.insert(id) } else { await apply(id) { $0.deadlineFired(nowMs: now) } }
             }
@@ -343,6 +350,7 @@ extension AggregatorService {
 
         mutating func partial(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
             if d.message.kind == InferencePartial.kind { return await inferencePartial(d, sub, now) }
+            if d.message.kind == TaskFailure.kind { return await taskFailure(d, sub, now) }
             let p: PartialMessage
             do { p = try PartialMessage(decoding: d.message) } catch {
                 return await deadLetter(d, sub, Topology.partialsQueue, "invalid partial: \(error)")
@@ -441,6 +449,7 @@ extension AggregatorService {
             let staleIDs = Set(waitingPartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
                 .union(waitingInferencePartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
                 .union(waitingDeadlines.filter { $0.value + unknownGrace < now }.keys)
+                .union(waitingFailures.filter { $0.value.1 + unknownGrace < now }.keys)
             for id in staleIDs where !opening.contains(id) {
                 if jobs[id] != nil || inferences[id] != nil {
                     // Parked inputs of the other kind under an open job's id: they stay held
@@ -448,12 +457,14 @@ extension AggregatorService {
                     waitingPartials[id] = nil
                     waitingInferencePartials[id] = nil
                     waitingDeadlines[id] = nil
+                    waitingFailures[id] = nil
                     continue
                 }
                 logger.warning("dropping inputs of a job that was never opened", metadata: ["job.id": "\(id)"])
                 waitingPartials[id] = nil
                 waitingInferencePartials[id] = nil
                 waitingDeadlines[id] = nil
+                waitingFailures[id] = nil
                 for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
             }
         }
@@ -536,6 +547,7 @@ extension AggregatorService {
             ]
             // A deadline fired by hand (`srproduce deadline`) before the job's own comes early.
             if let late = output.lateMs { metadata[late >= 0 ? "late_ms" : "early_ms"] = "\(Int(abs(late)))" }
+            if let reason = output.reason { metadata["reason"] = "\(reason)" }
             Trace.mark(output.job, "agg.emit.r\(output.resolution)")
             publishOutput(output.encode(), routingKey: output.routingKey, job: output.job, status: output.status,
                           log: "refinement", metadata: metadata, final: output.status == .partial ? nil : .matVec(output))

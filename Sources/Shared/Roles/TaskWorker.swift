@@ -242,15 +242,15 @@ public final class TaskWorker: Service, Sendable {
             }
             try await subscription.ack(delivery)
         } catch let error as WireError {
-            await deadLetter(delivery, subscription, reason: error.message)
+            await deadLetter(delivery, subscription, reason: error.message, failing: work)
         } catch let error as StoreError where error.code == .corrupt || error.code == .invalidName || delivery.redelivered {
             // Corrupt, or already retried once: dead-letter instead of looping.
-            await deadLetter(delivery, subscription, reason: error.message)
+            await deadLetter(delivery, subscription, reason: error.message, failing: work)
         } catch let error as TransportError where error.code == .publishRejected && delivery.redelivered {
-            await deadLetter(delivery, subscription, reason: "the broker refused its partial twice: \(error.message)")
+            await deadLetter(delivery, subscription, reason: "the broker refused its partial twice: \(error.message)", failing: work)
         } catch where delivery.redelivered {
             // Failed before and failed again: dead-letter rather than loop until it expires.
-            await deadLetter(delivery, subscription, reason: "failed twice: \(error)")
+            await deadLetter(delivery, subscription, reason: "failed twice: \(error)", failing: work)
         } catch {
             // A store that is not ready yet (a volume still mounting, a file just registered) or a
             // transport failure: put the task back for one more try (redelivered, so a second
@@ -260,9 +260,21 @@ public final class TaskWorker: Service, Sendable {
         }
     }
 
-    func deadLetter(_ delivery: Delivery, _ subscription: Subscription, reason: String) async {
-        counters.withLock { $0.deadLettered += 1 }
+    /// Moves a task to sr.dead with `reason`; for a task whose job is known (`failing`), tells
+    /// the aggregator too, so that the submitter learns why now instead of at the deadline.
+    func deadLetter(_ delivery: Delivery, _ subscription: Subscription, reason: String, failing work: Work? = nil) async {
+        // Counted once done: whoever reads the counter finds the notice and the dead letter sent.
+        defer { counters.withLock { $0.deadLettered += 1 } }
         logger.warning("dead-lettering a task", metadata: ["reason": "\(reason)"])
+        if let work {
+            let notice = TaskFailure(job: work.job, task: work.task, worker: configuration.name, reason: reason)
+            do {
+                try await transport.publish(notice.encode(), Topology.partialRoute)
+            } catch {
+                logger.warning("could not report the failed task to the aggregator (its deadline will answer the job)",
+                               metadata: ["job.id": "\(work.job)", "error": "\(error)"])
+            }
+        }
         do {
             try await DeadLetter.send(delivery.message, reason: reason, from: Topology.tasksQueue, on: transport)
             try await subscription.ack(delivery)
