@@ -101,6 +101,14 @@ struct CLITests {
                                 mentions: ["127.0.0.1:1"], env: store)
     }
 
+    @Test func rolesRefuseAnUnknownLogLevelOrFormat() async throws {
+        for (role, args, mention) in [("sraggregate", ["--log-format", "yaml"], "log format 'yaml' is not text or json"),
+                                      ("srconsume", ["--log-level", "loud"], "log level 'loud' is not one of")] {
+            let (status, output) = try await Executables.run(role, args)
+            #expect(status != 0 && output.contains(mention), "\(role) \(args): exit \(status)\n\(output)")
+        }
+    }
+
     @Test func badInferenceInputIsRefusedBeforeConnecting() async throws {
         let model = Executables.root.appendingPathComponent("Tests/Models/fashion-mnist-mlp").path
         let images = try npy("images.npy", (0..<(2 * 784)).map { Double($0 % 255) / 255 }, shape: [2, 784])
