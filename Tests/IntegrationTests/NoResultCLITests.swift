@@ -38,6 +38,19 @@ struct NoResultCLITests {
             #expect(status2 == 3, "exit \(status2):\n\(output2)")
             #expect(output2.contains("no result by the deadline: nothing computed in time"), "\(output2)")
             #expect(FileManager.default.fileExists(atPath: out), "--out-empty did not write y:\n\(output2)")
+
+            // A deadline fired by hand says what came of it: nothing computed (3), or no such
+            // job (4) — never a bare "deadline fired".
+            let id = "by-hand-\(UInt32.random(in: 0...UInt32.max))"
+            let (submitted, printed) = try await Executables.run(
+                "srproduce", ["matvec", "--matrix", a, "--vector", x, "--deadline", "10min", "--id", id],
+                environment: env, timeout: .seconds(60))
+            #expect(submitted == 0, "\(printed)")
+            let (fired, firedOutput) = try await Executables.run("srproduce", ["deadline", id, "--timeout", "30s"], environment: env, timeout: .seconds(60))
+            #expect(fired == 3 && firedOutput.contains("no result by the deadline"), "exit \(fired):\n\(firedOutput)")
+            let (unknown, unknownOutput) = try await Executables.run("srproduce", ["deadline", "no-such-job", "--timeout", "2s"],
+                                                                     environment: env, timeout: .seconds(60))
+            #expect(unknown == 4 && unknownOutput.contains("does not know this job"), "exit \(unknown):\n\(unknownOutput)")
         } catch {
             await pool.finish()
             throw error

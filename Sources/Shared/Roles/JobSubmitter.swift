@@ -179,6 +179,33 @@ public struct OutputWatcher: Sendable {
         }
     }
 
+    /// What a final says, for either job kind.
+    public struct FinalSummary: Sendable {
+        public var status: OutputStatus
+        /// Mat-vec: the resolution reached (0: none); inference: the highest among the samples.
+        public var resolution: Int
+        public var of: Int
+        public var elapsedMs: Double
+        public var reason: String?
+    }
+
+    /// The next final output (complete, deadline or failed) of a mat-vec or inference job,
+    /// or nil when none arrives within `limit`; refinements before it are skipped.
+    public func nextFinal(within limit: Duration) async throws -> FinalSummary? {
+        try await within(limit) {
+            while let m = try await nextMessage() {
+                if let o = try? OutputMessage(decoding: m), o.status != .partial {
+                    return FinalSummary(status: o.status, resolution: o.resolution, of: o.of, elapsedMs: o.elapsedMs, reason: o.reason)
+                }
+                if let o = try? InferenceOutput(decoding: m), o.status != .partial {
+                    return FinalSummary(status: o.status, resolution: o.answers.map(\.resolution).max() ?? 0, of: o.resolutions,
+                                        elapsedMs: o.elapsedMs, reason: nil)
+                }
+            }
+            return nil
+        }
+    }
+
     /// The next message of any kind, acked on receipt.
     func nextMessage() async throws -> Message? {
         for try await d in subscription.deliveries {
