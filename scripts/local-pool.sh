@@ -3,7 +3,7 @@
 # srconsume processes, all on 127.0.0.1, for developers and integration tests.
 #
 #   scripts/local-pool.sh start [--consumers K] [--dir DIR] [--debug] [--broker-url URL]
-#   scripts/local-pool.sh stop [DIR]        (without DIR: the pool started last from this checkout)
+#   scripts/local-pool.sh stop [DIR]        (without DIR: the last pool started here still running)
 #
 # start builds the executables (release: debug builds are 10–50× slower, too slow for
 # millisecond deadlines; --debug for developing), starts a broker (unless --broker-url points
@@ -11,7 +11,7 @@
 # writes DIR/pool.env (SR_AMQP_URL, SR_STORE, PATH with the pool's executables first, PIDs)
 # whose path it prints last. Then: `source DIR/pool.env; srproduce matvec ... --wait`. stop
 # kills exactly the processes it started (by PID) and stops the broker it started; start records
-# DIR in .rabbitmq/last-pool so that a bare `stop` finds it.
+# DIR in .rabbitmq/pools, so that a bare `stop` stops the most recently started pool still there.
 # SR_CONSUMER_ARGS (words) are passed to every srconsume, e.g. "--kernel-nice 0".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,7 +75,7 @@ case $cmd in
       printf 'export SR_POOL_BROKER_DIR=%q\n' "$broker_dir"
     } >"$dir/pool.env"
     mkdir -p "$root/.rabbitmq"
-    echo "$dir" >"$root/.rabbitmq/last-pool"
+    echo "$dir" >>"$root/.rabbitmq/pools"
     note "aggregator pid ${pids[0]}, consumers ${pids[*]:1}; logs in $dir/logs"
     note "use it: source $dir/pool.env   (srproduce, srconsume, sraggregate on PATH)"
     note "stop it: scripts/local-pool.sh stop $dir"
@@ -84,8 +84,13 @@ case $cmd in
   stop)
     dir=${1:-}
     if [[ -z $dir ]]; then
-      [[ -f $root/.rabbitmq/last-pool ]] || die "no pool started from this checkout; give its DIR (start prints it): scripts/local-pool.sh stop DIR"
-      dir=$(cat "$root/.rabbitmq/last-pool")
+      # The most recent pool whose env file is still there (others were stopped by DIR).
+      if [[ -f $root/.rabbitmq/pools ]]; then
+        while read -r candidate; do
+          [[ -f $candidate/pool.env ]] && dir=$candidate
+        done <"$root/.rabbitmq/pools"
+      fi
+      [[ -n $dir ]] || die "no running pool started from this checkout; give its DIR (start prints it; \$SR_POOL_DIR in its env file): scripts/local-pool.sh stop DIR"
       note "stopping the last pool started here: $dir"
     fi
     [[ -f $dir/pool.env ]] || die "$dir/pool.env not found; nothing to stop (already stopped?)"
@@ -104,7 +109,10 @@ case $cmd in
       bash scripts/rabbitmq-stop.sh "$SR_POOL_BROKER_DIR" >&2
     fi
     rm -f "$dir/pool.env"
-    [[ -f $root/.rabbitmq/last-pool && $(cat "$root/.rabbitmq/last-pool") == "$dir" ]] && rm -f "$root/.rabbitmq/last-pool"
+    if [[ -f $root/.rabbitmq/pools ]]; then
+      grep -vxF "$dir" "$root/.rabbitmq/pools" >"$root/.rabbitmq/pools.tmp" || true
+      mv "$root/.rabbitmq/pools.tmp" "$root/.rabbitmq/pools"
+    fi
     note "stopped the pool in $dir"
     ;;
   *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;

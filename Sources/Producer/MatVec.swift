@@ -53,7 +53,7 @@ struct MatVec: AsyncParsableCommand {
     @Flag(help: "Wait for the refinements and print each one.")
     var wait = false
 
-    @Flag(help: "Print one JSON object per line, each with a type: first {type: job, job, tasks}, then per refinement {type: output, job, resolution, of, status, elapsed_ms, late_ms, bound, verified (and reason for a failed job)}; late_ms < 0 is time to spare before the deadline.")
+    @Flag(help: "Print one JSON object per line, each with a type: first {type: job, job, tasks}, then per refinement {type: output, job, resolution, of, status, elapsed_ms, late_ms, bound, verified when known, and reason for a failed job}; late_ms < 0 is time to spare before the deadline.")
     var json = false
 
     @Option(help: ArgumentHelp("With --wait: write the last result (final or best at the deadline) to this .npy file.", valueName: "path"))
@@ -85,7 +85,7 @@ struct MatVec: AsyncParsableCommand {
         let reference = try OperandLoading.matrix(matrix, store: store)
         let x = try OperandLoading.vector(vector)
         guard reference.columns == x.rows else {
-            throw ValidationError("wrong shape: the matrix is \(reference.rows)×\(reference.columns) but the vector has \(x.rows) elements")
+            throw RunFailure("wrong shape: the matrix is \(reference.rows)×\(reference.columns) but the vector has \(x.rows) elements")
         }
         let (p, q, schedule) = try partition.partitions(maxA: reference.maxMagnitude, maxX: x.maxMagnitude)
         let request = MatVecRequest(operand: try reference.operand(partition: p, store: store), vectors: x, partitionA: p, partitionX: q, schedule: schedule,

@@ -3,7 +3,7 @@
 import ArgumentParser
 
 public struct LoggingOptions: ParsableArguments {
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (default: $SR_LOG_LEVEL or info).")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (default: $SR_LOG_LEVEL or info).")
     public var logLevel: String?
 
     @Option(name: .customLong("log-format"), help: "text (key=value metadata) or json (one object per line: ts, level, label, message, then the metadata; for log shippers) (default: $SR_LOG_FORMAT or text).")
