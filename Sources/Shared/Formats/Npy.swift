@@ -55,7 +55,7 @@ public enum Npy {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
         } catch {
-            throw NpyError(.io, "\(path): cannot read: \(osReason(error))")
+            throw NpyError(.io, "\(path): cannot read: \(OSReason.of(error))")
         }
         return try data.withUnsafeBytes { raw in
             Result { () throws(NpyError) in try decode(raw, source: path) }
@@ -274,18 +274,6 @@ public enum Npy {
         for (k, value) in values.enumerated() {
             raw.storeBytes(of: bits(value).littleEndian, toByteOffset: offset + k * size, as: Bits.self)
         }
-    }
-
-    /// The OS's words for an I/O failure (e.g. "No such file or directory"), not Foundation's
-    /// generic wrapper text.
-    private static func osReason(_ error: any Error) -> String {
-        let ns = error as NSError
-        // On Linux the underlying error is a Swift POSIXError, so bridge before matching.
-        for candidate in [ns.userInfo[NSUnderlyingErrorKey] as? any Error, error].compactMap({ $0 }) {
-            let bridged = candidate as NSError
-            if bridged.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(bridged.code))) }
-        }
-        return ns.localizedDescription
     }
 }
 

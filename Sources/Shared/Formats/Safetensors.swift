@@ -84,7 +84,7 @@ public enum Safetensors {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
         } catch {
-            throw SafetensorsError(.io, "\(path): cannot read: \(SafetensorsError.osReason(error))")
+            throw SafetensorsError(.io, "\(path): cannot read: \(OSReason.of(error))")
         }
         return try data.withUnsafeBytes { raw in
             Result { () throws(SafetensorsError) in try decode(raw, source: path) }

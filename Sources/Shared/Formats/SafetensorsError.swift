@@ -27,16 +27,4 @@ public struct SafetensorsError: Error, Sendable, CustomStringConvertible, Equata
     }
 
     public var description: String { message }
-
-    /// The OS's words for an I/O failure (e.g. "No such file or directory") rather than
-    /// Foundation's generic wrapper text.
-    package static func osReason(_ error: any Error) -> String {
-        let ns = error as NSError
-        // On Linux the underlying error is a Swift POSIXError, so bridge before matching.
-        for candidate in [ns.userInfo[NSUnderlyingErrorKey] as? any Error, error].compactMap({ $0 }) {
-            let bridged = candidate as NSError
-            if bridged.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(bridged.code))) }
-        }
-        return ns.localizedDescription
-    }
 }

@@ -59,5 +59,5 @@ public struct ModelError: Error, Sendable, CustomStringConvertible, Equatable {
 
     /// The OS's words for an I/O failure (e.g. "No such file or directory") rather than
     /// Foundation's generic wrapper text.
-    static func osReason(_ error: any Error) -> String { SafetensorsError.osReason(error) }
+    static func osReason(_ error: any Error) -> String { OSReason.of(error) }
 }
