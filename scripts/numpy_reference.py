@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent numpy reference for the layered-resolution core (used by the Swift tests).
 
-Writes fixed cases into OUTDIR: operands, the chunks of PAPER.md §2 computed with numpy's
+Writes fixed cases into OUTDIR: operands, the chunks of METHOD.md §2 computed with numpy's
 vectorised arithmetic (not the Swift code path), each resolution of the by-significance
 schedule, and numpy's float64 product. Every expected integer is checked to be exact in
 float64 before it is written.

@@ -17,7 +17,7 @@ import uuid
 import numpy as np
 import pika
 
-# The same sign-magnitude split as the numpy cross-check (PAPER.md §2).
+# The same sign-magnitude split as the numpy cross-check (METHOD.md §2).
 sys.path.insert(0, __import__('os').path.dirname(__file__))
 from numpy_reference import chunks  # noqa: E402
 

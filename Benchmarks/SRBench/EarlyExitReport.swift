@@ -1,5 +1,5 @@
 // srbench early-exit: calibrated early-exit rules on Fashion-MNIST — accuracy against compute
-// skipped and time measured, next to the paper's uncalibrated reference figures (PAPER.md §6).
+// skipped and time measured, next to the paper's uncalibrated reference figures (METHOD.md §6).
 import ArgumentParser
 import Foundation
 import SRCore
@@ -207,7 +207,7 @@ struct EarlyExitReport: ParsableCommand {
         }
         print("""
 
-            ### The paper's reference figures (PAPER.md §6)
+            ### The paper's reference figures (METHOD.md §6)
 
             CIFAR-10 VGG16, 512 test images, fixed rule "top-1 minus top-2 logit ≤ 0.05 stays gray", every \
             sample updated at every resolution and the adaptive accuracy measured on another batch (the \

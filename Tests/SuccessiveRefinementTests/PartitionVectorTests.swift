@@ -1,4 +1,4 @@
-// The exact split of PAPER.md §2: sign-magnitude, truncation toward zero, no silent wrap.
+// The exact split of METHOD.md §2: sign-magnitude, truncation toward zero, no silent wrap.
 import Testing
 @testable import SRCore
 

@@ -1,6 +1,6 @@
 // Distributed inference end to end, on every transport: the unit tests run these on the
 // in-memory broker, the integration tests on RabbitMQ. References are independent of the
-// pipeline: logits from the incremental evaluator (PAPER.md §5, checked equal to direct
+// pipeline: logits from the incremental evaluator (METHOD.md §5, checked equal to direct
 // evaluation by the refinement tests) and exit decisions computed here by hand.
 import Foundation
 import SRCore

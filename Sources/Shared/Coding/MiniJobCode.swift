@@ -1,4 +1,4 @@
-// The erasure code of a mini-job (the paper's "coded tasks", PAPER.md §4): the K row blocks of a
+// The erasure code of a mini-job (the paper's "coded tasks", METHOD.md §4): the K row blocks of a
 // chunk plane become N ≥ K coded blocks, and the products of any K of them with x determine the
 // K block products exactly. Stragglers become erasures: the aggregator needs any K results.
 //

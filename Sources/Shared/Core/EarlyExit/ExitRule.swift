@@ -1,4 +1,4 @@
-// When a sample may stop refining (PAPER.md §6): decisions on its exact logits at resolution r,
+// When a sample may stop refining (METHOD.md §6): decisions on its exact logits at resolution r,
 // with thresholds that may differ per resolution, and the confidence scores calibration searches.
 import Foundation
 

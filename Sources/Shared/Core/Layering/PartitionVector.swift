@@ -1,4 +1,4 @@
-// The partitioning vector p = [p_0 > p_1 > … > p_n] of PAPER.md §2 and the exact
+// The partitioning vector p = [p_0 > p_1 > … > p_n] of METHOD.md §2 and the exact
 // sign-magnitude, truncate-toward-zero split of a real number into n integer chunks.
 
 /// Integer exponents p_0 > p_1 > … > p_n that split a real v, |v| < 2^{p_0}, into n signed

@@ -1,4 +1,4 @@
-// Adaptive resolution (PAPER.md §6) done for real: at each resolution only the samples still in
+// Adaptive resolution (METHOD.md §6) done for real: at each resolution only the samples still in
 // the gray zone are evaluated, frozen ones cost nothing more; plus the timed comparison run.
 import SRCore
 

@@ -1,4 +1,4 @@
-// The exact incremental upgrade of PAPER.md §5 in pre-activation form: per sample only the
+// The exact incremental upgrade of METHOD.md §5 in pre-activation form: per sample only the
 // pre-activations z are kept; upgrade r adds what chunk r of every operand changes, nothing more.
 import SRCore
 

@@ -1,5 +1,5 @@
 // A network ready for successive refinement: every weight and bias tensor split into R chunks
-// by its own partition vector (PAPER.md §5), the input's partition, and the compiled plan.
+// by its own partition vector (METHOD.md §5), the input's partition, and the compiled plan.
 import SRCore
 
 /// The network of a manifest with every parameter tensor and the input split into R chunks.

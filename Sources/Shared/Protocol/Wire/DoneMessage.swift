@@ -3,7 +3,7 @@ import SRTransport
 
 /// From the aggregator to every consumer (fanout `sr.done`, transient, empty body): layer
 /// `sr-layer` of job `sr-job` is complete, so a consumer drops that layer's tasks unread
-/// instead of computing them (the paper's purge of the extra coded tasks, PAPER.md §4). Best
+/// instead of computing them (the paper's purge of the extra coded tasks, METHOD.md §4). Best
 /// effort: a consumer that misses it computes a task whose partial the aggregator ignores.
 public struct DoneMessage: Sendable, Equatable {
     public var job: String
