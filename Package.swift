@@ -74,7 +74,7 @@ let package = Package(
         // Wire messages, job specs, topology: values only (no store, no neural, no AMQP).
         library("SRProtocol", folder: "Protocol", ["SRCore", "SRCoding", "SRTransport"]),
         // Pure per-job state machines: no logging, no lifecycle, no kernels, no AMQP.
-        library("SRAggregation", folder: "Aggregation", ["SRCore", "SRCoding", "SRProtocol"]),
+        library("SRAggregation", folder: "Aggregation", ["SRCore", "SRCoding", "SRProtocol", "SRTransport"]),
         // Services, computers and submitters: know the Transport protocol, never AMQP.
         library("SRRoles", folder: "Roles", [
             "SRCore", "SRCoding", "SRKernels", "SRNeural", "SRStore", "SRTransport", "SRProtocol",

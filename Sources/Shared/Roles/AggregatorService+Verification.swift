@@ -52,8 +52,8 @@ extension AggregatorService.Core {
         "\(job.matrix)|\(job.partitionA)|\(job.mode.rawValue)|\(job.rows)x\(job.columns)|\(job.rowBlock)"
     }
 
-    /// A registered matrix's row checksums for the job's plan, from the cache (`checksumsPending`
-    /// made sure they are there).
+    /// A registered matrix's row checksums for the job's plan, from the cache (built off the loop
+    /// when `checksumsNeeded` said so).
     mutating func storedChecksums(_ job: MatVecJob, _ p: PartitionVector) throws -> RowChecksums {
         let key = Self.checksumKey(job)
         if let c = service.checksumCache.withLock({ $0[key] }) { return c }
@@ -67,49 +67,35 @@ extension AggregatorService.Core {
         service.rememberChecksums(c, key)
     }
 
-    /// The cache key when `record` needs checksums that are not built yet — starting their
-    /// build on a thread of its own (reading and splitting a large A takes seconds, which must
-    /// not stall every other job's partials and deadlines); nil when the job can open now.
-    mutating func checksumsPending(for record: OpenRecord) -> String? {
+    /// The cache key when `record` needs a registered matrix's row checksums that are not
+    /// built yet (the job then waits for them); nil when the job can open now.
+    func checksumsNeeded(for record: OpenRecord) -> String? {
         let job = record.job
         guard record.inlineMatrix == nil, job.matrix != "inline", RowChecksums.fits(job), record.vectors != nil,
-              let store = service.store else { return nil }
+              service.store != nil else { return nil }
         let key = Self.checksumKey(job)
-        guard service.checksumCache.withLock({ $0[key] }) == nil else { return nil }
-        if pendingOpens[key] == nil {
-            let post = post, logger = logger
-            Task.detached {
-                let started = ContinuousClock.now
-                let work = BlockingWork(label: "sr-checksums")
-                let result: Result<RowChecksums, WireError>
-                do {
-                    result = .success(try await work.run { try Self.buildChecksums(job, store: store) })
-                } catch let e as WireError {
-                    result = .failure(e)
-                } catch {
-                    result = .failure(WireError("job \(job.id): \(error)"))
-                }
-                let ms = (ContinuousClock.now - started).wholeMilliseconds
-                logger.info("row checksums built", metadata: ["matrix": "\(job.matrix)", "row_block": "\(job.rowBlock)", "ms": "\(ms)"])
-                post(.checksumsReady(key, result))
-            }
-        }
-        return key
+        return service.checksumCache.withLock({ $0[key] }) == nil ? key : nil
     }
 
-    /// Opens the jobs that waited for these checksums (a failure refuses them, with its reason).
-    mutating func checksumsReady(_ key: String, _ result: Result<RowChecksums, WireError>, _ now: Int64) async {
-        let waiting = pendingOpens.removeValue(forKey: key) ?? []
-        switch result {
-        case .success(let c):
-            remember(c, key)
-            for (record, d, sub) in waiting { await finishOpen(record, d, sub, now) }
-        case .failure(let error):
-            for (record, d, sub) in waiting {
-                opening.remove(record.job.id)
-                refuse(d.message, "refused: \(error)")
-                await deadLetter(d, sub, Topology.jobsQueue, "refused open record: \(error)")
+    /// Builds row checksums on a thread of its own (reading and splitting a large A takes
+    /// seconds, which must not stall every other job's partials and deadlines), then posts
+    /// `checksumsReady` to the loop.
+    func buildChecksums(_ key: String, _ job: MatVecJob) {
+        let post = post, logger = logger, store = service.store
+        Task.detached {
+            let started = ContinuousClock.now
+            let work = BlockingWork(label: "sr-checksums")
+            let result: Result<RowChecksums, WireError>
+            do {
+                result = .success(try await work.run { try Self.buildChecksums(job, store: store) })
+            } catch let e as WireError {
+                result = .failure(e)
+            } catch {
+                result = .failure(WireError("job \(job.id): \(error)"))
             }
+            let ms = (ContinuousClock.now - started).wholeMilliseconds
+            logger.info("row checksums built", metadata: ["matrix": "\(job.matrix)", "row_block": "\(job.rowBlock)", "ms": "\(ms)"])
+            post(.checksumsReady(key, result))
         }
     }
 

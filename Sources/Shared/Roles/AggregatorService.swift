@@ -1,6 +1,8 @@
 // The aggregator role: job opens, partials and deadlines in; refinements out (one log line
-// each). Mat-vec jobs here; inference jobs in AggregatorService+Inference.swift. Inputs stay unacknowledged until their job's final output is confirmed, so a crashed
-// aggregator loses nothing: on restart the broker redelivers them and the state rebuilds.
+// each). The jobs' bookkeeping is the pure `JobTable` (SRAggregation); this loop decodes inputs
+// into its events and performs its actions. Inputs stay unacknowledged until their job's final
+// output is confirmed, so a crashed aggregator loses nothing: on restart the broker redelivers
+// them and the state rebuilds.
 import SRAggregation
 import SRCore
 import SRProtocol
@@ -53,7 +55,7 @@ public final class AggregatorService: Service, Sendable {
         /// The publisher task got the broker's confirm for job's final output: close it.
         case finalPublished(String)
         /// The final output could not be published: retry it (the job's inputs stay held).
-        case finalFailed(String, FinalOutput)
+        case finalFailed(String, JobOutput)
         /// A registered matrix's row checksums were built off the loop (or could not be).
         case checksumsReady(String, Result<RowChecksums, WireError>)
     }
@@ -169,35 +171,20 @@ public final class AggregatorService: Service, Sendable {
 }
 
 extension AggregatorService {
-    /// The event loop's state: every job's state machine and the deliveries held for it.
+    /// A job's final output, kept until the broker confirms it (retried on failure).
+    typealias FinalOutput = JobOutput
+
+    /// The event loop's state: the job table (every job's lifecycle, pure) and the deliveries
+    /// it holds, by handle. The loop decodes inputs into the table's events and performs the
+    /// actions the table returns; the table never sees a delivery or the transport.
     struct Core {
         let service: AggregatorService
-        var jobs: [String: JobAggregation] = [:]
-        /// Inference jobs (AggregatorService+Inference.swift).
-        var inferences: [String: InferenceJobState] = [:]
-        var waitingInferencePartials: [String: [(InferencePartial, Int64)]] = [:]
-        /// Tasks of open inference jobs whose publish failed: retried every tick.
-        var unsentTasks: [String: [Message]] = [:]
-        var held: [String: [(Delivery, Subscription)]] = [:]
-        var waitingPartials: [String: [(PartialMessage, Int64, Message)]] = [:]
-        var waitingDeadlines: [String: Int64] = [:]
-        /// Task-failed notices that arrived before their job's open record (another queue).
-        var waitingFailures: [String: (TaskFailure, Int64)] = [:]
-        /// Jobs recovered after a restart: no deadline fires for them before this time.
-        var replayUntil: [String: Int64] = [:]
-        /// Deadlines that arrived during a job's replay grace, fired by `tick` after it.
-        var deferredDeadlines: Set<String> = []
-        var closed: Set<String> = []
-        var closedOrder: [String] = []
+        var table: JobTable<Int>
+        /// Deliveries the table knows by handle; held ones without their body (`forAck`).
+        var deliveries: [Int: (Delivery, Subscription)] = [:]
+        var nextHandle = 0
         /// A's statistics read from the store, by digest and partition (a few matrices are hot).
         var statisticsCache: [String: ChunkedOperand.Statistics] = [:]
-        /// Open records waiting for their matrix's checksums, by cache key.
-        var pendingOpens: [String: [(OpenRecord, Delivery, Subscription)]] = [:]
-        /// Jobs whose open record waits in `pendingOpens`: their inputs are kept, never dropped.
-        var opening: Set<String> = []
-        /// Final outputs whose publish failed: retried every tick; their jobs' inputs stay held
-        /// (unacknowledged) until one is confirmed, so a failure never loses the job.
-        var unpublished: [String: FinalOutput] = [:]
 
         /// Sends an event to this loop (from work done off it).
         let post: @Sendable (Event) -> Void
@@ -205,131 +192,182 @@ extension AggregatorService {
         init(service: AggregatorService, post: @escaping @Sendable (Event) -> Void = { _ in }) {
             self.service = service
             self.post = post
+            let c = service.configuration
+            table = JobTable(configuration: .init(safetyGraceMs: c.safetyGrace.wholeMilliseconds,
+                                                  unknownJobGraceMs: c.unknownJobGrace.wholeMilliseconds,
+                                                  replayGraceMs: c.replayGrace.wholeMilliseconds))
         }
 
         var logger: Logger { service.logger }
 
+        mutating func remember(_ id: String) { table.remember(id) }
+
         mutating func handle(_ event: Event) async {
             let now = service.wallClock()
+            // Deadline messages first: behind a backlog of partials they would fire late.
             for (d, sub) in service.dueDeadlines.withLock({ due in defer { due.removeAll() }; return due }) {
-                await deadline(d, sub, now)
+                await deliver(d, sub, now) { h in Self.deadlineEvent(d, h) }
             }
-            await fireDueDeadlines(now)
             switch event {
             case .tick:
-                await tick(now)
+                await run(.tick, now)
             case .delivery(.jobs, let d, let sub):
-                await open(d, sub, now)
+                await deliver(d, sub, now) { h in Self.openEvent(d, h) }
             case .delivery(.partials, let d, let sub):
-                await partial(d, sub, now)
+                await deliver(d, sub, now) { h in Self.partialEvent(d, h) }
             case .delivery(.deadlines, let d, let sub):
-                await deadline(d, sub, now)
+                await deliver(d, sub, now) { h in Self.deadlineEvent(d, h) }
             case .delivery(.finals, let d, let sub):
-                // Our own finals, copied to the ledger: a job not open here (answered by an
-                // aggregator before us) is remembered as closed.
-                if case .string(let id)? = d.message.headers[Header.job], jobs[id] == nil, inferences[id] == nil,
-                   !opening.contains(id) {
-                    remember(id)
+                await deliver(d, sub, now) { h in
+                    if case .string(let id)? = d.message.headers[Header.job] { return .ledgerEntry(job: id, h) }
+                    return .ledgerEntry(job: nil, h)
                 }
-                try? await sub.ack(d)
             case .finalPublished(let id):
-                // A retried final can be confirmed twice; the job closes once.
-                if jobs[id] != nil || inferences[id] != nil { await close(id) }
+                await run(.finalConfirmed(job: id), now)
             case .finalFailed(let id, let output):
-                unpublished[id] = output
+                await run(.finalFailed(job: id, output), now)
             case .checksumsReady(let key, let result):
-                await checksumsReady(key, result, now)
+                switch result {
+                case .success(let c):
+                    service.rememberChecksums(c, key)
+                    await run(.checksumsReady(key: key, failure: nil), now)
+                case .failure(let error):
+                    await run(.checksumsReady(key: key, failure: "\(error)"), now)
+                }
             }
         }
 
-        mutating func open(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
-            if d.message.kind == InferenceOpen.kind { return await openInference(d, sub, now) }
-            let record: OpenRecord
+        /// Gives the delivery a handle, hands the table its event, and keeps only what
+        /// acknowledging needs of a delivery the table holds (an open record waiting for its
+        /// checksums stays whole: if they cannot be built, it is dead-lettered).
+        mutating func deliver(_ d: Delivery, _ sub: Subscription, _ now: Int64,
+                              _ event: (Int) -> JobTableEvent<Int>) async {
+            let h = nextHandle
+            nextHandle &+= 1
+            deliveries[h] = (d, sub)
+            await run(event(h), now)
+            if deliveries[h] != nil, !table.awaitsChecksums(h) { deliveries[h] = (d.forAck, sub) }
+        }
+
+        static func openEvent(_ d: Delivery, _ h: Int) -> JobTableEvent<Int> {
+            if d.message.kind == InferenceOpen.kind {
+                do {
+                    let record = try InferenceOpen(decoding: d.message)
+                    return .inferenceOpenRecord(record.job, try record.job.rule(), h, redelivered: d.redelivered)
+                } catch {
+                    return .invalid(h, queue: Topology.jobsQueue, reason: "invalid inference open record: \(error)")
+                }
+            }
             do {
-                record = try OpenRecord(decoding: d.message)
+                let record = try OpenRecord(decoding: d.message)
+                Trace.mark(record.job.id, "agg.open")
+                return .openRecord(record, h, redelivered: d.redelivered)
             } catch {
-                refuse(d.message, "invalid open record: \(error)")
-                return await deadLetter(d, sub, Topology.jobsQueue, "invalid open record: \(error)")
+                var id: String?
+                if case .string(let named)? = d.message.headers[Header.job] { id = named }
+                return .invalidOpenRecord(h, job: id, reason: "\(error)")
             }
-            let id = record.job.id
-            Trace.mark(id, "agg.open")
-            if closed.contains(id) {
-                try? await sub.ack(d)
-                return
-            }
-            if inferences[id] != nil {
-                return await deadLetter(d, sub, Topology.jobsQueue, "job id \(id) is already an open inference job; ids must be unique")
-            }
-            if jobs[id] != nil || opening.contains(id) {
-                // Redelivered (e.g. after a reconnect, with a new tag): hold the new copy too,
-                // so the job stays recoverable until it closes.
-                held[id, default: []].append((d.forAck, sub))
-                return
-            }
-            if let key = checksumsPending(for: record) {
-                // Its matrix's checksums are being built off the loop: the job opens when they
-                // are ready; its partials and deadline wait, held, meanwhile.
-                pendingOpens[key, default: []].append((record, d, sub))
-                opening.insert(id)
-                return
-            }
-            await finishOpen(record, d, sub, now)
         }
 
-        /// Opens a decoded, new job whose checksums (if any) are at hand.
-        mutating func finishOpen(_ record: OpenRecord, _ d: Delivery, _ sub: Subscription, _ now: Int64) async {
-            let id = record.job.id
-            opening.remove(id)
-            let agg: JobAggregation
+        static func deadlineEvent(_ d: Delivery, _ h: Int) -> JobTableEvent<Int> {
+            do { return .deadline(job: try DeadlineMessage(decoding: d.message).job, h) } catch {
+                return .invalidDeadline(h, reason: "invalid deadline message: \(error)")
+            }
+        }
+
+        static func partialEvent(_ d: Delivery, _ h: Int) -> JobTableEvent<Int> {
+            if d.message.kind == InferencePartial.kind {
+                do { return .inferencePartial(try InferencePartial(decoding: d.message), h) } catch {
+                    return .invalid(h, queue: Topology.partialsQueue, reason: "invalid inference partial: \(error)")
+                }
+            }
+            if d.message.kind == TaskFailure.kind {
+                do { return .taskFailure(try TaskFailure(decoding: d.message), h) } catch {
+                    return .invalid(h, queue: Topology.partialsQueue, reason: "invalid task failure: \(error)")
+                }
+            }
+            do {
+                let p = try PartialMessage(decoding: d.message)
+                Trace.mark(p.job, "agg.partial \(p.task)")
+                return .partial(p, h, message: d.message)
+            } catch {
+                return .invalid(h, queue: Topology.partialsQueue, reason: "invalid partial: \(error)")
+            }
+        }
+
+        /// Hands the table an event and performs its actions.
+        mutating func run(_ event: JobTableEvent<Int>, _ now: Int64) async {
+            let actions = table.handle(event, now: now)
+            await perform(actions, now)
+        }
+
+        /// Performs the table's actions in order; those that answer the table (verification,
+        /// failed publishes) hand it their result at once.
+        mutating func perform(_ actions: [JobTableAction<Int>], _ now: Int64) async {
+            for action in actions {
+                switch action {
+                case .ack(let h):
+                    if let (d, sub) = deliveries.removeValue(forKey: h) { try? await sub.ack(d) }
+                case .deadLetter(let h, let queue, let reason):
+                    if let (d, sub) = deliveries.removeValue(forKey: h) { await deadLetter(d, sub, queue, reason) }
+                case .deadLetterCopy(let message, let queue, let reason):
+                    await deadLetterCopy(message, queue, reason)
+                case .verify(let record, let mayWait):
+                    if mayWait, let key = checksumsNeeded(for: record) {
+                        await run(.checksumsNeeded(job: record.job.id, key: key), now)
+                    } else {
+                        await run(verified(record), now)
+                    }
+                case .buildChecksums(let key, let job):
+                    buildChecksums(key, job)
+                case .emit(let output):
+                    switch output {
+                    case .matVec(let o): emit(o)
+                    case .inference(let o): emit(o)
+                    }
+                case .publishDone(let id, let layer):
+                    // Best effort, through the same publisher task as outputs (never waited for).
+                    service.outbox.push(PendingOutput(message: DoneMessage(job: id, layer: layer).encode(), routingKey: "",
+                                                      job: id, status: .partial, log: "", metadata: [:], final: nil,
+                                                      exchange: Topology.doneExchange))
+                case .publishTasks(let id, let tasks):
+                    await publishTasks(id, tasks, now)
+                case .retryTasks(let id, let tasks):
+                    var left = tasks[...]
+                    while let t = left.first, await send(t, job: id) { left = left.dropFirst() }
+                    if !left.isEmpty { await run(.tasksUnsent(job: id, Array(left)), now) }
+                case .count(let counter):
+                    service.counters.withLock { c in
+                        switch counter {
+                        case .opened: c.opened += 1
+                        case .latePartial: c.latePartials += 1
+                        case .duplicatePartial: c.duplicatePartials += 1
+                        case .forgedPartials(let n): c.forgedPartials += n
+                        case .safetyTimerFiring: c.safetyTimerFirings += 1
+                        case .failedTask: c.failedTasks += 1
+                        }
+                    }
+                case .log(let level, let message, let metadata):
+                    let level: Logger.Level = switch level {
+                    case .debug: .debug
+                    case .info: .info
+                    case .warning: .warning
+                    case .error: .error
+                    }
+                    logger.log(level: level, "\(message)", metadata: metadata.mapValues { .string($0) })
+                }
+            }
+        }
+
+        /// The table's `.opened` or `.refused` for a record whose checksums (if any) are at hand.
+        mutating func verified(_ record: OpenRecord) -> JobTableEvent<Int> {
             do {
                 let v = try verification(of: record)
-                agg = try JobAggregation(record, statisticsA: v.statisticsA, statisticsX: v.statisticsX, verifier: v.verifier)
+                return .opened(try JobAggregation(record, statisticsA: v.statisticsA, statisticsX: v.statisticsX,
+                                                  verifier: v.verifier))
             } catch {
-                refuse(d.message, "refused: \(error)")
-                return await deadLetter(d, sub, Topology.jobsQueue, "refused open record: \(error)")
+                return .refused(job: record.job.id, reason: "\(error)")
             }
-            // Inference partials parked under this id are not this job's: they stay held (acked
-            // when the job closes) but are never replayed.
-            waitingInferencePartials[id] = nil
-            jobs[id] = agg
-            held[id, default: []].append((d.forAck, sub))
-            noteReplay(id, d, now)
-            service.counters.withLock { $0.opened += 1 }
-            for (p, _, message) in waitingPartials.removeValue(forKey: id) ?? [] {
-                var outcome = JobAggregation.PartialOutcome.accepted
-                await apply(id) { agg in
-                    let (o, actions) = agg.receive(p, nowMs: now)
-                    outcome = o
-                    return actions
-                }
-                // Its delivery stays held with the job's (acked when it closes); a refused one
-                // still ends in sr.dead, with its reason.
-                switch outcome {
-                case .forged(let reason):
-                    service.counters.withLock { $0.forgedPartials += 1 }
-                    await deadLetterCopy(message, Topology.partialsQueue, reason)
-                case .invalid(let reason):
-                    await deadLetterCopy(message, Topology.partialsQueue, reason)
-                case .accepted, .duplicate, .late:
-                    break
-                }
-            }
-            if let (failure, _) = waitingFailures.removeValue(forKey: id) {
-                await failJob(failure, now)
-            }
-            if waitingDeadlines.removeValue(forKey: id) != nil {
-                if inReplay(id, now) { deferredDeadlines.insert(id) } else { await apply(id) { $0.deadlineFired(nowMs: now) } }
-            }
-        }
-
-        /// Tells whoever follows a refused job why (a `failed` final), when its record names a
-        /// well-formed job id that is not already open or closed: the client stops waiting at
-        /// once instead of at its timeout. Published like any final (retried until confirmed);
-        /// the record itself is dead-lettered.
-        func refuse(_ message: Message, _ reason: String) {
-            guard case .string(let id)? = message.headers[Header.job], MatVecJob.isValidID(id),
-                  jobs[id] == nil, inferences[id] == nil, !closed.contains(id) else { return }
-            emit(.failed(job: id, of: 0, elapsedMs: 0, reason: reason))
         }
 
         /// A's statistics for a registered matrix, from the store (cached): computed there at
@@ -346,197 +384,6 @@ extension AggregatorService {
             if statisticsCache.count >= 64 { statisticsCache.removeAll() }
             statisticsCache[key] = s
             return s
-        }
-
-        mutating func partial(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
-            if d.message.kind == InferencePartial.kind { return await inferencePartial(d, sub, now) }
-            if d.message.kind == TaskFailure.kind { return await taskFailure(d, sub, now) }
-            let p: PartialMessage
-            do { p = try PartialMessage(decoding: d.message) } catch {
-                return await deadLetter(d, sub, Topology.partialsQueue, "invalid partial: \(error)")
-            }
-            Trace.mark(p.job, "agg.partial \(p.task)")
-            if closed.contains(p.job) {
-                service.counters.withLock { $0.latePartials += 1 }
-                try? await sub.ack(d)
-                return
-            }
-            if inferences[p.job] != nil {
-                return await deadLetter(d, sub, Topology.partialsQueue, "a mat-vec partial for inference job \(p.job)")
-            }
-            guard jobs[p.job] != nil else {
-                // Its open record has not arrived yet (a different queue): keep it, held.
-                waitingPartials[p.job, default: []].append((p, now, d.message))
-                held[p.job, default: []].append((d.forAck, sub))
-                return
-            }
-            var outcome = JobAggregation.PartialOutcome.accepted
-            var refusedParity: [String] = []
-            let svc = service
-            await apply(p.job) { agg in
-                let before = agg.refusedParity.count, forgedBefore = agg.forgedPartials
-                let (o, actions) = agg.receive(p, nowMs: now)
-                outcome = o
-                // Parity results refused when this partial completed their mini-job (they were
-                // taken earlier, with nothing yet to check them against): counted and logged here.
-                if case .accepted = o, agg.forgedPartials > forgedBefore {
-                    refusedParity = Array(agg.refusedParity.suffix(max(1, agg.refusedParity.count - before)))
-                    svc.counters.withLock { $0.forgedPartials += agg.forgedPartials - forgedBefore }
-                }
-                return actions
-            }
-            for why in refusedParity {
-                logger.error("refusing coded partials that decode to a wrong result — check the consumers", metadata: ["job.id": "\(p.job)", "reason": "\(why)"])
-            }
-            switch outcome {
-            case .accepted:
-                if jobs[p.job] != nil { held[p.job, default: []].append((d.forAck, sub)) } else { try? await sub.ack(d) }
-            case .duplicate:
-                service.counters.withLock { $0.duplicatePartials += 1 }
-                // While the job is open a duplicate may be the only live copy (a redelivery after
-                // a reconnect invalidates the earlier tag): hold it until the job closes.
-                if jobs[p.job] != nil { held[p.job, default: []].append((d.forAck, sub)) } else { try? await sub.ack(d) }
-            case .late:
-                service.counters.withLock { $0.latePartials += 1 }
-                try? await sub.ack(d)
-            case .invalid(let reason):
-                await deadLetter(d, sub, Topology.partialsQueue, reason)
-            case .forged(let reason):
-                service.counters.withLock { $0.forgedPartials += 1 }
-                logger.error("refusing a wrong partial — check that consumer", metadata: ["job.id": "\(p.job)", "worker": "\(p.worker)"])
-                await deadLetter(d, sub, Topology.partialsQueue, reason)
-            }
-        }
-
-        mutating func deadline(_ d: Delivery, _ sub: Subscription, _ now: Int64) async {
-            let m: DeadlineMessage
-            do { m = try DeadlineMessage(decoding: d.message) } catch {
-                return await deadLetter(d, sub, Topology.deadlinesQueue, "invalid deadline message: \(error)")
-            }
-            if closed.contains(m.job) {
-                try? await sub.ack(d)
-                return
-            }
-            held[m.job, default: []].append((d.forAck, sub))
-            if inReplay(m.job, now) {
-                deferredDeadlines.insert(m.job)
-            } else if jobs[m.job] != nil {
-                await apply(m.job) { $0.deadlineFired(nowMs: now) }
-            } else if inferences[m.job] != nil {
-                await applyInference(m.job, now) { $0.deadlineFired(nowMs: now) }
-            } else {
-                waitingDeadlines[m.job] = now
-            }
-        }
-
-        mutating func tick(_ now: Int64) async {
-            // Finals that failed go out again (their jobs close when one is confirmed).
-            for (id, output) in unpublished {
-                unpublished[id] = nil
-                output.enqueue(with: self)
-            }
-            await retryUnsentTasks()
-            for id in deferredDeadlines where !inReplay(id, now) {
-                deferredDeadlines.remove(id)
-                replayUntil[id] = nil
-                if jobs[id] != nil {
-                    await apply(id) { $0.deadlineFired(nowMs: now) }
-                } else if inferences[id] != nil {
-                    await applyInference(id, now) { $0.deadlineFired(nowMs: now) }
-                }
-            }
-            let unknownGrace = service.configuration.unknownJobGrace.wholeMilliseconds
-            let staleIDs = Set(waitingPartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
-                .union(waitingInferencePartials.filter { $0.value.allSatisfy { $0.1 + unknownGrace < now } }.keys)
-                .union(waitingDeadlines.filter { $0.value + unknownGrace < now }.keys)
-                .union(waitingFailures.filter { $0.value.1 + unknownGrace < now }.keys)
-            for id in staleIDs where !opening.contains(id) {
-                if jobs[id] != nil || inferences[id] != nil {
-                    // Parked inputs of the other kind under an open job's id: they stay held
-                    // with the job's own inputs (acked when it closes), never replayed.
-                    waitingPartials[id] = nil
-                    waitingInferencePartials[id] = nil
-                    waitingDeadlines[id] = nil
-                    waitingFailures[id] = nil
-                    continue
-                }
-                logger.warning("dropping inputs of a job that was never opened", metadata: ["job.id": "\(id)"])
-                waitingPartials[id] = nil
-                waitingInferencePartials[id] = nil
-                waitingDeadlines[id] = nil
-                waitingFailures[id] = nil
-                for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
-            }
-        }
-
-        /// Runs `body` on job `id`'s state machine and carries out its actions.
-        mutating func apply(_ id: String, _ body: (inout JobAggregation) -> [JobAggregation.Action]) async {
-            guard var agg = jobs[id] else { return }
-            let actions = body(&agg)
-            jobs[id] = agg
-            for action in actions {
-                switch action {
-                case .emit(var output):
-                    output.verified = agg.verified
-                    emit(output)
-                case .close:
-                    // The job closes (its inputs are acked) once its final output is confirmed:
-                    // `Event.finalPublished`. Until then it only answers late inputs.
-                    break
-                case .layerDone(let layer):
-                    // Best effort, through the same publisher task as outputs (never waited for).
-                    service.outbox.push(PendingOutput(message: DoneMessage(job: id, layer: layer).encode(), routingKey: "",
-                                                      job: id, status: .partial, log: "", metadata: [:], final: nil,
-                                                      exchange: Topology.doneExchange))
-                }
-            }
-        }
-
-        /// Answers every job whose deadline + `safetyGrace` has passed by this clock and whose
-        /// deadline message has not come, before any other event is handled: behind a backlog
-        /// of partials, waiting for the event loop to reach the message would make the answer
-        /// late by the backlog. A recovering job waits out its replay grace first. O(open jobs).
-        mutating func fireDueDeadlines(_ now: Int64) async {
-            let grace = service.configuration.safetyGrace.wholeMilliseconds
-            let dueMatVec = jobs.filter { !$0.value.isClosed && now >= $0.value.job.deadlineMs &+ grace && !inReplay($0.key, now) }
-            for (id, agg) in dueMatVec {
-                localFiring(id, lateMs: now - agg.job.deadlineMs)
-                await apply(id) { $0.deadlineFired(nowMs: now) }
-            }
-            let dueInference = inferences.filter {
-                !$0.value.aggregation.isClosed && now >= $0.value.job.deadlineMs &+ grace && !inReplay($0.key, now)
-            }
-            for (id, state) in dueInference {
-                localFiring(id, lateMs: now - state.job.deadlineMs)
-                await applyInference(id, now) { $0.deadlineFired(nowMs: now) }
-            }
-        }
-
-        /// Counted (and logged at debug: routine on a busy broker) when the local clock, not
-        /// the deadline message, answers a job.
-        func localFiring(_ id: String, lateMs: Int64) {
-            service.counters.withLock { $0.safetyTimerFirings += 1 }
-            logger.debug("deadline answered by the local clock before its message arrived",
-                         metadata: ["job.id": "\(id)", "late_ms": "\(lateMs)"])
-        }
-
-        /// A redelivered open record means an earlier aggregator had the job: give its
-        /// redelivered partials `replayGrace` to arrive before any deadline of the job fires.
-        mutating func noteReplay(_ id: String, _ d: Delivery, _ now: Int64) {
-            if d.redelivered { replayUntil[id] = now + service.configuration.replayGrace.wholeMilliseconds }
-        }
-
-        func inReplay(_ id: String, _ now: Int64) -> Bool { (replayUntil[id] ?? .min) > now }
-
-        /// Forgets a finished job and acknowledges its inputs — only once its final output is confirmed.
-        mutating func close(_ id: String) async {
-            replayUntil[id] = nil
-            deferredDeadlines.remove(id)
-            jobs[id] = nil
-            inferences[id] = nil
-            unsentTasks[id] = nil
-            remember(id)
-            for (d, s) in held.removeValue(forKey: id) ?? [] { try? await s.ack(d) }
         }
 
         /// Queues the output for the publisher task, which logs one line once it is confirmed.
@@ -559,14 +406,6 @@ extension AggregatorService {
                            log: Logger.Message, metadata: Logger.Metadata, final: FinalOutput?) {
             service.outbox.push(PendingOutput(message: message, routingKey: routingKey, job: job, status: status,
                                               log: log, metadata: metadata, final: final))
-        }
-
-        mutating func remember(_ id: String) {
-            closed.insert(id)
-            closedOrder.append(id)
-            if closedOrder.count > 100_000 {
-                closed.remove(closedOrder.removeFirst())
-            }
         }
 
         /// Sends a copy of a held input to sr.dead (the delivery itself is acked with its job).
