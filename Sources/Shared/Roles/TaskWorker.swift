@@ -241,22 +241,14 @@ public final class TaskWorker: Service, Sendable {
                 if configuration.recordOrder { $0.order.append(work.task) }
             }
             try await subscription.ack(delivery)
-        } catch let error as WireError {
-            await deadLetter(delivery, subscription, reason: error.message, failing: work)
-        } catch let error as StoreError where error.code == .corrupt || error.code == .invalidName || delivery.redelivered {
-            // Corrupt, or already retried once: dead-letter instead of looping.
-            await deadLetter(delivery, subscription, reason: error.message, failing: work)
-        } catch let error as TransportError where error.code == .publishRejected && delivery.redelivered {
-            await deadLetter(delivery, subscription, reason: "the broker refused its partial twice: \(error.message)", failing: work)
-        } catch where delivery.redelivered {
-            // Failed before and failed again: dead-letter rather than loop until it expires.
-            await deadLetter(delivery, subscription, reason: "failed twice: \(error)", failing: work)
         } catch {
-            // A store that is not ready yet (a volume still mounting, a file just registered) or a
-            // transport failure: put the task back for one more try (redelivered, so a second
-            // failure of any kind dead-letters it above: nothing loops forever).
-            log.warning("task not completed, requeued: \(error)")
-            try? await subscription.reject(delivery, requeue: true)
+            switch TaskFailureDisposition.of(error, redelivered: delivery.redelivered) {
+            case .deadLetter(let reason):
+                await deadLetter(delivery, subscription, reason: reason, failing: work)
+            case .retry:
+                log.warning("task not completed, requeued", metadata: ["error": "\(error)"])
+                try? await subscription.reject(delivery, requeue: true)
+            }
         }
     }
 
