@@ -32,7 +32,7 @@ struct MatVec: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A registered matrix name or digest, or a .npy file (small files travel inline; larger ones are registered).", valueName: "name|path"))
     var matrix: String
 
-    @Option(help: ArgumentHelp("The vector x as a .npy file of shape (n,) — or (n, B) for a batch.", valueName: "path"))
+    @Option(help: ArgumentHelp("The vector x as a .npy file of shape (n,) — or (n, B) for a batch; - reads the .npy bytes from standard input.", valueName: "path|-"))
     var vector: String
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 2s, 1min (units us, ms, s, min, h).", valueName: "duration"), transform: Duration.parsedArgument)
@@ -77,6 +77,7 @@ struct MatVec: AsyncParsableCommand {
         if redundancy != 1 && oneShot { throw ValidationError("--redundancy applies to layered jobs, not --one-shot") }
         if out != nil && !wait { throw ValidationError("--out needs --wait (the result is written when it arrives)") }
         if let id, !MatVecJob.isValidID(id) { throw ValidationError("--id must be 1–64 letters, digits, '-' or '_'") }
+        if matrix == "-" && vector == "-" { throw ValidationError("only one of --matrix and --vector can read standard input (-)") }
     }
 
     func run() async throws {

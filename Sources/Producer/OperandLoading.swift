@@ -36,8 +36,8 @@ enum OperandLoading {
     /// A registered name or digest (never reads A), or a .npy file: inline when small,
     /// registered when not.
     static func matrix(_ reference: String, store: OperandStore) throws -> Reference {
-        if reference.hasSuffix(".npy") || FileManager.default.fileExists(atPath: reference) {
-            let a = try Npy.readMatrix(contentsOf: reference)
+        if reference == "-" || reference.hasSuffix(".npy") || FileManager.default.fileExists(atPath: reference) {
+            let a = try readMatrix(reference)
             if a.elements.count * 8 <= inlineLimitBytes { return .inline(a) }
             let digest = try store.register(a, name: nil)
             return .stored(digest: digest, summary: try store.summary(digest: digest))
@@ -47,6 +47,15 @@ enum OperandLoading {
     }
 
     static func vector(_ path: String) throws -> Matrix<Double> {
-        try Npy.readMatrix(contentsOf: path)
+        try readMatrix(path)
+    }
+
+    /// A .npy file, or with "-" the .npy bytes on standard input: how an operand gets into a
+    /// container that cannot see the caller's files (`docker compose run -T … --matrix - < A.npy`).
+    static func readMatrix(_ path: String) throws -> Matrix<Double> {
+        guard path == "-" else { return try Npy.readMatrix(contentsOf: path) }
+        let bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+        guard !bytes.isEmpty else { throw RunFailure("standard input is empty; pipe a .npy file into it, e.g. `--matrix - < A.npy`") }
+        return try Npy.matrix(from: Npy.decode(bytes, source: "<stdin>"), source: "<stdin>")
     }
 }

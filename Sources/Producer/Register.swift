@@ -17,7 +17,7 @@ struct Register: ParsableCommand {
     @Argument(help: "Name for the matrix: letters, digits, '.', '_', '-'.")
     var name: String
 
-    @Option(help: ArgumentHelp("The matrix as a .npy file.", valueName: "path"))
+    @Option(help: ArgumentHelp("The matrix as a .npy file, or - to read the .npy bytes from standard input (e.g. into a container: `docker compose run -T producer srproduce register A --matrix - < A.npy`).", valueName: "path|-"))
     var matrix: String?
 
     @Option(help: ArgumentHelp("A network: a model directory (model.json + model.safetensors) or a .safetensors file with the manifest in its metadata.", valueName: "dir|file"))
@@ -36,7 +36,7 @@ struct Register: ParsableCommand {
         if let model {
             print(try storeOptions.operandStore.register(model: Model.load(from: model), name: name))
         } else if let matrix {
-            print(try storeOptions.operandStore.register(Npy.readMatrix(contentsOf: matrix), name: name))
+            print(try storeOptions.operandStore.register(OperandLoading.readMatrix(matrix), name: name))
         }
     }
 }

@@ -14,7 +14,7 @@ enum Executables {
 
     /// Runs an executable with a bound on its run time; returns (status, stdout + stderr).
     static func run(_ name: String, _ args: [String], environment: [String: String] = [:],
-                    timeout: Duration = .seconds(30)) async throws -> (Int32, String) {
+                    timeout: Duration = .seconds(30), input: Data? = nil) async throws -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binDir + "/" + name)
         p.arguments = args
@@ -24,9 +24,18 @@ enum Executables {
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = pipe
+        let stdin = input.map { _ in Pipe() }
+        if let stdin { p.standardInput = stdin } else { p.standardInput = FileHandle.nullDevice }
         let (exited, signal) = AsyncStream<Void>.makeStream()
         p.terminationHandler = { _ in signal.yield(); signal.finish() }
         try p.run()
+        if let stdin, let input {
+            // Written off this task: a pipe holds 64 KiB, the rest waits for the reader.
+            Task.detached {
+                stdin.fileHandleForWriting.write(input)
+                try? stdin.fileHandleForWriting.close()
+            }
+        }
         let reader = Task.detached { pipe.fileHandleForReading.readDataToEndOfFile() }
         // Wait for the exit event, bounded: a hung process is terminated and fails the test.
         let finished = await withTaskGroup(of: Bool.self) { group in
@@ -99,6 +108,21 @@ struct CLITests {
         // A valid job against a broker that is not there.
         try await expectFailure(["matvec", "--matrix", a, "--vector", x, "--deadline", "1s"],
                                 mentions: ["127.0.0.1:1"], env: store)
+    }
+
+    @Test func aMatrixCanBeRegisteredFromStandardInput() async throws {
+        let store = dir + "/store"
+        let values = (0..<12).map { Double($0) - 5.5 }
+        let file = try npy("a.npy", values, shape: [3, 4])
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        let env = ["SR_STORE": store]
+        let (status, output) = try await Executables.run("srproduce", ["register", "piped", "--matrix", "-"], environment: env, input: bytes)
+        #expect(status == 0, "\(output)")
+        // The same digest as registering the file itself (content-addressed: the same bytes).
+        let (status2, output2) = try await Executables.run("srproduce", ["register", "from-file", "--matrix", file], environment: env)
+        #expect(status2 == 0 && output2 == output && output.count == 65, "stdin: \(output) file: \(output2)")
+        let (empty, emptyOutput) = try await Executables.run("srproduce", ["register", "nothing", "--matrix", "-"], environment: env, input: Data())
+        #expect(empty != 0 && emptyOutput.contains("standard input is empty"), "\(emptyOutput)")
     }
 
     @Test func rolesRefuseAnUnknownLogLevelOrFormat() async throws {
