@@ -84,7 +84,7 @@ let package = Package(
         // environment defaults, option groups, the one `Duration: ExpressibleByArgument`.
         // The only library target allowed to depend on ArgumentParser: only executables link it
         // (it is not part of the SuccessiveRefinement product).
-        library("SRCLISupport", folder: "CLISupport", ["SRTransport", "SRAMQP", "SRStore", logging, argumentParser]),
+        library("SRCLISupport", folder: "CLISupport", ["SRCore", "SRTransport", "SRAMQP", "SRStore", logging, argumentParser]),
         // The umbrella module behind the SuccessiveRefinement product: re-exports the libraries.
         library("SuccessiveRefinement", folder: "SuccessiveRefinement", [
             "SRCore", "SRKernels", "SRCoding", "SRFormats", "SRNeural", "SRTraining", "SRStore",

@@ -157,9 +157,6 @@ struct NoTransport: Transport {
 }
 
 enum OutputFormatting {
-    static func jsonQuoted(_ s: String) -> String {
-        (try? JSONEncoder().encode(s)).flatMap { String(data: $0, encoding: .utf8) } ?? "\"\""
-    }
 
     /// How late `o` came relative to its job's deadline (negative: early), in ms: the
     /// aggregator's figure when it gave one (deadline outputs), else from the client's deadline.
@@ -170,7 +167,7 @@ enum OutputFormatting {
     static func line(_ o: OutputMessage, json: Bool, deadlineMs: Double? = nil) -> String {
         let late = lateMs(o, deadlineMs: deadlineMs)
         if json {
-            let reason = o.reason.map { ",\"reason\":\(jsonQuoted($0))" } ?? ""
+            let reason = o.reason.map { ",\"reason\":\(JSONText.quoted($0))" } ?? ""
             let verified = o.verified.map { ",\"verified\":\($0)" } ?? ""
             let lateField = late.map { ",\"late_ms\":\(String(format: "%.3f", $0))" } ?? ""
             return "{\"type\":\"output\",\"job\":\"\(o.job)\",\"resolution\":\(o.resolution),\"of\":\(o.of),\"status\":\"\(o.status.rawValue)\",\"elapsed_ms\":\(String(format: "%.3f", o.elapsedMs))\(lateField),\"bound\":\(o.maxBound)\(verified)\(reason)}"

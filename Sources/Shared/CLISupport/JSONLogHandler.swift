@@ -2,6 +2,7 @@
 // same events as the text format, with the time, level, label and message beside the metadata.
 import Foundation
 import Logging
+import SRCore
 import Synchronization
 
 public struct JSONLogHandler: LogHandler {
@@ -25,42 +26,25 @@ public struct JSONLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var fields = metadata
         if let extra = event.metadata { fields.merge(extra) { $1 } }
-        var line = "{\"ts\":\(Self.quoted(Self.timestamp()))"
-        line += ",\"level\":\(Self.quoted(event.level.rawValue)),\"label\":\(Self.quoted(label))"
-        line += ",\"message\":\(Self.quoted(event.message.description))"
+        var line = "{\"ts\":\(JSONText.quoted(Self.timestamp()))"
+        line += ",\"level\":\(JSONText.quoted(event.level.rawValue)),\"label\":\(JSONText.quoted(label))"
+        line += ",\"message\":\(JSONText.quoted(event.message.description))"
         // Metadata after the fixed fields, sorted so that lines diff well; a key that would
         // shadow a fixed field keeps its value under "meta.<key>".
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
             let name = ["ts", "level", "label", "message"].contains(key) ? "meta.\(key)" : key
-            line += ",\(Self.quoted(name)):\(Self.json(value))"
+            line += ",\(JSONText.quoted(name)):\(Self.json(value))"
         }
         write(line + "}")
     }
 
     static func json(_ value: Logger.Metadata.Value) -> String {
         switch value {
-        case .string(let s): quoted(s)
-        case .stringConvertible(let c): quoted(c.description)
+        case .string(let s): JSONText.quoted(s)
+        case .stringConvertible(let c): JSONText.quoted(c.description)
         case .array(let a): "[" + a.map(json).joined(separator: ",") + "]"
-        case .dictionary(let d): "{" + d.sorted { $0.key < $1.key }.map { quoted($0.key) + ":" + json($0.value) }.joined(separator: ",") + "}"
+        case .dictionary(let d): "{" + d.sorted { $0.key < $1.key }.map { JSONText.quoted($0.key) + ":" + json($0.value) }.joined(separator: ",") + "}"
         }
-    }
-
-    /// A JSON string literal (RFC 8259: quote, backslash and control characters escaped).
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     /// UTC, millisecond precision, ISO 8601 (what log shippers parse without configuration).

@@ -44,15 +44,15 @@ public enum Safetensors {
         var json = "{"
         var entries: [String] = []
         if !file.metadata.isEmpty {
-            let pairs = file.metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(file.metadata[$0]!))" }
-            entries.append("\(jsonString(metadataKey)):{\(pairs.joined(separator: ","))}")
+            let pairs = file.metadata.keys.sorted().map { "\(JSONText.quoted($0)):\(JSONText.quoted(file.metadata[$0]!))" }
+            entries.append("\(JSONText.quoted(metadataKey)):{\(pairs.joined(separator: ","))}")
         }
         var offset = 0
         for name in names {
             let tensor = file.tensors[name]!
             let end = offset + tensor.count * 4
             let shape = tensor.shape.map(String.init).joined(separator: ",")
-            entries.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}")
+            entries.append("\(JSONText.quoted(name)):{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}")
             offset = end
         }
         json += entries.joined(separator: ",") + "}"
@@ -307,25 +307,6 @@ public enum Safetensors {
         case 31: return fraction == 0 ? sign * .infinity : .nan
         default: return sign * (1 + fraction * 0x1p-10) * Float(sign: .plus, exponent: exponent - 15, significand: 1)
         }
-    }
-
-    /// A JSON string literal for `s`: quotes, backslashes and control characters escaped.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                    + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     /// A one-line account of a JSON decoding failure: where (as a JSON path) and what.
