@@ -62,23 +62,38 @@ let package = Package(
         // .npy, IDX, CIFAR, MNIST CSV and safetensors readers/writers, each with its own error.
         library("SRFormats", folder: "Formats", ["SRCore"]),
         // Models, exact refinement and early exit (inference).
-        library("SRNeural", folder: "Neural", ["SRCore", "SRFormats", "SRKernels"]),
+        library("SRNeural", folder: "Neural", ["SRCore", "SRFormats", "SRKernels", "SRStore"]),
         // Float forward pass and training: only the tools that train link it.
         library("SRTraining", folder: "Training", ["SRCore", "SRNeural", "SRKernels"]),
-        // Content-addressed operands and models; the only importer of libcrypto.
-        library("SRStore", folder: "Store", ["SRCore", "SRFormats", "SRNeural", "CSRCrypto"]),
+        // Content-addressed operands; the only importer of libcrypto. Knows no models (SRNeural
+        // stores those through it), so the aggregator can verify against stored operands
+        // without linking the kernels.
+        library("SRStore", folder: "Store", ["SRCore", "SRFormats", "CSRCrypto"]),
         // The Transport protocol, messages, and the in-memory broker.
-        library("SRTransport", folder: "Transport", []),
+        library("SRTransport", folder: "Transport", ["SRCore"]),
         // The RabbitMQ transport; the only importer of rabbitmq-c.
-        library("SRAMQP", folder: "AMQP", ["SRTransport", "CSRRabbitMQ", logging]),
+        library("SRAMQP", folder: "AMQP", ["SRCore", "SRTransport", "CSRRabbitMQ", logging]),
         // Wire messages, job specs, topology: values only (no store, no neural, no AMQP).
         library("SRProtocol", folder: "Protocol", ["SRCore", "SRCoding", "SRTransport"]),
         // Pure per-job state machines: no logging, no lifecycle, no kernels, no AMQP.
         library("SRAggregation", folder: "Aggregation", ["SRCore", "SRCoding", "SRProtocol", "SRTransport"]),
-        // Services, computers and submitters: know the Transport protocol, never AMQP.
-        library("SRRoles", folder: "Roles", [
+        // The roles, one target each so that each executable links only what it runs; all three
+        // know the Transport protocol, never AMQP.
+        // What more than one role runs on: the kernel thread (`BlockingWork`).
+        library("SRRoleSupport", folder: "Roles/Support", []),
+        // The consumer: task and inference computers, the plane cache, the kernel thread.
+        library("SRWorker", folder: "Roles/Worker", [
             "SRCore", "SRCoding", "SRKernels", "SRNeural", "SRStore", "SRTransport", "SRProtocol",
-            "SRAggregation", logging, serviceLifecycle,
+            "SRRoleSupport", logging, serviceLifecycle,
+        ]),
+        // The aggregator service: executes the job table's actions. Never links the kernels.
+        library("SRAggregatorService", folder: "Roles/Aggregator", [
+            "SRCore", "SRProtocol", "SRStore", "SRTransport", "SRAggregation", "SRRoleSupport", logging,
+            serviceLifecycle,
+        ]),
+        // What a producer runs: plans a job, publishes it, follows its outputs.
+        library("SRSubmission", folder: "Roles/Submission", [
+            "SRCore", "SRCoding", "SRNeural", "SRStore", "SRTransport", "SRProtocol",
         ]),
         // What the executables share at their edge: the connector that picks the transport,
         // environment defaults, option groups, the one `Duration: ExpressibleByArgument`.
@@ -88,13 +103,14 @@ let package = Package(
         // The umbrella module behind the SuccessiveRefinement product: re-exports the libraries.
         library("SuccessiveRefinement", folder: "SuccessiveRefinement", [
             "SRCore", "SRKernels", "SRCoding", "SRFormats", "SRNeural", "SRTraining", "SRStore",
-            "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRRoles",
+            "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRWorker", "SRAggregatorService",
+            "SRSubmission", "SRRoleSupport",
         ]),
 
         .executableTarget(
             name: "Producer",
             dependencies: [
-                "SRCLISupport", "SRCore", "SRFormats", "SRKernels", "SRNeural", "SRProtocol", "SRRoles",
+                "SRCLISupport", "SRCore", "SRFormats", "SRKernels", "SRNeural", "SRProtocol", "SRSubmission", "SRWorker", "SRAggregatorService",
                 "SRStore", "SRTraining", "SRTransport", logging, argumentParser,
             ],
             path: "Sources/Producer",
@@ -102,13 +118,13 @@ let package = Package(
         .executableTarget(
             name: "Consumer",
             dependencies: [
-                "SRCLISupport", "SRKernels", "SRRoles", "SRTransport", logging, serviceLifecycle, argumentParser,
+                "SRCLISupport", "SRKernels", "SRRoleSupport", "SRWorker", "SRTransport", logging, serviceLifecycle, argumentParser,
             ],
             path: "Sources/Consumer",
             swiftSettings: strict),
         .executableTarget(
             name: "Aggregator",
-            dependencies: ["SRCLISupport", "SRRoles", "SRTransport", logging, serviceLifecycle, argumentParser],
+            dependencies: ["SRCLISupport", "SRAggregatorService", "SRCore", "SRTransport", logging, serviceLifecycle, argumentParser],
             path: "Sources/Aggregator",
             swiftSettings: strict),
         .executableTarget(
@@ -123,14 +139,15 @@ let package = Package(
         // transport and by the integration tests on AMQP against a real RabbitMQ.
         .target(
             name: "TransportConformance",
-            dependencies: ["SRCore", "SRNeural", "SRProtocol", "SRRoles", "SRStore", "SRTraining", "SRTransport", logging],
+            dependencies: ["SRCore", "SRNeural", "SRProtocol", "SRSubmission", "SRWorker", "SRAggregatorService", "SRStore", "SRTraining", "SRTransport", logging],
             path: "Tests/TransportConformance",
             swiftSettings: strict),
         .testTarget(
             name: "SuccessiveRefinementTests",
             dependencies: [
                 "SRAggregation", "SRCLISupport", "SRCoding", "SRCore", "SRFormats", "SRKernels", "SRNeural",
-                "SRProtocol", "SRRoles", "SRStore", "SRTraining", "SRTransport", "TransportConformance",
+                "SRProtocol", "SRSubmission", "SRWorker", "SRAggregatorService", "SRRoleSupport", "SRStore", "SRTraining",
+                "SRTransport", "TransportConformance",
                 logging, serviceLifecycle,
             ],
             path: "Tests/SuccessiveRefinementTests",
@@ -145,7 +162,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SRAMQP", "SRCore", "SRKernels", "SRProtocol", "SRRoles", "SRStore", "SRTransport",
+                "SRAMQP", "SRCore", "SRKernels", "SRProtocol", "SRSubmission", "SRWorker", "SRAggregatorService", "SRStore", "SRTransport",
                 "TransportConformance", logging, serviceLifecycle,
             ],
             path: "Tests/IntegrationTests",

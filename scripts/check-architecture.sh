@@ -35,8 +35,9 @@ import json, os, re, sys
 # names, or ("all but", {...}) for every target except those.
 ALL_BUT = "all but"
 LIBRARIES = {"SRCore", "SRKernels", "SRCoding", "SRFormats", "SRNeural", "SRTraining", "SRStore",
-             "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRRoles", "SRCLISupport",
-             "SuccessiveRefinement"}
+             "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRRoleSupport", "SRWorker",
+             "SRAggregatorService", "SRSubmission", "SRCLISupport", "SuccessiveRefinement"}
+ROLES = {"SRRoleSupport", "SRWorker", "SRAggregatorService", "SRSubmission"}
 # Rules on C modules hold for every Swift file (tests, benchmarks, executables, the fuzz package)
 # and for direct declarations only: a target that depends on SRKernels reaches BLAS through it,
 # which is the point.
@@ -49,8 +50,11 @@ DIRECT_RULES = [
 # Rules between library targets hold for imports and for the whole declared dependency closure:
 # SRProtocol may not reach SRStore through another target either.
 REACH_RULES = [
-    ({"SRRoles", "SRAggregation", "SRProtocol"}, {"SRAMQP", "CSRRabbitMQ"},
+    (ROLES | {"SRAggregation", "SRProtocol"}, {"SRAMQP", "CSRRabbitMQ"},
      "roles, aggregation and protocol know the Transport protocol, never AMQP"),
+    ({"SRAggregatorService", "Aggregator"}, {"SRKernels", "CSRBLAS", "CSRKernels", "SRNeural", "SRTraining"},
+     "the aggregator never links BLAS or the kernels"),
+    ({"SRStore"}, {"SRNeural", "SRTraining", "SRKernels"}, "the store knows operands, not models or kernels"),
     ({"SRProtocol"}, {"SRStore", "SRNeural", "SRTraining"},
      "protocol is values only: no store, no neural"),
     ({"SRFormats"}, {"SRNeural", "SRTraining"}, "formats know no neural types"),
@@ -203,18 +207,23 @@ def self_test(targets, files):
         folder, deps = t[target]
         t[target] = (folder, deps + [module])
         return t, files
-    for target, module in [("SRRoles", "CSRBLAS"), ("SRNeural", "CSRKernels"), ("SRRoles", "CSRRabbitMQ"),
-                           ("SRNeural", "CSRCrypto"), ("SRRoles", "SRAMQP"), ("SRAggregation", "SRAMQP"),
+    for target, module in [("SRWorker", "CSRBLAS"), ("SRNeural", "CSRKernels"), ("SRWorker", "CSRRabbitMQ"),
+                           ("SRNeural", "CSRCrypto"), ("SRWorker", "SRAMQP"), ("SRSubmission", "SRAMQP"),
+                           ("SRAggregatorService", "SRAMQP"), ("SRAggregation", "SRAMQP"),
+                           ("SRAggregatorService", "SRKernels"), ("SRAggregatorService", "SRNeural"),
+                           ("Aggregator", "SRKernels"), ("SRStore", "SRNeural"),
                            ("SRProtocol", "SRAMQP"), ("SRProtocol", "SRStore"), ("SRProtocol", "SRNeural"),
                            ("SRProtocol", "SRTraining"), ("SRFormats", "SRNeural"),
                            ("SRAggregation", "Logging"), ("SRAggregation", "ServiceLifecycle"),
                            ("SRAggregation", "SRKernels"), ("SRCore", "ArgumentParser"),
-                           ("SRRoles", "ArgumentParser")]:
+                           ("SRWorker", "ArgumentParser")]:
         cases.append((f"{target} imports {module}", f"{target} → {module}", *plant_import(target, module)))
         cases.append((f"{target} declares {module}", f"{target} → {module}", *plant_dep(target, module)))
-    # Through another target: SRProtocol → SRRoles → SRStore.
-    cases.append(("SRProtocol reaches SRStore through SRRoles", "SRProtocol → SRStore",
-                  *plant_dep("SRProtocol", "SRRoles")))
+    # Through another target: SRProtocol → SRSubmission → SRStore; the aggregator → SRWorker → BLAS.
+    cases.append(("SRProtocol reaches SRStore through SRSubmission", "SRProtocol → SRStore",
+                  *plant_dep("SRProtocol", "SRSubmission")))
+    cases.append(("Aggregator reaches CSRBLAS through SRWorker", "Aggregator → CSRBLAS",
+                  *plant_dep("Aggregator", "SRWorker")))
     cases.append(("SRCore imports SRNeural without declaring it", "does not declare for SRCore",
                   *plant_import("SRCore", "SRNeural")))
     assert not check(targets, files), "the package itself must pass before the self-test means anything"

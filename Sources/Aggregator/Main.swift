@@ -4,7 +4,7 @@ import ArgumentParser
 import Logging
 import ServiceLifecycle
 import SRCLISupport
-import SRRoles
+import SRAggregatorService
 import SRTransport
 
 @main

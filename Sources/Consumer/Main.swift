@@ -4,8 +4,9 @@ import ArgumentParser
 import Logging
 import ServiceLifecycle
 import SRCLISupport
+import SRRoleSupport
 import SRKernels
-import SRRoles
+import SRWorker
 import SRTransport
 import Foundation
 

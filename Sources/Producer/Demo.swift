@@ -7,7 +7,9 @@ import SRCLISupport
 import SRCore
 import SRKernels
 import SRProtocol
-import SRRoles
+import SRWorker
+import SRAggregatorService
+import SRSubmission
 import SRStore
 import SRTransport
 

@@ -4,7 +4,7 @@ import Foundation
 import Logging
 import SRCLISupport
 import SRProtocol
-import SRRoles
+import SRSubmission
 import SRTransport
 
 struct FireDeadline: AsyncParsableCommand {

@@ -10,7 +10,9 @@ import SRFormats
 import SRKernels
 import SRNeural
 import SRProtocol
-import SRRoles
+import SRWorker
+import SRAggregatorService
+import SRSubmission
 import SRStore
 import SRTransport
 

@@ -6,7 +6,7 @@ import SRCLISupport
 import SRCore
 import SRFormats
 import SRProtocol
-import SRRoles
+import SRSubmission
 import SRTransport
 
 struct MatVec: AsyncParsableCommand {

@@ -3,7 +3,7 @@
 import Foundation
 import SRCore
 import SRFormats
-import SRRoles
+import SRSubmission
 import SRStore
 
 enum OperandLoading {

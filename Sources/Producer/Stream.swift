@@ -6,7 +6,7 @@ import Logging
 import SRCLISupport
 import SRCore
 import SRProtocol
-import SRRoles
+import SRSubmission
 import SRStore
 import SRTransport
 

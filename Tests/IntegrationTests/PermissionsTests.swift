@@ -8,7 +8,9 @@ import ServiceLifecycle
 import SRAMQP
 import SRCore
 import SRProtocol
-import SRRoles
+import SRWorker
+import SRAggregatorService
+import SRSubmission
 import SRStore
 import SRTransport
 import Testing

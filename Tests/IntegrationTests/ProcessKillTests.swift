@@ -6,7 +6,7 @@ import SRAMQP
 import SRCore
 import SRKernels
 import SRProtocol
-import SRRoles
+import SRSubmission
 import SRStore
 import SRTransport
 import Testing

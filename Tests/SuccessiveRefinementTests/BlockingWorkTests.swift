@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import SRRoles
+@testable import SRRoleSupport
 
 /// The kernel thread's scheduling, read back from the kernel (Linux) on the thread itself.
 @Suite struct BlockingWorkTests {

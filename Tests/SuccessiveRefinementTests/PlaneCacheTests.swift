@@ -1,7 +1,7 @@
 import Synchronization
 import Testing
 import SRCore
-@testable import SRRoles
+@testable import SRWorker
 
 @Suite struct PlaneCacheTests {
     /// A cached float32 matrix of `count` elements: 4·count bytes.

@@ -2,7 +2,7 @@ import Testing
 import SRProtocol
 import SRStore
 import SRTransport
-@testable import SRRoles
+@testable import SRWorker
 
 @Suite struct TaskFailureDispositionTests {
     struct Unexpected: Error {}

@@ -6,7 +6,8 @@ import ServiceLifecycle
 import Testing
 @testable import SRCore
 @testable import SRProtocol
-@testable import SRRoles
+@testable import SRWorker
+import SRSubmission
 @testable import SRStore
 @testable import SRTransport
 

@@ -5,7 +5,7 @@
 // held, and its deadline is fired by the test once the coded job is done.
 import SRCore
 import SRProtocol
-import SRRoles
+import SRSubmission
 import SRStore
 import SRTransport
 

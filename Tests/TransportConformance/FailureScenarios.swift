@@ -8,7 +8,8 @@
 import Foundation
 import SRCore
 import SRProtocol
-import SRRoles
+import SRWorker
+import SRSubmission
 import SRStore
 import SRTransport
 

@@ -3,7 +3,7 @@
 // and the pool must answer a valid job exactly right after. Run on both transports.
 import SRCore
 import SRProtocol
-import SRRoles
+import SRSubmission
 import SRTransport
 
 extension PipelineScenarios {

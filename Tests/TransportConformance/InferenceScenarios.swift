@@ -6,7 +6,7 @@ import Foundation
 import SRCore
 import SRNeural
 import SRProtocol
-import SRRoles
+import SRSubmission
 import SRStore
 import SRTraining
 import SRTransport

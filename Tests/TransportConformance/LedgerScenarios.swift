@@ -4,7 +4,7 @@
 // job's final itself, then the job's inputs, then starts the pool.
 import SRCore
 import SRProtocol
-import SRRoles
+import SRSubmission
 import SRTransport
 
 extension PipelineScenarios {

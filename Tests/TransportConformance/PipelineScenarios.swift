@@ -6,7 +6,9 @@ import Foundation
 import Logging
 import SRCore
 import SRProtocol
-import SRRoles
+import SRWorker
+import SRAggregatorService
+import SRSubmission
 import SRStore
 import SRTransport
 

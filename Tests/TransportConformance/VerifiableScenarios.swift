@@ -5,7 +5,7 @@
 // the aggregator's checksums.
 import SRCore
 import SRProtocol
-import SRRoles
+import SRSubmission
 import SRStore
 import SRTransport
 

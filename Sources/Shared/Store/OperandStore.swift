@@ -32,7 +32,7 @@ public struct OperandStore: Sendable {
     }
 
     func objectPath(_ digest: String) -> String { "\(root)/objects/\(digest).npy" }
-    func namePath(_ name: String) -> String { "\(root)/names/\(name)" }
+    package func namePath(_ name: String) -> String { "\(root)/names/\(name)" }
 
     /// Stores `matrix` (validated finite), names it `name` if given, derives what per-job
     /// planning needs (its summary and A's statistics for `prepare`'s partitions; see

@@ -7,8 +7,11 @@
 @_exported import SRFormats
 @_exported import SRKernels
 @_exported import SRNeural
+@_exported import SRRoleSupport
 @_exported import SRProtocol
-@_exported import SRRoles
+@_exported import SRAggregatorService
+@_exported import SRSubmission
+@_exported import SRWorker
 @_exported import SRStore
 @_exported import SRTraining
 @_exported import SRTransport

@@ -1,6 +1,8 @@
 // The consumer role: takes tasks (mat-vec chunk products or inference samples) by priority,
 // skips dead work, computes, publishes the partial with a confirm, then acks. Stateless with respect to jobs; any replica can die.
 import SRCoding
+import SRRoleSupport
+import SRCore
 import SRProtocol
 import SRStore
 import SRTransport

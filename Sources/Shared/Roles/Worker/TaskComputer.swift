@@ -1,6 +1,7 @@
 // What a consumer does with one task, without any messaging: load (or reuse) the operand,
 // run the exact kernel on the task's row block, return the partial result.
 import SRCoding
+import SRRoleSupport
 import SRCore
 import SRKernels
 import SRProtocol

@@ -3,6 +3,7 @@
 // is read from the store — refuses a record whose statistics disagree, and gives each job a
 // `PartialVerifier` so a consumer's wrong partial is refused instead of folded in.
 import SRAggregation
+import SRRoleSupport
 import SRCore
 import SRProtocol
 import SRStore

@@ -1,7 +1,7 @@
 // Networks in the operand store: one self-contained .safetensors object (weights plus the
 // manifest in its metadata), content-addressed like matrices, so consumers load them by digest.
 import SRFormats
-import SRNeural
+import SRStore
 import Foundation
 
 extension OperandStore {

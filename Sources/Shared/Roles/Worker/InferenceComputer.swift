@@ -1,6 +1,7 @@
 // What a consumer does with one inference task, without any messaging: load (or reuse) the
 // network and the images, evaluate the task's samples directly at its resolution.
 import SRCore
+import SRRoleSupport
 import SRNeural
 import SRProtocol
 import SRStore

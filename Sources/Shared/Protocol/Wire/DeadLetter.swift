@@ -1,6 +1,5 @@
 // Sends a message that cannot be processed to sr.dlx with the reason, so nothing is lost
 // silently and nothing is retried forever.
-import SRProtocol
 import SRTransport
 
 public enum DeadLetter {
