@@ -241,7 +241,7 @@ struct EarlyExitReport: ParsableCommand {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
-    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+    func seconds(_ d: Duration) -> Double { d.seconds }
     func ms(_ d: Duration) -> String { fmt(1, seconds(d) * 1000) }
     func fmt(_ v: Double) -> String { fmt(2, v) }
 

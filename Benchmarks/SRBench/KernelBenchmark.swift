@@ -101,7 +101,7 @@ struct KernelBenchmark: ParsableCommand {
         var times: [Double] = []
         for _ in 0..<count {
             let t = try clock.measure(body)
-            times.append(Double(t.components.seconds) + Double(t.components.attoseconds) * 1e-18)
+            times.append(t.seconds)
         }
         times.sort()
         return times[times.count / 2]

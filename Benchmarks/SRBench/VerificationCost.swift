@@ -45,7 +45,7 @@ struct VerificationCost: ParsableCommand {
                                                        planesPerTask: schedule.layers.map(\.count).max() ?? 1, bytesPerElement: 1)
             let job = MatVecJob(id: "bench", mode: .layered, matrix: String(repeating: "0", count: 64), rows: n, columns: n, vectors: 1,
                                 partitionA: p.exponents, partitionX: q.exponents, layers: schedule.layers.map { $0.map { [$0.a, $0.x] } },
-                                rowBlock: rowBlock, createdMs: 1_800_000_000_000, deadlineMs: 1_800_000_060_000)
+                                rowBlock: rowBlock, createdMs: 1_800_000_000_000, deadline: Deadline(epochMs: 1_800_000_060_000))
             var chunked: ChunkedOperand!
             let decomposition = try median { chunked = try ChunkedOperand(decomposing: a, partition: p) }
             var random = SystemRandomNumberGenerator()
@@ -65,7 +65,7 @@ struct VerificationCost: ParsableCommand {
                 exact = rows.map { r in (0..<n).reduce(Int64(0)) { $0 + chunked.planes[pair.a][r, $1] * cx.planes[pair.x][0, $1] } }
             }
             let task = TaskMessage(job: job.id, task: "bench/L0/0", mode: .layered, layer: 0, pairs: [pair], rows: rows,
-                                   totalRows: n, columns: n, vectors: 1, deadlineMs: job.deadlineMs, matrix: job.matrix,
+                                   totalRows: n, columns: n, vectors: 1, deadline: job.deadline, matrix: job.matrix,
                                    partitionA: job.partitionA, partitionX: job.partitionX, vectorChunks: [], vectorValues: [], inlineRows: [])
             let partial = PartialMessage(for: task, computeMicroseconds: 0, worker: "bench", exact: exact, values: [])
             var failure: String?
@@ -82,7 +82,7 @@ struct VerificationCost: ParsableCommand {
         var times: [Double] = []
         for _ in 0..<max(1, `repeat`) {
             let t = try clock.measure(body)
-            times.append(Double(t.components.seconds) + Double(t.components.attoseconds) * 1e-18)
+            times.append(t.seconds)
         }
         times.sort()
         return times[times.count / 2]

@@ -29,7 +29,7 @@ import Testing
             var job = MatVecJob(id: "coded-\(seed)", mode: .layered, matrix: String(repeating: "a", count: 64), rows: rows,
                                 columns: columns, vectors: 1, partitionA: p.exponents, partitionX: q.exponents,
                                 layers: schedule.layers.map { $0.map { [$0.a, $0.x] } }, rowBlock: rowBlock,
-                                createdMs: t0 + 1_000, deadlineMs: t0 + 2_000)
+                                createdMs: t0 + 1_000, deadline: Deadline(epochMs: t0 + 2_000))
             job.codedTasks = try MiniJobCode(redundancy: redundancy, blocks: job.blockCount).n
             job.codedLayers = codedLayers
             self.job = job

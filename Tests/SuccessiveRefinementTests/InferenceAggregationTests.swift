@@ -12,7 +12,7 @@ import Testing
     }
 
     @Test func decidedSamplesAreNeverRequestedAgain() throws {
-        var agg = InferenceAggregation(job: "j", sampleCount: 4, resolutions: 3, rule: .margin([0.5]), deadlineMs: 0)
+        var agg = InferenceAggregation(job: "j", sampleCount: 4, resolutions: 3, rule: .margin([0.5]), deadline: Deadline(epochMs: 0))
         #expect(agg.initialAction == .evaluate(resolution: 1, samples: [0, 1, 2, 3]))
         // Samples 0 and 2 are confident at r = 1; 1 and 3 are not.
         let a1 = try agg.receive(resolution: 1, indices: [0, 1, 2, 3],
@@ -30,7 +30,7 @@ import Testing
     }
 
     @Test func theDeadlineAnswersEverySampleOnceWithItsBestResolution() throws {
-        var agg = InferenceAggregation(job: "j", sampleCount: 3, resolutions: 4, rule: .margin([10]), deadlineMs: 100)
+        var agg = InferenceAggregation(job: "j", sampleCount: 3, resolutions: 4, rule: .margin([10]), deadline: Deadline(epochMs: 100))
         _ = try agg.receive(resolution: 1, indices: [0, 1], logits: [logits(1, margin: 1), logits(2, margin: 2)])
         _ = try agg.receive(resolution: 2, indices: [0], logits: [logits(0, margin: 3)])
         #expect(agg.deadlineFired(nowMs: 101) == [.finish(.deadline)])
@@ -43,7 +43,7 @@ import Testing
     }
 
     @Test func duplicatesAndUnrequestedAnswersAreIgnoredAndBadOnesRefused() throws {
-        var agg = InferenceAggregation(job: "j", sampleCount: 2, resolutions: 2, rule: .margin([0.5]), deadlineMs: 0)
+        var agg = InferenceAggregation(job: "j", sampleCount: 2, resolutions: 2, rule: .margin([0.5]), deadline: Deadline(epochMs: 0))
         _ = try agg.receive(resolution: 1, indices: [0], logits: [logits(0, margin: 0.1)])
         #expect(try agg.receive(resolution: 1, indices: [0], logits: [logits(1, margin: 5)]).isEmpty)   // duplicate
         #expect(try agg.receive(resolution: 2, indices: [1], logits: [logits(1, margin: 5)]).isEmpty)   // not asked yet

@@ -12,7 +12,7 @@ import Testing
     func job(samples: Int = 10, rule: String = "margin:0.5,0.25", classes: Int = 3, block: Int = 4) -> InferenceJob {
         InferenceJob(id: "job-1", model: digest, images: digest, samples: samples, inputPartition: [1, -1, -3],
                      resolutions: 2, classes: classes, exitRule: rule, blockSize: block,
-                     createdMs: 1_800_000_000_000, deadlineMs: 1_800_000_001_000)
+                     createdMs: 1_800_000_000_000, deadline: Deadline(epochMs: 1_800_000_001_000))
     }
 
     @Test func exitRulesReadBackFromTheirText() throws {

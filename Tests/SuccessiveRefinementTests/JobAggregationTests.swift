@@ -29,7 +29,7 @@ let t0: Int64 = 1_700_000_000_000
             job = MatVecJob(id: "job-\(seed)", mode: mode, matrix: "inline", rows: rows, columns: columns, vectors: vectors,
                             partitionA: p.exponents, partitionX: q.exponents,
                             layers: schedule.layers.map { $0.map { [$0.a, $0.x] } }, rowBlock: rowBlock,
-                            createdMs: t0 + 1_000, deadlineMs: t0 + 2_000)
+                            createdMs: t0 + 1_000, deadline: Deadline(epochMs: t0 + 2_000))
             plan = try JobPlanner.plan(job, statisticsA: ChunkedOperand(decomposing: a, partition: p).statistics, vectors: x,
                                        inlineMatrix: a, nowMs: t0 + 1_000)
             tasks = try plan.tasks.map { try TaskMessage(decoding: $0) }
@@ -244,7 +244,7 @@ let t0: Int64 = 1_700_000_000_000
         #expect(throws: WireError.self) { try TaskMessage(decoding: task) }
         // A job with absurd times or row blocks: refused by validation.
         var job = f.job
-        job.deadlineMs = .max
+        job.deadline = Deadline(epochMs: .max)
         #expect(throws: WireError.self) { try job.validate() }
         job = f.job
         job.rowBlock = .max

@@ -184,18 +184,18 @@ import Testing
         let f = try Fixture()
         var table = Table(configuration: .init(safetyGraceMs: 50))
         _ = try open(&table, f)
-        #expect(outputs(table.handle(.tick, now: f.job.deadlineMs + 49)).isEmpty)
-        let fired = table.handle(.tick, now: f.job.deadlineMs + 50)
+        #expect(outputs(table.handle(.tick, now: f.job.deadline.epochMs + 49)).isEmpty)
+        let fired = table.handle(.tick, now: f.job.deadline.epochMs + 50)
         #expect(statuses(outputs(fired)) == [.deadline])
         #expect(counts(fired).contains(.safetyTimerFiring))
         // Its message, when it comes, is held with the job and answers nothing.
-        let message = table.handle(.deadline(job: f.job.id, 2), now: f.job.deadlineMs + 60)
+        let message = table.handle(.deadline(job: f.job.id, 2), now: f.job.deadline.epochMs + 60)
         #expect(outputs(message).isEmpty && acks(message).isEmpty)
     }
 
     @Test func inferenceJobParksPartialsRetriesTasksAndAnswersAtTheDeadline() throws {
         let job = InferenceJob(id: "inf-1", model: "m", images: "i", samples: 2, inputPartition: [1], resolutions: 2,
-                               classes: 2, exitRule: "margin:0.5", blockSize: 1, createdMs: t0 + 1_000, deadlineMs: t0 + 2_000)
+                               classes: 2, exitRule: "margin:0.5", blockSize: 1, createdMs: t0 + 1_000, deadline: Deadline(epochMs: t0 + 2_000))
         var table = Table()
         let task = InferenceTask(job: job, resolution: 1, indices: [0, 1])
         // Sample 0 is decided at resolution 1, sample 1 is not.

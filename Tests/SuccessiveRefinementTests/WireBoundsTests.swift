@@ -2,6 +2,7 @@
 // could not travel as one broker message. Expected verdicts are written out here, not derived
 // from the code under test.
 import Testing
+import SRCore
 @testable import SRProtocol
 @testable import SRTransport
 
@@ -50,7 +51,7 @@ import Testing
     func job(rows: Int, columns: Int = 16, vectors: Int) -> MatVecJob {
         MatVecJob(id: "big", mode: .layered, matrix: "inline", rows: rows, columns: columns, vectors: vectors,
                   partitionA: [2, -6], partitionX: [2, -6], layers: [[[0, 0]]], rowBlock: 1,
-                  createdMs: 1_800_000_000_000, deadlineMs: 1_800_000_001_000)
+                  createdMs: 1_800_000_000_000, deadline: Deadline(epochMs: 1_800_000_001_000))
     }
 
     @Test func answersLargerThanABrokerMessageAreRefusedAtValidation() throws {

@@ -98,7 +98,7 @@ extension PipelineScenarios {
         let rows = 8192, vectors = 1100, now = WallClock.nowMs()
         let job = MatVecJob(id: id, mode: .layered, matrix: "inline", rows: rows, columns: 16, vectors: vectors,
                             partitionA: [2, -6], partitionX: [2, -6], layers: [[[0, 0]]], rowBlock: 512,
-                            createdMs: now, deadlineMs: now + 60_000)
+                            createdMs: now, deadline: Deadline(epochMs: now + 60_000))
         func stats(_ n: Int) -> ChunkedOperand.Statistics {
             .init(planeRowL1: [Array(repeating: 1, count: n)], planeRowMax: [Array(repeating: 1, count: n)],
                   valueRowL1: Array(repeating: 1, count: n))

@@ -101,7 +101,7 @@ enum Seeds {
 
         let job = InferenceJob(id: "seed-infer", model: digestA, images: digestB, samples: 10, inputPartition: [1, -3, -7],
                                resolutions: 2, classes: 3, exitRule: "margin:0.3,0.6", blockSize: 5,
-                               createdMs: created, deadlineMs: created + 2_000)
+                               createdMs: created, deadline: Deadline(epochMs: created + 2_000))
         try job.validate()
         add("infer-open", "margin", try InferenceOpen(job: job).encode(), kind: InferenceOpen.kind)
         var gray = job

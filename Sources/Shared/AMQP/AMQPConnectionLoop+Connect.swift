@@ -1,6 +1,7 @@
 // The connection's thread, connecting: socket (TCP or TLS with its files checked first), login,
 // and, when connecting fails, a plain TCP probe to learn what the OS says about it.
 internal import CSRRabbitMQ
+import SRCore
 import Foundation
 import SRTransport
 #if canImport(Glibc)
@@ -90,7 +91,7 @@ func probeTCP(host: String, port: Int, timeout: Duration) -> String? {
     var list: UnsafeMutablePointer<addrinfo>?
     guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return nil }
     defer { freeaddrinfo(list) }
-    let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+    let ms = Int32(clamping: timeout.wholeMilliseconds)
     var lastError: Int32 = 0
     var next: UnsafeMutablePointer<addrinfo>? = first
     while let ai = next {

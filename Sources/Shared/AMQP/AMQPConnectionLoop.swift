@@ -5,6 +5,7 @@
 // frame, so confirms, deliveries, channel closes and heartbeats are all handled as they come,
 // and many publishes can await their confirms at once (pipelining) without stalling the thread.
 internal import CSRRabbitMQ
+import SRCore
 import Foundation
 import SRTransport
 import Logging
@@ -200,7 +201,7 @@ final class Loop: @unchecked Sendable {
             reconnections.add(1, ordering: .relaxed)
             logger.info("reconnected to RabbitMQ", metadata: [
                 "amqp.url": "\(url)", "amqp.attempts": "\(attempts)",
-                "amqp.downtime_ms": "\(downtime.components.seconds * 1000 + downtime.components.attoseconds / 1_000_000_000_000_000)",
+                "amqp.downtime_ms": "\(downtime.wholeMilliseconds)",
             ])
         } catch {
             if let c = conn {
@@ -434,7 +435,7 @@ final class Loop: @unchecked Sendable {
             let fd = amqp_get_sockfd(c)
             if fd >= 0 { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         }
-        let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ms = Int32(clamping: timeout.wholeMilliseconds)
         _ = poll(&fds, nfds_t(fds.count), ms)
     }
 

@@ -1,6 +1,7 @@
 // C values at the rabbitmq-c boundary: Swift values copied into C memory on the way out
 // (CArena), C tables and properties copied into Swift values on the way in, within HeaderBounds.
 internal import CSRRabbitMQ
+import SRCore
 import Foundation
 import SRTransport
 #if canImport(Glibc)
@@ -90,8 +91,8 @@ final class CArena {
     func queueArguments(_ q: QueueSpec) -> amqp_table_t {
         var entries: [(String, HeaderValue)] = []
         if let p = q.maxPriority { entries.append(("x-max-priority", .int(Int64(p)))) }
-        if let ttl = q.messageTTL { entries.append(("x-message-ttl", .int(milliseconds(ttl)))) }
-        if let e = q.expires { entries.append(("x-expires", .int(milliseconds(e)))) }
+        if let ttl = q.messageTTL { entries.append(("x-message-ttl", .int(ttl.millisecondsRoundedUp))) }
+        if let e = q.expires { entries.append(("x-expires", .int(e.millisecondsRoundedUp))) }
         if let dlx = q.deadLetterExchange { entries.append(("x-dead-letter-exchange", .string(dlx))) }
         if let dlrk = q.deadLetterRoutingKey { entries.append(("x-dead-letter-routing-key", .string(dlrk))) }
         return table(entries)
@@ -116,7 +117,7 @@ final class CArena {
         }
         if let e = m.expiration {
             flags |= UInt32(AMQP_BASIC_EXPIRATION_FLAG)
-            p.expiration = bytes(String(milliseconds(e)))
+            p.expiration = bytes(String(e.millisecondsRoundedUp))
         }
         if let id = m.messageID {
             flags |= UInt32(AMQP_BASIC_MESSAGE_ID_FLAG)
@@ -127,14 +128,6 @@ final class CArena {
     }
 
     private func kind(_ k: amqp_field_value_kind_t) -> UInt8 { UInt8(k.rawValue) }
-}
-
-/// Whole milliseconds, rounded up (a TTL is never shortened), at least 0.
-func milliseconds(_ d: Duration) -> Int64 {
-    let (s, atto) = d.components
-    guard s >= 0, !(s == 0 && atto <= 0) else { return 0 }
-    let perMs: Int64 = 1_000_000_000_000_000
-    return s * 1000 + atto / perMs + (atto % perMs > 0 ? 1 : 0)
 }
 
 func decodeProperties(_ p: amqp_basic_properties_t) -> Message {

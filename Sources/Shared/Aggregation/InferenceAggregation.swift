@@ -37,7 +37,7 @@ public struct InferenceAggregation: Sendable {
     public let job: String
     public let resolutions: Int
     public let rule: ExitRule
-    public let deadlineMs: Int64
+    public let deadline: Deadline
     public private(set) var samples: [Sample]
     /// Samples asked for at each resolution and not answered yet.
     var outstanding: [Int: Set<Int>] = [:]
@@ -46,12 +46,12 @@ public struct InferenceAggregation: Sendable {
     public private(set) var skipped = 0
 
     /// A new job; returns the first action: evaluate every sample at resolution 1.
-    public init(job: String, sampleCount: Int, resolutions: Int, rule: ExitRule, deadlineMs: Int64) {
+    public init(job: String, sampleCount: Int, resolutions: Int, rule: ExitRule, deadline: Deadline) {
         precondition(sampleCount >= 1 && resolutions >= 1)
         self.job = job
         self.resolutions = resolutions
         self.rule = rule
-        self.deadlineMs = deadlineMs
+        self.deadline = deadline
         self.samples = Array(repeating: Sample(), count: sampleCount)
         self.outstanding[1] = Set(0..<sampleCount)
     }

@@ -292,7 +292,7 @@ public struct JobAggregation: Sendable {
     public mutating func deadlineFired(nowMs: Int64) -> [Action] {
         guard !isClosed else { return [] }
         closedWith = .deadline
-        let late = Double(nowMs - job.deadlineMs)
+        let late = Double(job.deadline.lateMs(at: nowMs))
         if job.mode == .oneShot {
             // Finished row blocks are exact float32 results; the rest are 0 with the a-priori bound.
             let values = Matrix(rows: job.rows, columns: job.vectors, elements: oneShotValues)

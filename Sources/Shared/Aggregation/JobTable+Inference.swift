@@ -32,7 +32,7 @@ extension JobTable {
         // (acked when it closes), never replayed. Resolution 1 of every sample was published
         // by the producer with the open record.
         let state = InferenceJobState(job: job, aggregation: InferenceAggregation(
-            job: id, sampleCount: job.samples, resolutions: job.resolutions, rule: rule, deadlineMs: job.deadlineMs))
+            job: id, sampleCount: job.samples, resolutions: job.resolutions, rule: rule, deadline: job.deadline))
         let lifecycle = started(.inference(state), redelivered, now)
         entries[id]?.lifecycle = lifecycle
         var actions: [Action] = [
@@ -117,7 +117,7 @@ extension JobTable {
     mutating func publishTasks(_ id: String, resolution r: Int, samples: [Int], _ now: Int64) -> [Action] {
         guard case .inference(var state)? = openJob(id) else { return [] }
         let job = state.job
-        let remaining = job.deadlineMs - now
+        let remaining = job.deadline.remainingMs(at: now)
         guard remaining > 0 else { return [] }
         let sorted = samples.sorted()
         let tasks = stride(from: 0, to: sorted.count, by: job.blockSize).map { start in
@@ -141,7 +141,7 @@ extension JobTable {
         }
         return InferenceOutput(job: state.job.id, status: status, resolutions: state.job.resolutions,
                                elapsedMs: Double(now - state.job.createdMs),
-                               lateMs: status == .deadline ? Double(now - state.job.deadlineMs) : nil,
+                               lateMs: status == .deadline ? Double(state.job.deadline.lateMs(at: now)) : nil,
                                skipped: agg.skipped, answers: answers)
     }
 }

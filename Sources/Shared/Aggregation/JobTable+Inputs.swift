@@ -125,7 +125,7 @@ extension JobTable {
     /// O(open jobs).
     mutating func fireDueDeadlines(_ now: Int64) -> [Action] {
         let grace = configuration.safetyGraceMs
-        var due: [(String, Int64)] = []
+        var due: [(String, Deadline)] = []
         for (id, entry) in entries {
             let job: OpenJob
             switch entry.lifecycle {
@@ -133,14 +133,14 @@ extension JobTable {
             case .replaying(let j, let until, _) where until <= now: job = j
             default: continue
             }
-            if !job.isAnswered, now >= job.deadlineMs &+ grace { due.append((id, job.deadlineMs)) }
+            if !job.isAnswered, job.deadline.lateMs(at: now) >= grace { due.append((id, job.deadline)) }
         }
         var actions: [Action] = []
-        for (id, deadlineMs) in due {
+        for (id, deadline) in due {
             // Logged at debug: routine on a busy broker.
             actions.append(.count(.safetyTimerFiring))
             actions.append(.log(.debug, "deadline answered by the local clock before its message arrived",
-                                ["job.id": id, "late_ms": "\(now - deadlineMs)"]))
+                                ["job.id": id, "late_ms": "\(deadline.lateMs(at: now))"]))
             actions += fireDeadline(id, now)
         }
         return actions

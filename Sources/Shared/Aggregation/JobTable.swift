@@ -85,10 +85,10 @@ public struct JobTable<Handle: Hashable & Sendable>: Sendable {
             }
         }
 
-        var deadlineMs: Int64 {
+        var deadline: Deadline {
             switch self {
-            case .matVec(let a): a.job.deadlineMs
-            case .inference(let s): s.job.deadlineMs
+            case .matVec(let a): a.job.deadline
+            case .inference(let s): s.job.deadline
             }
         }
     }

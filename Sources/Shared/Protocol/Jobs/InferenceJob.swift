@@ -26,7 +26,13 @@ public struct InferenceJob: Sendable, Codable, Equatable {
     public var blockSize: Int
     /// Wall-clock milliseconds since the Unix epoch.
     public var createdMs: Int64
-    public var deadlineMs: Int64
+    public var deadline: Deadline
+
+    /// The JSON keys of the open record (docs/WIRE.md): the deadline travels as `deadlineMs`.
+    enum CodingKeys: String, CodingKey {
+        case id, model, images, samples, inputPartition, resolutions, classes, exitRule, blockSize, createdMs
+        case deadline = "deadlineMs"
+    }
 
     /// Most samples per job: the final answer lists every sample in one message.
     public static let maxSamples = 100_000
@@ -41,7 +47,7 @@ public struct InferenceJob: Sendable, Codable, Equatable {
     public static func finalBytes(samples: Int, classes: Int) -> Int { samples * (96 + 24 * classes) }
 
     public init(id: String, model: String, images: String, samples: Int, inputPartition: [Int], resolutions: Int,
-                classes: Int, exitRule: String, blockSize: Int, createdMs: Int64, deadlineMs: Int64) {
+                classes: Int, exitRule: String, blockSize: Int, createdMs: Int64, deadline: Deadline) {
         self.id = id
         self.model = model
         self.images = images
@@ -52,10 +58,11 @@ public struct InferenceJob: Sendable, Codable, Equatable {
         self.exitRule = exitRule
         self.blockSize = blockSize
         self.createdMs = createdMs
-        self.deadlineMs = deadlineMs
+        self.deadline = deadline
     }
 
-    public var relativeDeadlineMs: Int64 { deadlineMs - createdMs }
+    /// The deadline relative to the job's creation, as the user gave it.
+    public var relativeDeadlineMs: Int64 { deadline.epochMs &- createdMs }
 
     /// The parsed exit rule.
     public func rule() throws(WireError) -> ExitRule {
@@ -88,7 +95,7 @@ public struct InferenceJob: Sendable, Codable, Equatable {
         guard WireLimits.creationRange.contains(createdMs) else {
             throw WireError("job \(id): createdMs \(createdMs) is not a plausible time (ms since the Unix epoch)")
         }
-        guard deadlineMs > createdMs, deadlineMs - createdMs <= WireLimits.maxRelativeDeadlineMs else {
+        guard deadline.epochMs > createdMs, relativeDeadlineMs <= WireLimits.maxRelativeDeadlineMs else {
             throw WireError("job \(id): the deadline must be after creation and at most a day later")
         }
         let r = try rule()

@@ -30,7 +30,7 @@ public enum JobPlanner {
         // recompute every statistic itself (see OpenRecord).
         let record = OpenRecord(job: job, statisticsA: statisticsA, statisticsX: chunkedX.statistics,
                                 vectors: x, inlineMatrix: inlineMatrix)
-        let remaining = max(1, job.deadlineMs - nowMs)
+        let remaining = max(1, job.deadline.remainingMs(at: nowMs))
         let relative = max(1, job.relativeDeadlineMs)
         if let inlineMatrix {
             let bytes = job.rowBlock * inlineMatrix.columns * 8
@@ -44,7 +44,7 @@ public enum JobPlanner {
         }
         var tasks: [Message] = []
         let base = TaskMessage(job: job.id, task: "", mode: job.mode, layer: 0, pairs: [], rows: 0..<1,
-                               totalRows: job.rows, columns: job.columns, vectors: job.vectors, deadlineMs: job.deadlineMs,
+                               totalRows: job.rows, columns: job.columns, vectors: job.vectors, deadline: job.deadline,
                                matrix: job.matrix, partitionA: job.partitionA, partitionX: job.partitionX,
                                vectorChunks: [], vectorValues: [], inlineRows: [])
         switch job.mode {
@@ -95,7 +95,7 @@ public enum JobPlanner {
                             + (inlineMatrix != nil ? "register the matrix (srproduce register)" : "split x into smaller batches of vectors"))
         }
         return JobPlan(job: job, open: open, deadlineQueue: Topology.delayQueue(milliseconds: relative),
-                       deadline: DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), tasks: tasks)
+                       deadline: DeadlineMessage(job: job.id, deadline: job.deadline).encode(), tasks: tasks)
     }
 
     /// Publishes a plan: every task in layer order, then the open record and the deadline timer,

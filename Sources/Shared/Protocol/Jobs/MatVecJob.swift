@@ -29,7 +29,7 @@ public struct MatVecJob: Sendable, Codable, Equatable {
     public var rowBlock: Int
     /// Wall-clock milliseconds since the Unix epoch.
     public var createdMs: Int64
-    public var deadlineMs: Int64
+    public var deadline: Deadline
     /// N, the tasks issued per mini-job when it is coded (MiniJobCode: any K = `blockCount` of
     /// them decode it; N − K are parity blocks); nil (absent in JSON): uncoded, all K needed.
     public var codedTasks: Int?
@@ -38,9 +38,16 @@ public struct MatVecJob: Sendable, Codable, Equatable {
     /// cost of coding them all.
     public var codedLayers: Int?
 
+    /// The JSON keys of the open record (docs/WIRE.md): the deadline travels as `deadlineMs`.
+    enum CodingKeys: String, CodingKey {
+        case id, mode, matrix, rows, columns, vectors, partitionA, partitionX, layers, rowBlock, createdMs
+        case deadline = "deadlineMs"
+        case codedTasks, codedLayers
+    }
+
     public init(id: String, mode: Mode, matrix: String, rows: Int, columns: Int, vectors: Int,
                 partitionA: [Int], partitionX: [Int], layers: [[[Int]]], rowBlock: Int,
-                createdMs: Int64, deadlineMs: Int64, codedTasks: Int? = nil) {
+                createdMs: Int64, deadline: Deadline, codedTasks: Int? = nil) {
         self.id = id
         self.mode = mode
         self.matrix = matrix
@@ -52,7 +59,7 @@ public struct MatVecJob: Sendable, Codable, Equatable {
         self.layers = layers
         self.rowBlock = rowBlock
         self.createdMs = createdMs
-        self.deadlineMs = deadlineMs
+        self.deadline = deadline
         self.codedTasks = codedTasks
     }
 
@@ -97,7 +104,8 @@ public struct MatVecJob: Sendable, Codable, Equatable {
         (block * rowBlock)..<min(rows, (block + 1) * rowBlock)
     }
 
-    public var relativeDeadlineMs: Int64 { deadlineMs - createdMs }
+    /// The deadline relative to the job's creation, as the user gave it.
+    public var relativeDeadlineMs: Int64 { deadline.epochMs &- createdMs }
 
     /// R: resolutions this job can reach.
     public var resolutionCount: Int { mode == .oneShot ? 1 : layers.count }
@@ -135,7 +143,7 @@ public struct MatVecJob: Sendable, Codable, Equatable {
         guard matrix == "inline" || Digest.isValid(matrix) else {
             throw WireError("job \(id): matrix must be a SHA-256 digest or \"inline\"")
         }
-        guard deadlineMs > createdMs, deadlineMs - createdMs <= WireLimits.maxRelativeDeadlineMs else {
+        guard deadline.epochMs > createdMs, relativeDeadlineMs <= WireLimits.maxRelativeDeadlineMs else {
             throw WireError("job \(id): the deadline must be after creation and at most a day later")
         }
         // The aggregator keeps one bound term per chunk pair and result element.

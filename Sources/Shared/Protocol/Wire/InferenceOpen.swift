@@ -13,7 +13,7 @@ public struct InferenceOpen: Sendable, Equatable {
     }
 
     public func encode() throws -> Message {
-        .wire(kind: Self.kind, headers: [Header.job: .string(job.id), Header.deadline: .int(job.deadlineMs)],
+        .wire(kind: Self.kind, headers: [Header.job: .string(job.id), Header.deadline: .int(job.deadline.epochMs)],
               body: try JSONCoding.encode(job), messageID: "\(job.id)/open")
     }
 

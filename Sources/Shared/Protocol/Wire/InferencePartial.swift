@@ -1,4 +1,5 @@
 // An inference answer: the exact logits of some samples at one resolution, from a consumer.
+import SRCore
 import SRTransport
 
 /// Body: the sample indices as UInt32 LE (count), then the logits as Float64 LE
@@ -8,7 +9,7 @@ public struct InferencePartial: Sendable, Equatable {
     public var task: String
     public var resolution: Int
     public var classes: Int
-    public var deadlineMs: Int64
+    public var deadline: Deadline
     public var computeMicroseconds: Int64
     public var worker: String
     public var indices: [Int]
@@ -22,7 +23,7 @@ public struct InferencePartial: Sendable, Equatable {
         self.task = task.task
         resolution = task.resolution
         classes = logits.first?.count ?? 0
-        deadlineMs = task.deadlineMs
+        deadline = task.deadline
         self.computeMicroseconds = computeMicroseconds
         self.worker = worker
         indices = task.indices
@@ -33,7 +34,7 @@ public struct InferencePartial: Sendable, Equatable {
         .wire(kind: Self.kind, headers: [
             Header.job: .string(job), Header.task: .string(task), Header.resolution: .int(Int64(resolution)),
             Header.classes: .int(Int64(classes)), Header.samples: .int(Int64(indices.count)),
-            Header.deadline: .int(deadlineMs), Header.computeMicroseconds: .int(computeMicroseconds),
+            Header.deadline: .int(deadline.epochMs), Header.computeMicroseconds: .int(computeMicroseconds),
             Header.worker: .string(worker),
         ], body: LittleEndian.bytes(indices.map { UInt32($0) }) + LittleEndian.bytes(logits.flatMap { $0 }),
         messageID: "\(job)/\(task)", persistent: false)
@@ -47,7 +48,7 @@ public struct InferencePartial: Sendable, Equatable {
         classes = try h.count(Header.classes, max: 100_000)
         let count = try h.count(Header.samples, max: InferenceTask.maxIndices)
         guard classes >= 1, count >= 1 else { throw WireError("an inference partial needs ≥ 1 sample and ≥ 1 class") }
-        deadlineMs = try h.int(Header.deadline)
+        deadline = Deadline(epochMs: try h.int(Header.deadline))
         computeMicroseconds = (try? h.int(Header.computeMicroseconds)) ?? 0
         worker = h.optionalString(Header.worker) ?? "?"
         let values = try WireLimits.product(count, classes, "partial logits")

@@ -16,7 +16,7 @@ public struct InferenceTask: Sendable, Equatable {
     public var images: String
     public var samples: Int
     public var inputPartition: [Int]
-    public var deadlineMs: Int64
+    public var deadline: Deadline
     public var indices: [Int]
 
     public static let kind = "infer-task"
@@ -32,7 +32,7 @@ public struct InferenceTask: Sendable, Equatable {
         self.images = job.images
         self.samples = job.samples
         self.inputPartition = job.inputPartition
-        self.deadlineMs = job.deadlineMs
+        self.deadline = job.deadline
         self.indices = indices
     }
 
@@ -41,7 +41,7 @@ public struct InferenceTask: Sendable, Equatable {
         .wire(kind: Self.kind, headers: [
             Header.job: .string(job), Header.task: .string(task), Header.resolution: .int(Int64(resolution)),
             Header.of: .int(Int64(resolutions)), Header.model: .string(model), Header.images: .string(images),
-            Header.samples: .int(Int64(samples)), Header.deadline: .int(deadlineMs),
+            Header.samples: .int(Int64(samples)), Header.deadline: .int(deadline.epochMs),
             Header.inputPartition: .string(inputPartition.map(String.init).joined(separator: ",")),
         ], body: LittleEndian.bytes(indices.map { UInt32($0) }),
         priority: Topology.taskPriority(layer: resolution - 1), expiration: expiration, messageID: "\(job)/\(task)",
@@ -63,7 +63,7 @@ public struct InferenceTask: Sendable, Equatable {
             throw WireError("headers \(Header.model) and \(Header.images) must be SHA-256 digests")
         }
         samples = try h.count(Header.samples, max: InferenceJob.maxSamples)
-        deadlineMs = try h.int(Header.deadline)
+        deadline = Deadline(epochMs: try h.int(Header.deadline))
         inputPartition = try TaskMessage.partition(h.string(Header.inputPartition), Header.inputPartition)
         guard inputPartition.count == resolutions + 1 else {
             throw WireError("header \(Header.inputPartition) has \(inputPartition.count - 1) chunks for \(resolutions) resolutions")

@@ -42,7 +42,7 @@ public struct OpenRecord: Sendable {
             body += LittleEndian.bytes(s.planeRowMax.flatMap { $0 })
             body += LittleEndian.bytes(s.valueRowL1)
         }
-        var headers: [String: HeaderValue] = [Header.job: .string(job.id), Header.deadline: .int(job.deadlineMs)]
+        var headers: [String: HeaderValue] = [Header.job: .string(job.id), Header.deadline: .int(job.deadline.epochMs)]
         if statisticsA == nil { headers[Header.statisticsA] = .string(Self.statisticsFromStore) }
         if let vectors {
             body += LittleEndian.bytes(vectors.elements)
@@ -110,22 +110,22 @@ public struct OpenRecord: Sendable {
 /// The deadline message: empty body; dead-lettered from a delay queue into sr.deadlines.
 public struct DeadlineMessage: Sendable, Equatable {
     public var job: String
-    public var deadlineMs: Int64
+    public var deadline: Deadline
     public static let kind = "deadline"
 
-    public init(job: String, deadlineMs: Int64) {
+    public init(job: String, deadline: Deadline) {
         self.job = job
-        self.deadlineMs = deadlineMs
+        self.deadline = deadline
     }
 
     public func encode() -> Message {
-        .wire(kind: Self.kind, headers: [Header.job: .string(job), Header.deadline: .int(deadlineMs)],
+        .wire(kind: Self.kind, headers: [Header.job: .string(job), Header.deadline: .int(deadline.epochMs)],
               messageID: "\(job)/deadline")
     }
 
     public init(decoding message: Message) throws(WireError) {
         let h = try HeaderReader(message, kind: Self.kind)
         job = try h.jobID()
-        deadlineMs = try h.int(Header.deadline)
+        deadline = Deadline(epochMs: try h.int(Header.deadline))
     }
 }

@@ -15,7 +15,7 @@ public struct PartialMessage: Sendable, Equatable {
     public var pairs: [ChunkPair]
     public var rows: Range<Int>
     public var vectors: Int
-    public var deadlineMs: Int64
+    public var deadline: Deadline
     /// Kernel time in microseconds (for metrics).
     public var computeMicroseconds: Int64
     public var worker: String
@@ -38,7 +38,7 @@ public struct PartialMessage: Sendable, Equatable {
         pairs = task.pairs
         rows = task.rows
         vectors = task.vectors
-        deadlineMs = task.deadlineMs
+        deadline = task.deadline
         self.computeMicroseconds = computeMicroseconds
         self.worker = worker
         self.exact = exact
@@ -69,7 +69,7 @@ public struct PartialMessage: Sendable, Equatable {
             Header.job: .string(job), Header.task: .string(task), Header.mode: .string(mode.rawValue),
             Header.layer: .int(Int64(layer)),
             Header.rowBegin: .int(Int64(rows.lowerBound)), Header.rowEnd: .int(Int64(rows.upperBound)),
-            Header.vectors: .int(Int64(vectors)), Header.deadline: .int(deadlineMs),
+            Header.vectors: .int(Int64(vectors)), Header.deadline: .int(deadline.epochMs),
             Header.computeMicroseconds: .int(computeMicroseconds), Header.worker: .string(worker),
             Header.width: .int(Int64(width)),
         ]
@@ -102,7 +102,7 @@ public struct PartialMessage: Sendable, Equatable {
         (code, codedBlock) = try TaskMessage.code(h)
         if code != nil, mode != .layered { throw WireError("header \(Header.code) applies to layered partials only") }
         vectors = try h.count(Header.vectors, max: WireLimits.maxDimension)
-        deadlineMs = try h.int(Header.deadline)
+        deadline = Deadline(epochMs: try h.int(Header.deadline))
         computeMicroseconds = (try? h.int(Header.computeMicroseconds)) ?? 0
         worker = h.optionalString(Header.worker) ?? "?"
         let count = try WireLimits.product(try WireLimits.product(rows.count, vectors, "partial size"), max(1, pairs.count),

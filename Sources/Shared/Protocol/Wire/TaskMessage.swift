@@ -29,7 +29,7 @@ public struct TaskMessage: Sendable, Equatable {
     public var totalRows: Int
     public var columns: Int
     public var vectors: Int
-    public var deadlineMs: Int64
+    public var deadline: Deadline
     public var matrix: String
     public var partitionA: [Int]
     public var partitionX: [Int]
@@ -68,7 +68,7 @@ public struct TaskMessage: Sendable, Equatable {
             Header.layer: .int(Int64(layer)),
             Header.rowBegin: .int(Int64(rows.lowerBound)), Header.rowEnd: .int(Int64(rows.upperBound)),
             Header.rows: .int(Int64(totalRows)), Header.columns: .int(Int64(columns)), Header.vectors: .int(Int64(vectors)),
-            Header.deadline: .int(deadlineMs), Header.matrix: .string(matrix),
+            Header.deadline: .int(deadline.epochMs), Header.matrix: .string(matrix),
             Header.partitionA: .string(partitionA.map(String.init).joined(separator: ",")),
             Header.partitionX: .string(partitionX.map(String.init).joined(separator: ",")),
         ]
@@ -91,7 +91,7 @@ public struct TaskMessage: Sendable, Equatable {
     }
 
     public init(job: String, task: String, mode: MatVecJob.Mode, layer: Int, pairs: [ChunkPair],
-                rows: Range<Int>, totalRows: Int, columns: Int, vectors: Int, deadlineMs: Int64, matrix: String,
+                rows: Range<Int>, totalRows: Int, columns: Int, vectors: Int, deadline: Deadline, matrix: String,
                 partitionA: [Int], partitionX: [Int], vectorChunks: [Int64], vectorValues: [Double], inlineRows: [Double],
                 code: MiniJobCode? = nil, codedBlock: Int = 0) {
         self.job = job
@@ -103,7 +103,7 @@ public struct TaskMessage: Sendable, Equatable {
         self.totalRows = totalRows
         self.columns = columns
         self.vectors = vectors
-        self.deadlineMs = deadlineMs
+        self.deadline = deadline
         self.matrix = matrix
         self.partitionA = partitionA
         self.partitionX = partitionX
@@ -181,7 +181,7 @@ public struct TaskMessage: Sendable, Equatable {
                 throw WireError("parity task \(codedBlock) of a \(code.k)/\(code.n) code must be layered with rows 0..<r, K·r covering the \(totalRows) rows; got \(begin)..<\(end)")
             }
         }
-        deadlineMs = try h.int(Header.deadline)
+        deadline = Deadline(epochMs: try h.int(Header.deadline))
         matrix = try h.string(Header.matrix)
         guard matrix == "inline" || Digest.isValid(matrix) else {
             throw WireError("header \(Header.matrix) must be a SHA-256 digest or \"inline\"")

@@ -76,13 +76,12 @@ public struct InferenceSubmitter: Sendable {
         if let why = request.rule.mismatch(outputs: classes) { throw EarlyExitError(.ruleMismatch, why) }
         let images = try store.register(request.images, name: nil, prepare: [])
         let now = wallClock()
-        let relative = max(1, request.deadline.wholeMilliseconds)
         let job = InferenceJob(id: request.id ?? JobSubmitter.newID(), model: request.model, images: images,
                                samples: request.images.rows, inputPartition: partition.exponents,
                                resolutions: manifest.resolutions, classes: classes, exitRule: request.rule.text,
                                blockSize: max(1, min(request.blockSize, request.images.rows, InferenceTask.maxIndices,
                                                      InferenceJob.maxPartialLogits / max(classes, 1))),
-                               createdMs: now, deadlineMs: now + relative)
+                               createdMs: now, deadline: Deadline(after: request.deadline, from: now))
         try job.validate()
         return job
     }
@@ -103,7 +102,7 @@ public struct InferenceSubmitter: Sendable {
                             .encode(expiration: .milliseconds(relative)), Topology.taskRoute)
         }
         batch.append(Publication(try InferenceOpen(job: job).encode(), Topology.openRoute))
-        batch.append(Publication(DeadlineMessage(job: job.id, deadlineMs: job.deadlineMs).encode(), Topology.delayRoute(delay)))
+        batch.append(Publication(DeadlineMessage(job: job.id, deadline: job.deadline).encode(), Topology.delayRoute(delay)))
         try await transport.publish(batch)
     }
 }

@@ -85,7 +85,6 @@ public struct JobSubmitter: Sendable {
             throw LayeringError(.shapeMismatch, "the matrix is \(rows)×\(columns) but the vector has \(request.vectors.rows) elements; they must match")
         }
         let now = wallClock()
-        let deadlineMs = request.deadline.milliseconds
         let id = request.id ?? Self.newID()
         let digest: String, statistics: ChunkedOperand.Statistics?
         var inline: Matrix<Double>?
@@ -109,7 +108,7 @@ public struct JobSubmitter: Sendable {
                             vectors: request.vectors.columns, partitionA: request.partitionA.exponents,
                             partitionX: request.partitionX.exponents,
                             layers: request.schedule.layers.map { $0.map { [$0.a, $0.x] } },
-                            rowBlock: max(1, min(rowBlock, rows)), createdMs: now, deadlineMs: now + max(1, Int64(deadlineMs)))
+                            rowBlock: max(1, min(rowBlock, rows)), createdMs: now, deadline: Deadline(after: request.deadline, from: now))
         if request.redundancy != 1 {
             let code: MiniJobCode
             do {
@@ -132,7 +131,7 @@ public struct JobSubmitter: Sendable {
     /// Fires a job's deadline now (`srproduce deadline JOB`).
     public func fireDeadline(job: String) async throws {
         try await Topology.declare(on: transport)
-        try await transport.publish(DeadlineMessage(job: job, deadlineMs: wallClock()).encode(), Topology.deadlineRoute)
+        try await transport.publish(DeadlineMessage(job: job, deadline: Deadline(epochMs: wallClock())).encode(), Topology.deadlineRoute)
     }
 
     static func newID() -> String {

@@ -194,10 +194,10 @@ public final class TaskWorker: Service, Sendable {
             case .inference(let t): t.task
             }
         }
-        var deadlineMs: Int64 {
+        var deadline: Deadline {
             switch self {
-            case .matVec(let t): t.deadlineMs
-            case .inference(let t): t.deadlineMs
+            case .matVec(let t): t.deadline
+            case .inference(let t): t.deadline
             }
         }
     }
@@ -214,7 +214,7 @@ public final class TaskWorker: Service, Sendable {
         var log = logger
         log[metadataKey: "job.id"] = "\(work.job)"
         log[metadataKey: "task.id"] = "\(work.task)"
-        if wallClock() > work.deadlineMs {
+        if work.deadline.hasPassed(at: wallClock()) {
             counters.withLock { $0.skippedPastDeadline += 1 }
             log.debug("skipped: past its deadline")
             try? await subscription.ack(delivery)

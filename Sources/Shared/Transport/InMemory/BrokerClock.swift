@@ -13,11 +13,3 @@ struct BrokerClock: Sendable {
         sleep = { deadline in try await clock.sleep(until: origin.advanced(by: deadline), tolerance: nil) }
     }
 }
-
-extension Duration {
-    /// Whole milliseconds (truncated), the unit AMQP uses for TTLs and expirations.
-    var wholeMilliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}

@@ -1,5 +1,6 @@
 // Dead-lettering as RabbitMQ 3.x does it: republish to the queue's dead-letter exchange with an
 // `x-death` record, without the per-message expiration, dropping automatic cycles.
+import SRCore
 
 enum DeathReason: String {
     case rejected, expired
