@@ -132,9 +132,9 @@ install_packages() {
     command -v apt-get >/dev/null || die "apt-get not found: this script expects Debian 12 (bookworm)"
     note "installing ${missing[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || die "apt-get update failed; check the network and /etc/apt/sources.list"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-      die "apt-get install ${missing[*]} failed (the pins are bookworm's versions: is this Debian 12?)"
+    apt-get update -qq >"$state/apt.log" 2>&1 || { tail -n 20 "$state/apt.log" >&2; die "apt-get update failed; check the network and /etc/apt/sources.list"; }
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$state/apt.log" 2>&1 ||
+      { tail -n 20 "$state/apt.log" >&2; die "apt-get install ${missing[*]} failed (the pins are bookworm's versions: is this Debian 12?)"; }
   fi
   [[ -x /usr/sbin/runc ]] || die "/usr/sbin/runc is missing after installing runc"
   # Settings podman needs on this kind of machine (ENVIRONMENT.md), written only when there is no
@@ -680,6 +680,7 @@ cmd_logs() {
       *) svc=$1; shift ;;
     esac
   done
+  need_root
   load_spec
   [[ -n ${svc_kind[$svc]:-} ]] || die "no service '$svc' (services: ${services[*]})"
   local names=()
@@ -689,6 +690,7 @@ cmd_logs() {
 }
 
 cmd_ps() {
+  need_root
   load_spec
   pm ps -a --filter "label=sr.compose-podman.project=$project" --format '{{.Names}}\t{{.Status}}\t{{.Image}}'
 }

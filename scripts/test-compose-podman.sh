@@ -9,8 +9,8 @@
 #   bash scripts/test-compose-podman.sh          # or: SR_TEST_PODMAN=1 bash scripts/test.sh
 #
 # Not part of CI by default: the first run installs podman, debootstraps a base image and builds
-# two images and the release binaries (~15-20 min on 2 cores); later runs reuse the images in
-# SR_PODMAN_STATE (default /tmp/sr-compose-podman) and take ~1-2 min. Needs root and numpy.
+# two images (~7 min on 2 cores) and the release binaries (~12 min); later runs reuse the images
+# in SR_PODMAN_STATE (default /tmp/sr-compose-podman) and take ~2 min. Needs root and numpy.
 #
 # The check is independent of the code under test: with explicit partitions p = q =
 # (0, -6, -12, -18), the complete result must equal bit for bit the fixed-point product of the
