@@ -3,6 +3,7 @@
 # installs missing system packages, checks the target graph, builds with warnings as errors,
 # starts a private RabbitMQ on 127.0.0.1, runs unit and integration tests, fuzzes every decoder
 # briefly, validates the compose file and stops the broker it started (and only that one).
+# SR_TEST_PODMAN=1 also runs scripts/test-compose-podman.sh (compose under podman; not in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -59,6 +60,13 @@ bash scripts/fuzz.sh --seconds 10 --jobs 2
 if [[ -f compose/compose.yaml ]]; then
   step "compose file"
   bash scripts/validate-compose.sh
+fi
+
+# Opt-in (not in CI): the compose deployment for real under podman — installs podman, builds
+# images and release binaries on a cold machine (~15 min on 2 cores), then ~2 min per run.
+if [[ ${SR_TEST_PODMAN:-0} == 1 ]]; then
+  step "compose deployment under podman (SR_TEST_PODMAN=1)"
+  bash scripts/test-compose-podman.sh
 fi
 
 step "all passed in $(( $(date +%s) - started )) s"

@@ -4,19 +4,22 @@
 #   scripts/validate-compose.sh [COMPOSE_FILE]
 #
 # 1. `docker-compose config -q` (Compose v1.29, Debian package docker-compose; `docker compose` v2
-#    is used when v1 is absent) with the variables of compose/.env.example: catches YAML errors,
+#    is used when v1 is absent) with the variables of compose/.env.example, its empty passwords
+#    filled with random ones: catches YAML errors,
 #    unknown keys, wrong types, undefined services/volumes and missing build contexts.
 # 2. Checks on the resolved configuration: the four services exist, published ports bind to
 #    127.0.0.1 only, no plain AMQP port, no guest credentials, each role reaches the broker over
 #    amqps as its own user (sr-producer, sr-consumer, sr-aggregator) and verifies it with the CA,
 #    the broker takes TLS only (rabbitmq.conf) and loads the per-role definitions, the app services
 #    wait for a healthy broker.
-# 3. With NO credentials available the file must be rejected, naming the missing variable:
-#    credentials are required, never defaulted.
-# 4. compose/setup.sh refuses the placeholder passwords of .env.example and, given real ones,
+# 3. With NO credentials available — and with .env.example as it ships — the file must be
+#    rejected, naming the missing variable: credentials are required, never defaulted.
+# 4. compose/setup.sh refuses .env.example as it ships and, given real passwords,
 #    writes certificates and definitions; with SR_RABBITMQ_DIR (a node of
 #    scripts/rabbitmq-start.sh, as scripts/test.sh runs) the definitions are imported there and
 #    every role's password must authenticate with exactly the permissions rabbitmq-users.sh gives.
+# 5. scripts/compose-podman.sh (the same deployment with podman, no Docker engine) translates the
+#    resolved file: it refuses any key it has no podman translation for, so the two stay in sync.
 # The caller's environment and any real compose/.env are ignored, so the result does not depend on
 # who runs it. Exit status non-zero on any failure.
 set -euo pipefail
@@ -50,17 +53,25 @@ run_compose() { "${hermetic[@]}" "${compose[@]}" "$@"; }
 tmp=$(mktemp -d)
 trap 'rm -rf -- "$tmp"' EXIT
 
+# .env.example ships empty passwords (nothing usable); the checks of a working file fill them.
+filled=$tmp/filled.env
+cp "$example" "$filled"
+for role in PRODUCER CONSUMER AGGREGATOR ADMIN MONITOR; do
+  grep -q "^SR_${role}_PASSWORD=\$" "$filled" || fail "$example must ship SR_${role}_PASSWORD empty (no usable default password)"
+  sed -i "s/^SR_${role}_PASSWORD=\$/SR_${role}_PASSWORD=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')/" "$filled"
+done
+
 # ---------------------------------------------------------------- 1. schema
-if ! run_compose --env-file "$example" -f "$file" config -q 2>"$tmp/err"; then
+if ! run_compose --env-file "$filled" -f "$file" config -q 2>"$tmp/err"; then
   cat "$tmp/err" >&2
   fail "compose config rejected $file"
 fi
-note "ok: config -q with the variables of compose/.env.example"
+note "ok: config -q with the variables of compose/.env.example (passwords filled)"
 
 # ---------------------------------------------------------------- 2. resolved configuration
-run_compose --env-file "$example" -f "$file" --profile tools config >"$tmp/resolved.yaml" 2>"$tmp/err" ||
+run_compose --env-file "$filled" -f "$file" --profile tools config >"$tmp/resolved.yaml" 2>"$tmp/err" ||
   { cat "$tmp/err" >&2; fail "compose config (resolved) failed"; }
-services=$(run_compose --env-file "$example" -f "$file" --profile tools config --services 2>/dev/null | sort | tr '\n' ' ')
+services=$(run_compose --env-file "$filled" -f "$file" --profile tools config --services 2>/dev/null | sort | tr '\n' ' ')
 for s in rabbitmq aggregator consumer producer; do
   [[ " $services" == *" $s "* ]] || fail "service '$s' missing (services: $services)"
 done
@@ -127,6 +138,11 @@ fi
 grep -q 'SR_[A-Z]*_PASSWORD' "$tmp/err" ||
   { cat "$tmp/err" >&2; fail "without credentials compose failed, but not because of the missing credentials"; }
 note "ok: without credentials compose refuses: $(grep -o 'set SR_[A-Z]*_PASSWORD in compose/.env' "$tmp/err" | head -n1)"
+if run_compose --env-file "$example" -f "$file" config -q 2>"$tmp/err"; then
+  fail "$file is accepted with .env.example as it ships: the example must not carry usable passwords"
+fi
+grep -q 'SR_[A-Z]*_PASSWORD' "$tmp/err" || { cat "$tmp/err" >&2; fail "with .env.example compose failed, but not because of the missing passwords"; }
+note "ok: .env.example as it ships is refused too (no usable default password)"
 
 # ---------------------------------------------------------------- 4. setup.sh, TLS and users
 conf=$root/compose/rabbitmq.conf
@@ -135,16 +151,14 @@ grep -q '^listeners.ssl.default = 5671' "$conf" || fail "$conf must listen for T
 grep -q '^load_definitions = /etc/rabbitmq/secrets/definitions.json' "$conf" || fail "$conf must load the per-role definitions"
 # A scratch copy of compose/, so a real compose/.env and compose/secrets/ are never touched.
 mkdir -p "$tmp/copy/compose" "$tmp/copy/scripts"
-cp "$root/compose/setup.sh" "$tmp/copy/compose/"
+cp "$root/compose/setup.sh" "$file" "$root/compose/Dockerfile" "$conf" "$tmp/copy/compose/"
 cp "$root/scripts/rabbitmq-users.sh" "$root/scripts/rabbitmqctl.sh" "$tmp/copy/scripts/"
 cp "$example" "$tmp/copy/compose/.env"
 if "${hermetic[@]}" bash "$tmp/copy/compose/setup.sh" >"$tmp/setup.out" 2>&1; then
-  fail "compose/setup.sh accepted the placeholder passwords of .env.example"
+  fail "compose/setup.sh accepted .env.example as it ships"
 fi
-grep -q 'placeholder\|at least 16' "$tmp/setup.out" || { cat "$tmp/setup.out" >&2; fail "setup.sh failed for another reason than the placeholders"; }
-for role in PRODUCER CONSUMER AGGREGATOR ADMIN MONITOR; do
-  printf 'SR_%s_PASSWORD=%s\n' "$role" "$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" >>"$tmp/copy/compose/.env"
-done
+grep -q 'not set\|placeholder\|at least 16' "$tmp/setup.out" || { cat "$tmp/setup.out" >&2; fail "setup.sh failed for another reason than the missing passwords"; }
+cp "$filled" "$tmp/copy/compose/.env"
 "${hermetic[@]}" bash "$tmp/copy/compose/setup.sh" >"$tmp/setup.out" 2>&1 || { cat "$tmp/setup.out" >&2; fail "compose/setup.sh failed with real passwords"; }
 for f in ca.pem server.pem server.key definitions.json; do
   [[ -s $tmp/copy/compose/secrets/$f ]] || fail "setup.sh did not write secrets/$f"
@@ -153,7 +167,7 @@ openssl verify -CAfile "$tmp/copy/compose/secrets/ca.pem" "$tmp/copy/compose/sec
   fail "the server certificate does not verify against the CA"
 openssl x509 -in "$tmp/copy/compose/secrets/server.pem" -noout -ext subjectAltName | grep -q 'DNS:rabbitmq' ||
   fail "the server certificate does not name the host 'rabbitmq'"
-note "ok: setup.sh refuses placeholder passwords; writes a CA, a server certificate for 'rabbitmq' and definitions"
+note "ok: setup.sh refuses .env.example as it ships; writes a CA, a server certificate for 'rabbitmq' and definitions"
 if [[ -n ${SR_RABBITMQ_DIR:-} && -f ${SR_RABBITMQ_DIR}/env ]]; then
   defs=$tmp/copy/compose/secrets/definitions.json
   bash "$root/scripts/rabbitmqctl.sh" "$SR_RABBITMQ_DIR" -q import_definitions "$defs" >/dev/null
@@ -173,6 +187,20 @@ if [[ -n ${SR_RABBITMQ_DIR:-} && -f ${SR_RABBITMQ_DIR}/env ]]; then
   perms=$(bash "$root/scripts/rabbitmqctl.sh" "$SR_RABBITMQ_DIR" -q list_user_permissions sr-consumer | awk '$1 == "sr"')
   [[ $perms == *'^amq\.gen-.+$'*'^(sr\.(partial|dlx)|amq\.gen-.+)$'*'^(sr\.(tasks|done)|amq\.gen-.+)$'* ]] || fail "sr-consumer's permissions on vhost sr are not the least ones: $perms"
   note "ok: the definitions load into RabbitMQ; each role authenticates with its own password and has only its permissions"
+fi
+
+# ---------------------------------------------------------------- 5. the podman translation
+# Same file, run without Docker (scripts/compose-podman.sh): every key must have a translation.
+if [[ -n $py ]]; then
+  env -u SR_PODMAN_EPMD_PORT -u SR_PODMAN_DIST_PORT bash "$root/scripts/compose-podman.sh" --compose-dir "$tmp/copy/compose" config \
+    >"$tmp/podman.spec" 2>"$tmp/err" || { cat "$tmp/err" >&2; fail "scripts/compose-podman.sh cannot translate $file (teach its translate())"; }
+  grep -q '^services=(rabbitmq aggregator consumer producer)$' "$tmp/podman.spec" ||
+    { cat "$tmp/podman.spec" >&2; fail "the podman translation does not start the broker first, then aggregator, consumer, producer"; }
+  grep -q "SR_AMQP_URL=amqps://sr-consumer:\*\*\*@rabbitmq:5671/sr" "$tmp/podman.spec" ||
+    { cat "$tmp/podman.spec" >&2; fail "the podman translation does not keep the consumer's amqps URL (passwords masked)"; }
+  note "ok: scripts/compose-podman.sh translates every service for podman"
+else
+  note "skipped the podman translation check: no python3 with PyYAML"
 fi
 
 note "PASS: $file"

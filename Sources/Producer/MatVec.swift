@@ -56,7 +56,7 @@ struct MatVec: AsyncParsableCommand {
     @Flag(help: "Print one JSON object per line, each with a type: first {type: job, job, tasks}, then per refinement {type: output, job, resolution, of, status, elapsed_ms, late_ms, bound, verified when known, and reason for a failed job}; late_ms < 0 is time to spare before the deadline.")
     var json = false
 
-    @Option(help: ArgumentHelp("With --wait: write the last result (final or best at the deadline) to this .npy file.", valueName: "path"))
+    @Option(help: ArgumentHelp("With --wait: write the last result (final or best at the deadline) to this .npy file; - writes the .npy bytes to standard output and the refinement lines to standard error (how y leaves a container: `--out - > y.npy`).", valueName: "path|-"))
     var out: String?
 
     @Flag(name: .customLong("out-empty"), help: "Write --out even when nothing was computed by the deadline (an all-zero y with the a-priori bound).")
@@ -105,6 +105,11 @@ struct MatVec: AsyncParsableCommand {
         await transport.close()
     }
 
+    /// A progress line: standard output, or standard error when standard output carries y (--out -).
+    func say(_ line: String) {
+        if out == "-" { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
+    }
+
     func submitAndFollow(_ plan: JobPlan, transport: any Transport) async throws {
         // Declares the topology (once) and binds before the job is published: no output is missed.
         let watcher = wait ? try await OutputWatcher.watch([plan.job.id], on: transport) : nil
@@ -112,8 +117,8 @@ struct MatVec: AsyncParsableCommand {
         Trace.mark("matvec", "publishing")
         try await JobPlanner.publish(plan, on: transport)
         Trace.mark("matvec", "published")
-        if json { print("{\"type\":\"job\",\"job\":\"\(plan.job.id)\",\"tasks\":\(plan.tasks.count)}") } else {
-            print("job \(plan.job.id): \(plan.tasks.count) tasks, \(plan.job.resolutionCount) resolution(s), deadline \(deadline)")
+        if json { say("{\"type\":\"job\",\"job\":\"\(plan.job.id)\",\"tasks\":\(plan.tasks.count)}") } else {
+            say("job \(plan.job.id): \(plan.tasks.count) tasks, \(plan.job.resolutionCount) resolution(s), deadline \(deadline)")
         }
         guard let watcher else { return }
         let limit = deadline.milliseconds + 10_000
@@ -123,7 +128,7 @@ struct MatVec: AsyncParsableCommand {
             guard let output = next else {
                 throw RunFailure("no final output within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
             }
-            print(OutputFormatting.line(output, json: json, deadlineMs: deadline.milliseconds))
+            say(OutputFormatting.line(output, json: json, deadlineMs: deadline.milliseconds))
             last = output
             if output.status != .partial { break }
         }
@@ -133,12 +138,13 @@ struct MatVec: AsyncParsableCommand {
         }
         guard let last else { return }
         if last.resolution == 0 && !outEmpty {
-            let skipped = out.map { "; \($0) not written (--out-empty writes the all-zero y anyway)" } ?? ""
+            let skipped = out.map { "; \($0 == "-" ? "standard output" : $0) not written (--out-empty writes the all-zero y anyway)" } ?? ""
             FileHandle.standardError.write(Data("srproduce: no result by the deadline for job \(last.job)\(skipped)\n".utf8))
             throw ExitCode(3)
         }
         if let out {
-            try Npy.write(Npy.array(last.values, asVector: last.values.columns == 1), to: out)
+            let y = Npy.array(last.values, asVector: last.values.columns == 1)
+            if out == "-" { FileHandle.standardOutput.write(Data(Npy.encode(y))) } else { try Npy.write(y, to: out) }
         }
         if last.resolution == 0 { throw ExitCode(3) }
     }
