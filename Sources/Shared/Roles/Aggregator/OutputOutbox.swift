@@ -1,6 +1,6 @@
 // Outputs leave the aggregator through this outbox: the event loop only enqueues them, and one
 // publisher task sends whatever has accumulated as one pipelined batch. The loop never waits for
-// the broker, so a confirm's round trip no longer delays every other job's partials.
+// the broker, so a confirm's round trip never delays every other job's partials.
 import SRProtocol
 import SRTransport
 import Logging
