@@ -9,6 +9,8 @@ import SRProtocol
 import SRSubmission
 import SRTransport
 
+extension ProgressMode: ExpressibleByArgument {}
+
 struct MatVec: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "matvec",
@@ -22,6 +24,11 @@ struct MatVec: AsyncParsableCommand {
             to --out. A job the aggregator refuses ends with status failed and the reason. \
             --one-shot runs the same job as a single float32 layer over the same row blocks: the \
             baseline for comparisons.
+
+            On a terminal, --wait also shows the job's progress while it waits: one line, \
+            redrawn in place, with the tasks taken per layer (of the K each layer needs) and the \
+            time left (--progress never turns it off; --progress always shows it elsewhere too, \
+            one line per notice, or {type: progress} objects with --json).
 
             Exit status with --wait: 0 when a result came (complete, or the best resolution at \
             the deadline); 1 on an error or a failed job; 3 when the deadline fired before any \
@@ -53,11 +60,14 @@ struct MatVec: AsyncParsableCommand {
     @Flag(help: "Wait for the refinements and print each one.")
     var wait = false
 
-    @Flag(help: "Print one JSON object per line, each with a type: first {type: job, job, tasks}, then per refinement {type: output, job, resolution, of, status, elapsed_ms, late_ms, bound, verified when known, and reason for a failed job}; late_ms < 0 is time to spare before the deadline.")
+    @Flag(help: "Print one JSON object per line, each with a type: first {type: job, job, tasks}, then per refinement {type: output, job, resolution, of, status, elapsed_ms, late_ms, bound, verified when known, and reason for a failed job}, and with --progress always {type: progress, job, elapsed_ms, layers: [[done, needed], …]}; late_ms < 0 is time to spare before the deadline.")
     var json = false
 
     @Option(help: ArgumentHelp("With --wait: write the last result (final or best at the deadline) to this .npy file; - writes the .npy bytes to standard output and the refinement lines to standard error (how y leaves a container: `--out - > y.npy`).", valueName: "path|-"))
     var out: String?
+
+    @Option(help: ArgumentHelp("With --wait: show tasks taken per layer and time left while waiting — auto (on a terminal, without --json), always, or never.", valueName: "auto|always|never"))
+    var progress: ProgressMode = .auto
 
     @Flag(name: .customLong("out-empty"), help: "Write --out even when nothing was computed by the deadline (an all-zero y with the a-priori bound).")
     var outEmpty = false
@@ -76,6 +86,7 @@ struct MatVec: AsyncParsableCommand {
         if codedLayers != nil && redundancy == 1 { throw ValidationError("--coded-layers needs --redundancy above 1") }
         if redundancy != 1 && oneShot { throw ValidationError("--redundancy applies to layered jobs, not --one-shot") }
         if out != nil && !wait { throw ValidationError("--out needs --wait (the result is written when it arrives)") }
+        if progress == .always && !wait { throw ValidationError("--progress always needs --wait (progress is shown while waiting)") }
         if let id, !MatVecJob.isValidID(id) { throw ValidationError("--id must be 1–64 letters, digits, '-' or '_'") }
         if matrix == "-" && vector == "-" { throw ValidationError("only one of --matrix and --vector can read standard input (-)") }
     }
@@ -89,8 +100,10 @@ struct MatVec: AsyncParsableCommand {
             throw RunFailure("wrong shape: the matrix is \(reference.rows)×\(reference.columns) but the vector has \(x.rows) elements")
         }
         let (p, q, schedule) = try partition.partitions(maxA: reference.maxMagnitude, maxX: x.maxMagnitude)
-        let request = MatVecRequest(operand: try reference.operand(partition: p, store: store), vectors: x, partitionA: p, partitionX: q, schedule: schedule,
+        var request = MatVecRequest(operand: try reference.operand(partition: p, store: store), vectors: x, partitionA: p, partitionX: q, schedule: schedule,
                                     deadline: deadline, rowBlock: rowBlock, mode: oneShot ? .oneShot : .layered, id: id, redundancy: redundancy, codedLayers: codedLayers)
+        // A terminal redraws a line ten times a second; plain lines come less often.
+        if showsProgress { request.progressEvery = .milliseconds(progressInPlace ? 100 : 250) }
         let submitter = JobSubmitter(transport: NoTransport())
         let plan = try submitter.plan(request)   // validates everything before connecting
         Trace.mark("matvec", "planned")
@@ -105,9 +118,23 @@ struct MatVec: AsyncParsableCommand {
         await transport.close()
     }
 
-    /// A progress line: standard output, or standard error when standard output carries y (--out -).
+    /// Where lines go: standard output, or standard error when standard output carries y (--out -).
+    var lines: FileHandle { out == "-" ? .standardError : .standardOutput }
+
+    /// One line of output, unbuffered (in order with the progress display's writes).
     func say(_ line: String) {
-        if out == "-" { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
+        lines.write(Data((line + "\n").utf8))
+    }
+
+    /// Whether the lines go to a terminal: progress is then one line redrawn in place.
+    var progressInPlace: Bool { isatty(lines.fileDescriptor) == 1 && !json }
+
+    var showsProgress: Bool {
+        switch progress {
+        case .never: false
+        case .auto: wait && progressInPlace
+        case .always: wait
+        }
     }
 
     func submitAndFollow(_ plan: JobPlan, transport: any Transport) async throws {
@@ -122,16 +149,36 @@ struct MatVec: AsyncParsableCommand {
         }
         guard let watcher else { return }
         let limit = deadline.milliseconds + 10_000
-        var last: OutputMessage?
-        while true {
-            let next = try await watcher.next(within: .milliseconds(Int64(limit)))
-            guard let output = next else {
-                throw RunFailure("no final output within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
-            }
-            say(OutputFormatting.line(output, json: json, deadlineMs: deadline.milliseconds))
-            last = output
-            if output.status != .partial { break }
+        let createdMs = plan.job.createdMs, handle = lines
+        let display = showsProgress
+            ? ProgressDisplay(job: plan.job.id, relativeDeadlineMs: Double(plan.job.relativeDeadlineMs), inPlace: progressInPlace,
+                              json: json, clock: { Double(WallClock.nowMs() - createdMs) },
+                              write: { handle.write(Data($0.utf8)) })
+            : nil
+        // Time left changes between notices: a terminal's line is redrawn ten times a second.
+        let ticker = display.flatMap { d in
+            d.inPlace ? Task { while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(100)); d.tick() } } : nil
         }
+        defer { ticker?.cancel() }
+        var last: OutputMessage?
+        following: while true {
+            let next = try await watcher.nextEvent(within: .milliseconds(Int64(limit)))
+            switch next {
+            case nil:
+                display?.finish()
+                throw RunFailure("no final output within the deadline + 10 s; is sraggregate running and reachable at the same broker?")
+            case .progress(let p)?:
+                display?.update(p)
+            case .output(let output)?:
+                let text = OutputFormatting.line(output, json: json, deadlineMs: deadline.milliseconds)
+                // After the final there is nothing left to wait for: no status line below it.
+                if output.status != .partial { display?.finish() }
+                if let display { display.line(text) } else { say(text) }
+                last = output
+                if output.status != .partial { break following }
+            }
+        }
+        display?.finish()
         await watcher.subscription.cancel()
         if let last, last.status == .failed {
             throw RunFailure("job \(last.job) failed: \(last.reason ?? "no reason given")")

@@ -19,17 +19,19 @@ let t0: Int64 = 1_700_000_000_000
         let tasks: [TaskMessage]
 
         init(rows: Int = 10, columns: Int = 12, vectors: Int = 1, chunks: Int = 2, bits: Int = 5,
-             rowBlock: Int = 4, mode: MatVecJob.Mode = .layered, seed: UInt64 = 1) throws {
+             rowBlock: Int = 4, mode: MatVecJob.Mode = .layered, seed: UInt64 = 1, progressMs: Int? = nil) throws {
             var g = SplitMix64(seed: seed)
             a = DyadicMatrix(rows: rows, columns: columns, totalBits: 16, fractionBits: 12, using: &g).matrix
             x = DyadicMatrix(rows: columns, columns: vectors, totalBits: 16, fractionBits: 12, using: &g).matrix
             let p = try PartitionVector.fitted(maxMagnitude: a.maxMagnitude, chunks: chunks, bits: bits)
             let q = try PartitionVector.fitted(maxMagnitude: x.maxMagnitude, chunks: chunks, bits: bits)
             let schedule = try LayerSchedule.bySignificance(chunksA: chunks, chunksX: chunks)
-            job = MatVecJob(id: "job-\(seed)", mode: mode, matrix: "inline", rows: rows, columns: columns, vectors: vectors,
-                            partitionA: p.exponents, partitionX: q.exponents,
-                            layers: schedule.layers.map { $0.map { [$0.a, $0.x] } }, rowBlock: rowBlock,
-                            createdMs: t0 + 1_000, deadline: Deadline(epochMs: t0 + 2_000))
+            var job = MatVecJob(id: "job-\(seed)", mode: mode, matrix: "inline", rows: rows, columns: columns, vectors: vectors,
+                                partitionA: p.exponents, partitionX: q.exponents,
+                                layers: schedule.layers.map { $0.map { [$0.a, $0.x] } }, rowBlock: rowBlock,
+                                createdMs: t0 + 1_000, deadline: Deadline(epochMs: t0 + 2_000))
+            job.progressMs = progressMs
+            self.job = job
             plan = try JobPlanner.plan(job, statisticsA: ChunkedOperand(decomposing: a, partition: p).statistics, vectors: x,
                                        inlineMatrix: a, nowMs: t0 + 1_000)
             tasks = try plan.tasks.map { try TaskMessage(decoding: $0) }

@@ -23,7 +23,8 @@ import SRSubmission
         let producer = InMemoryTransport(broker: broker)
         try await Topology.declare(on: producer)
         // A cold, large registered matrix: the first task loads, verifies and splits it, long
-        // enough to be certainly in hand when the shutdown arrives.
+        // enough to be certainly in hand when the shutdown arrives. The deadline is an hour away:
+        // one that passed while a loaded machine got there would have the task skipped.
         var g = SplitMix64(seed: 9)
         let n = 1024
         let a = Matrix(rows: n, columns: n, elements: (0..<(n * n)).map { _ in Double.random(in: -1..<1, using: &g) })
@@ -31,7 +32,7 @@ import SRSubmission
         let digest = try store.register(a, name: nil)
         let p = try PartitionVector.fitted(maxMagnitude: 1, chunks: 2, bits: 6)
         let request = MatVecRequest(operand: .stored(digest: digest, rows: n, columns: n), vectors: x, partitionA: p, partitionX: p,
-                                    schedule: try .bySignificance(chunksA: 2, chunksX: 2), deadline: .seconds(60), rowBlock: n, id: "stop")
+                                    schedule: try .bySignificance(chunksA: 2, chunksX: 2), deadline: .seconds(3_600), rowBlock: n, id: "stop")
         let plan = try JobSubmitter(transport: producer).plan(request)
         try await producer.publish(plan.tasks[0], Topology.taskRoute)
 

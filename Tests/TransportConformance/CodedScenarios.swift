@@ -36,7 +36,7 @@ extension PipelineScenarios {
         // of the uncoded job and the first of the coded one — and never answers.
         let stalled = try await env.makeTransport()
         let held = try await stalled.subscribe(queue: Topology.tasksQueue, prefetch: 3)
-        let taken = try await within(.seconds(60), "three tasks for the stalled consumer") {
+        let taken = try await within(.seconds(300), "three tasks for the stalled consumer") {
             var ids: [String] = []
             for try await d in held.deliveries {
                 ids.append(d.message.headers[Header.task]?.stringValue ?? "?")

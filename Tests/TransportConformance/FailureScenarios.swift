@@ -49,7 +49,7 @@ extension PipelineScenarios {
         let first = try plan("open-first")
         let watcher = try await OutputWatcher.watch([first.job.id], on: producer)
         try await publishHead(first, tasks: 0, on: producer)
-        try await eventually(within: .seconds(60), "the aggregator opens \(first.job.id)") { aggregator?.snapshot.opened == 1 }
+        try await eventually(within: .seconds(300), "the aggregator opens \(first.job.id)") { aggregator?.snapshot.opened == 1 }
         for t in first.tasks { try await producer.publish(t, Topology.taskRoute) }
         try await expectFailed(first, watcher)
 
@@ -58,7 +58,7 @@ extension PipelineScenarios {
         let watcher2 = try await OutputWatcher.watch([second.job.id], on: producer)
         let before = worker.snapshot.deadLettered
         for t in second.tasks { try await producer.publish(t, Topology.taskRoute) }
-        try await eventually(within: .seconds(60), "the worker dead-letters a task of \(second.job.id)") {
+        try await eventually(within: .seconds(300), "the worker dead-letters a task of \(second.job.id)") {
             worker.snapshot.deadLettered > before
         }
         try await publishHead(second, tasks: 0, on: producer)

@@ -85,6 +85,8 @@ enum Seeds {
                     add("task", "\(label)-legacy-pair", legacy, kind: TaskMessage.kind)
                 }
             }
+            let layers = (0..<plan.job.resolutionCount).map { ProgressMessage.Layer(done: $0, needed: max($0, plan.job.blockCount)) }
+            add("progress", label, ProgressMessage(job: plan.job.id, elapsedMs: 12.5, layers: layers).encode(), kind: ProgressMessage.kind)
             let y = Matrix(rows: request.operand.rowsForSeeds, columns: request.vectors.columns,
                            elements: (0..<(request.operand.rowsForSeeds * request.vectors.columns)).map { Double($0) - 1.5 })
             let bound = y.map { abs($0) * 0.01 }

@@ -55,6 +55,11 @@ enum Targets {
             guard let f = try? TaskFailure(decoding: m) else { return }
             same(f, "task-failed") { try TaskFailure(decoding: f.encode()) }
         },
+        decoder("progress", kind: ProgressMessage.kind) { m in
+            guard let p = try? ProgressMessage(decoding: m) else { return }
+            guard p.layers.count <= ProgressMessage.maxLayers else { fail("progress: more layers than the bound") }
+            same(p, "progress") { try ProgressMessage(decoding: p.encode()) }
+        },
         decoder("deadline", kind: DeadlineMessage.kind) { m in
             guard let d = try? DeadlineMessage(decoding: m) else { return }
             same(d, "deadline") { try DeadlineMessage(decoding: d.encode()) }

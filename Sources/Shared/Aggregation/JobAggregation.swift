@@ -15,6 +15,8 @@ public struct JobAggregation: Sendable {
         case close
         /// A coded layer is decoded: tell consumers to drop its remaining coded tasks.
         case layerDone(Int)
+        /// The job asked for progress notices and one is due: publish it (best effort).
+        case progress(ProgressMessage)
     }
 
     /// How a partial was taken.
@@ -49,6 +51,10 @@ public struct JobAggregation: Sendable {
     /// The latest parity refusals (at most 16), for the log: a parity result that arrived
     /// before the partial that completed its mini-job is refused when the decode fails.
     public private(set) var refusedParity: [String] = []
+    /// Partials taken, per layer (one-shot: one entry), for progress notices.
+    public private(set) var tasksTaken: [Int]
+    /// When the last progress notice went out.
+    var lastProgressMs: Int64?
     /// Checks each partial against A and x; nil: partials are taken on trust.
     let verifier: PartialVerifier?
     /// Whether this job's outputs are verified: every partial checked, every statistic behind
@@ -86,6 +92,7 @@ public struct JobAggregation: Sendable {
             throw WireError("job \(job.id): \(error)")
         }
         oneShotValues = job.mode == .oneShot ? [Double](repeating: 0, count: job.rows * job.vectors) : []
+        tasksTaken = [Int](repeating: 0, count: job.resolutionCount)
     }
 
     public var isClosed: Bool { closedWith != nil }
@@ -93,8 +100,31 @@ public struct JobAggregation: Sendable {
     /// Elapsed milliseconds since the job was created (wall clock, shared across machines).
     func elapsed(_ nowMs: Int64) -> Double { Double(nowMs - job.createdMs) }
 
-    /// Takes one partial result.
+    /// Takes one partial result; a progress notice follows when the job asked for them.
     public mutating func receive(_ p: PartialMessage, nowMs: Int64) -> (PartialOutcome, [Action]) {
+        let (outcome, actions) = take(p, nowMs: nowMs)
+        guard case .accepted = outcome else { return (outcome, actions) }
+        let layer = job.mode == .oneShot ? 0 : p.layer
+        if tasksTaken.indices.contains(layer) { tasksTaken[layer] += 1 }
+        return (outcome, actions + progressIfDue(nowMs))
+    }
+
+    /// How far each layer is: tasks taken of the K it needs (a coded layer issues N > K, any
+    /// K of which do, so "done" stops at K).
+    public func progress(nowMs: Int64) -> ProgressMessage {
+        let needed = job.blockCount
+        return ProgressMessage(job: job.id, elapsedMs: elapsed(nowMs),
+                               layers: tasksTaken.map { .init(done: min($0, needed), needed: needed) })
+    }
+
+    /// A notice when the job asked for them, is still open, and the last one is `progressMs` old.
+    mutating func progressIfDue(_ nowMs: Int64) -> [Action] {
+        guard let every = job.progressMs, !isClosed, lastProgressMs.map({ nowMs - $0 >= Int64(every) }) ?? true else { return [] }
+        lastProgressMs = nowMs
+        return [.progress(progress(nowMs: nowMs))]
+    }
+
+    mutating func take(_ p: PartialMessage, nowMs: Int64) -> (PartialOutcome, [Action]) {
         guard p.job == job.id else { return (.invalid("partial for job \(p.job) routed to job \(job.id)"), []) }
         if isClosed {
             latePartials += 1

@@ -361,6 +361,8 @@ public struct JobTable<Handle: Hashable & Sendable>: Sendable {
                 return nil
             case .layerDone(let layer):
                 return .publishDone(job: id, layer: layer)
+            case .progress(let notice):
+                return .publishProgress(notice)
             }
         }
     }

@@ -21,6 +21,8 @@ public enum JobTableAction<Handle: Hashable & Sendable>: Sendable {
     case emit(JobOutput)
     /// A coded layer is decoded: tell consumers (best effort) to drop its remaining tasks.
     case publishDone(job: String, layer: Int)
+    /// Tell whoever follows the job how far its layers are (best effort, never waited for).
+    case publishProgress(ProgressMessage)
     /// Publish these inference tasks as one batch; on failure report `.tasksUnsent`.
     case publishTasks(job: String, [Message])
     /// Publish these tasks one at a time, in order; report those left after a failure.

@@ -37,12 +37,18 @@ public struct MatVecJob: Sendable, Codable, Equatable {
     /// layer). Coding the first layer alone protects the first resolution at a fraction of the
     /// cost of coding them all.
     public var codedLayers: Int?
+    /// Ask the aggregator for a progress notice (ProgressMessage: tasks taken per layer) at most
+    /// every this many ms while partials arrive; nil (absent in JSON): none.
+    public var progressMs: Int?
+
+    /// Most and fewest ms between progress notices: a watcher redraws a line, not a stream.
+    public static let progressIntervals = 20...60_000
 
     /// The JSON keys of the open record (docs/WIRE.md): the deadline travels as `deadlineMs`.
     enum CodingKeys: String, CodingKey {
         case id, mode, matrix, rows, columns, vectors, partitionA, partitionX, layers, rowBlock, createdMs
         case deadline = "deadlineMs"
-        case codedTasks, codedLayers
+        case codedTasks, codedLayers, progressMs
     }
 
     public init(id: String, mode: Mode, matrix: String, rows: Int, columns: Int, vectors: Int,
@@ -158,6 +164,9 @@ public struct MatVecJob: Sendable, Codable, Equatable {
             throw WireError("job \(id): \(error)")
         }
         if let n = codedTasks { try validateCode(tasks: n, p, q) }
+        if let ms = progressMs, !Self.progressIntervals.contains(ms) {
+            throw WireError("job \(id): progressMs must be in \(Self.progressIntervals) ms")
+        }
         if let c = codedLayers {
             guard codedTasks != nil, (1...max(1, layers.count)).contains(c) else {
                 throw WireError("job \(id): codedLayers must be 1…\(layers.count) and needs codedTasks")

@@ -130,6 +130,8 @@ public enum Topology {
 
     public static func resolutionKey(job: String, resolution: Int) -> String { "job.\(job).resolution.\(resolution)" }
     public static func finalKey(job: String) -> String { "job.\(job).final" }
+    /// Progress notices (ProgressMessage) of jobs that ask for them.
+    public static func progressKey(job: String) -> String { "job.\(job).progress" }
 }
 
 extension Publication {

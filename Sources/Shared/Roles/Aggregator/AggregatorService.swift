@@ -327,9 +327,11 @@ extension AggregatorService {
                     }
                 case .publishDone(let id, let layer):
                     // Best effort, through the same publisher task as outputs (never waited for).
-                    service.outbox.push(PendingOutput(message: DoneMessage(job: id, layer: layer).encode(), routingKey: "",
-                                                      job: id, status: .partial, log: "", metadata: [:], final: nil,
-                                                      exchange: Topology.doneExchange))
+                    service.outbox.push(.notice(DoneMessage(job: id, layer: layer).encode(), job: id,
+                                                exchange: Topology.doneExchange, routingKey: ""))
+                case .publishProgress(let progress):
+                    service.outbox.push(.notice(progress.encode(), job: progress.job,
+                                                exchange: Topology.outputsExchange, routingKey: progress.routingKey))
                 case .publishTasks(let id, let tasks):
                     await publishTasks(id, tasks, now)
                 case .retryTasks(let id, let tasks):

@@ -17,8 +17,16 @@ struct PendingOutput: Sendable {
     /// Set for a job's final output: its confirmation lets the job close (its inputs are acked
     /// only then); its failure has it retried.
     var final: AggregatorService.FinalOutput?
-    /// sr.outputs, or sr.done for a done notice (sent in order with outputs, not counted or logged).
+    /// sr.outputs, or sr.done for a done notice.
     var exchange: String = Topology.outputsExchange
+    /// A done or progress notice: sent after the outputs, best effort, not counted or logged.
+    var isNotice = false
+
+    /// A notice nobody waits for: a done notice to sr.done, a progress notice to sr.outputs.
+    static func notice(_ message: Message, job: String, exchange: String, routingKey: String) -> PendingOutput {
+        PendingOutput(message: message, routingKey: routingKey, job: job, status: .partial, log: "", metadata: [:],
+                      final: nil, exchange: exchange, isNotice: true)
+    }
 }
 
 /// A FIFO of pending outputs plus a wake-up signal for the publisher task.
@@ -52,10 +60,10 @@ extension AggregatorService {
     func publishOutputs(_ outbox: OutputOutbox, report: @escaping @Sendable (Event) -> Void) async {
         for await _ in outbox.signals {
             let all = outbox.takeAll()
-            // Done notices go after the outputs, in a call of their own and best effort: a
-            // broker refusing them (an old permission set) must not fail the outputs.
-            let notices = all.filter { $0.exchange != Topology.outputsExchange }
-            let batch = all.filter { $0.exchange == Topology.outputsExchange }
+            // Notices go after the outputs, in a call of their own and best effort: a broker
+            // refusing them (an old permission set) must not fail the outputs.
+            let notices = all.filter(\.isNotice)
+            let batch = all.filter { !$0.isNotice }
             defer { if !notices.isEmpty { publishNotices(notices) } }
             guard !batch.isEmpty else { continue }
             do {
@@ -80,14 +88,14 @@ extension AggregatorService {
         }
     }
 
-    /// Sends done notices without waiting for their confirms (nothing depends on them).
+    /// Sends done and progress notices without waiting for their confirms (nothing depends on them).
     func publishNotices(_ notices: [PendingOutput]) {
         let transport = self.transport, logger = self.logger
         Task {
             do {
                 try await transport.publish(notices.map { Publication($0.message, exchange: $0.exchange, routingKey: $0.routingKey) })
             } catch {
-                logger.debug("done notices not published", metadata: ["error": "\(error)"])
+                logger.debug("notices not published", metadata: ["error": "\(error)"])
             }
         }
     }

@@ -37,6 +37,8 @@ public struct MatVecRequest: Sendable {
     public var redundancy: Double
     /// With redundancy: code only layers 0..<codedLayers (nil: every layer).
     public var codedLayers: Int?
+    /// Ask for progress notices (tasks taken per layer) at most this often; nil: none.
+    public var progressEvery: Duration?
 
     public init(operand: Operand, vectors: Matrix<Double>, partitionA: PartitionVector, partitionX: PartitionVector,
                 schedule: LayerSchedule, deadline: Duration, rowBlock: Int? = nil, mode: MatVecJob.Mode = .layered, id: String? = nil,
@@ -109,6 +111,9 @@ public struct JobSubmitter: Sendable {
                             partitionX: request.partitionX.exponents,
                             layers: request.schedule.layers.map { $0.map { [$0.a, $0.x] } },
                             rowBlock: max(1, min(rowBlock, rows)), createdMs: now, deadline: Deadline(after: request.deadline, from: now))
+        if let every = request.progressEvery {
+            job.progressMs = Int(clamping: every.wholeMilliseconds)
+        }
         if request.redundancy != 1 {
             let code: MiniJobCode
             do {
@@ -158,6 +163,24 @@ public struct OutputWatcher: Sendable {
     /// The next mat-vec output, or nil when none arrives within `limit`.
     public func next(within limit: Duration) async throws -> OutputMessage? {
         try await within(limit) { try await next() }
+    }
+
+    /// What a watcher of mat-vec jobs sees: a refinement, or a progress notice (of jobs that
+    /// asked for them).
+    public enum Event: Sendable {
+        case output(OutputMessage)
+        case progress(ProgressMessage)
+    }
+
+    /// The next output or progress notice, or nil when none arrives within `limit`.
+    public func nextEvent(within limit: Duration) async throws -> Event? {
+        try await within(limit) {
+            while let m = try await nextMessage() {
+                if let o = try? OutputMessage(decoding: m) { return .output(o) }
+                if let p = try? ProgressMessage(decoding: m) { return .progress(p) }
+            }
+            return nil
+        }
     }
 
     /// The next mat-vec output (acked on receipt; outputs are informational copies).
