@@ -131,6 +131,7 @@ enum Targets {
             || (try? OutputMessage(decoding: m)) != nil || (try? InferenceTask(decoding: m)) != nil
             || (try? InferencePartial(decoding: m)) != nil || (try? InferenceOpen(decoding: m)) != nil
             || (try? InferenceOutput(decoding: m)) != nil || (try? TaskFailure(decoding: m)) != nil
+            || (try? ProgressMessage(decoding: m)) != nil
     }
 
     /// Re-decoding what the library encodes from `value` must succeed and give `value` back.
