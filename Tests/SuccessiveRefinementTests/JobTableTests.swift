@@ -193,6 +193,32 @@ import Testing
         #expect(outputs(message).isEmpty && acks(message).isEmpty)
     }
 
+    @Test func aDeadlineIssuedBeforeTheJobExistedIsAnEarlierJobsAndIsDropped() throws {
+        // The fixture's job is created at t0 + 1 000. A deadline message from an earlier job with
+        // the same id (left queued while no aggregator ran) says t0 + 500.
+        let f = try Fixture()
+        let stale = Deadline(epochMs: t0 + 500)
+        var table = Table()
+        _ = try open(&table, f)
+        let dropped = table.handle(.deadline(job: f.job.id, 5, issued: stale), now: now)
+        #expect(acks(dropped) == [5] && outputs(dropped).isEmpty)
+        #expect(table.phase(of: f.job.id, now: now) == .open)
+        // Its own deadline message (or one fired by hand, issued now) still answers it.
+        let own = table.handle(.deadline(job: f.job.id, 6, issued: f.job.deadline), now: now)
+        #expect(statuses(outputs(own)) == [.deadline])
+
+        // The same when the stale message came before the open record (parked).
+        var parked = Table()
+        #expect(parked.handle(.deadline(job: f.job.id, 7, issued: stale), now: now).isEmpty)
+        let opened = try open(&parked, f)
+        #expect(outputs(opened).isEmpty)
+        #expect(parked.phase(of: f.job.id, now: now) == .open)
+        // Held with the job (acknowledged when it closes), like every input that was parked.
+        #expect(parked.held(f.job.id).contains(7))
+        let byHand = parked.handle(.deadline(job: f.job.id, 8, issued: Deadline(epochMs: now)), now: now)
+        #expect(statuses(outputs(byHand)) == [.deadline])
+    }
+
     @Test func inferenceJobParksPartialsRetriesTasksAndAnswersAtTheDeadline() throws {
         let job = InferenceJob(id: "inf-1", model: "m", images: "i", samples: 2, inputPartition: [1], resolutions: 2,
                                classes: 2, exitRule: "margin:0.5", blockSize: 1, createdMs: t0 + 1_000, deadline: Deadline(epochMs: t0 + 2_000))

@@ -43,7 +43,7 @@ extension JobTable {
             ]),
         ]
         for (p, _) in parked.inferencePartials { actions += receiveInference(p, now) }
-        if parked.deadline != nil { actions += deadlineReached(id, now) }
+        if parked.deadline != nil { actions += parkedDeadline(id, parked.deadlineIssued, now) }
         return actions
     }
 

@@ -91,15 +91,32 @@ extension JobTable {
         ["job.id": failure.job, "task": failure.task, "worker": failure.worker, "reason": failure.reason]
     }
 
-    mutating func deadline(_ id: String, _ h: Handle, _ now: Int64) -> [Action] {
+    mutating func deadline(_ id: String, _ h: Handle, _ issued: Deadline?, _ now: Int64) -> [Action] {
         if closed.contains(id) { return [.ack(h)] }
+        if let job = openJob(id), job.isStale(issued) { return [.ack(h)] + Self.staleDeadline(id, issued, job) }
         park(id) { _ in }
         entries[id]?.held.append(h)
         if openJob(id) == nil {
-            park(id) { $0.deadline = now }
+            park(id) {
+                $0.deadline = now
+                $0.deadlineIssued = issued
+            }
             return []
         }
         return deadlineReached(id, now)
+    }
+
+    /// A deadline message that came before its job's open record, now that the job is open.
+    /// (Its delivery is already held with the job's.)
+    mutating func parkedDeadline(_ id: String, _ issued: Deadline?, _ now: Int64) -> [Action] {
+        guard let job = openJob(id) else { return [] }
+        if job.isStale(issued) { return Self.staleDeadline(id, issued, job) }
+        return deadlineReached(id, now)
+    }
+
+    static func staleDeadline(_ id: String, _ issued: Deadline?, _ job: OpenJob) -> [Action] {
+        [.log(.warning, "ignoring a deadline message issued before this job was created (an earlier job with the same id)",
+              ["job.id": id, "issued_ms": "\(issued?.epochMs ?? 0)", "created_ms": "\(job.createdMs)"])]
     }
 
     /// An open job's deadline: deferred while it replays, answered otherwise.

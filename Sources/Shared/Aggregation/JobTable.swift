@@ -54,6 +54,8 @@ public struct JobTable<Handle: Hashable & Sendable>: Sendable {
         var partials: [(PartialMessage, Int64, Message)] = []
         var inferencePartials: [(InferencePartial, Int64)] = []
         var deadline: Int64?
+        /// What the parked deadline message carried.
+        var deadlineIssued: Deadline?
         var failure: (TaskFailure, Int64)?
 
         /// Stale when any kind of input has waited longer than `grace`, all of it.
@@ -90,6 +92,19 @@ public struct JobTable<Handle: Hashable & Sendable>: Sendable {
             case .matVec(let a): a.job.deadline
             case .inference(let s): s.job.deadline
             }
+        }
+
+        var createdMs: Int64 {
+            switch self {
+            case .matVec(let a): a.job.createdMs
+            case .inference(let s): s.job.createdMs
+            }
+        }
+
+        /// A deadline message issued before this job was created is an earlier job's (same
+        /// id, e.g. a resubmission with --id after an aggregator restart left it queued).
+        func isStale(_ issued: Deadline?) -> Bool {
+            issued.map { $0.epochMs < createdMs } ?? false
         }
     }
 
@@ -190,7 +205,7 @@ public struct JobTable<Handle: Hashable & Sendable>: Sendable {
         case .partial(let p, let h, let message): actions += partial(p, h, message, now)
         case .inferencePartial(let p, let h): actions += inferencePartial(p, h, now)
         case .taskFailure(let f, let h): actions += taskFailure(f, h, now)
-        case .deadline(let id, let h): actions += deadline(id, h, now)
+        case .deadline(let id, let h, let issued): actions += deadline(id, h, issued, now)
         case .invalidDeadline(let h, let reason): actions.append(.deadLetter(h, queue: Topology.deadlinesQueue, reason: reason))
         case .invalid(let h, let queue, let reason): actions.append(.deadLetter(h, queue: queue, reason: reason))
         case .ledgerEntry(let id, let h):
@@ -267,7 +282,7 @@ public struct JobTable<Handle: Hashable & Sendable>: Sendable {
             }
         }
         if let (failure, _) = o.parked.failure { actions += failJob(failure, now) }
-        if o.parked.deadline != nil { actions += deadlineReached(id, now) }
+        if o.parked.deadline != nil { actions += parkedDeadline(id, o.parked.deadlineIssued, now) }
         return actions
     }
 

@@ -22,7 +22,9 @@ public enum JobTableEvent<Handle: Hashable & Sendable>: Sendable {
     case partial(PartialMessage, Handle, message: Message)
     case inferencePartial(InferencePartial, Handle)
     case taskFailure(TaskFailure, Handle)
-    case deadline(job: String, Handle)
+    /// `issued`: the deadline the message carries (nil: not known). One issued before the job
+    /// was created belongs to an earlier job with the same id and is dropped.
+    case deadline(job: String, Handle, issued: Deadline? = nil)
     /// A deadline message that could not be decoded.
     case invalidDeadline(Handle, reason: String)
     /// Any other input that could not be decoded.

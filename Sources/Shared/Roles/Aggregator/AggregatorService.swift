@@ -270,7 +270,10 @@ extension AggregatorService {
         }
 
         static func deadlineEvent(_ d: Delivery, _ h: Int) -> JobTableEvent<Int> {
-            do { return .deadline(job: try DeadlineMessage(decoding: d.message).job, h) } catch {
+            do {
+                let m = try DeadlineMessage(decoding: d.message)
+                return .deadline(job: m.job, h, issued: m.deadline)
+            } catch {
                 return .invalidDeadline(h, reason: "invalid deadline message: \(error)")
             }
         }
