@@ -130,6 +130,9 @@ public enum Topology {
 
     public static func resolutionKey(job: String, resolution: Int) -> String { "job.\(job).resolution.\(resolution)" }
     public static func finalKey(job: String) -> String { "job.\(job).final" }
+    /// `open.<id>`: the aggregator's notice that it opened a job (OpenedNotice); outside `job.#`,
+    /// so readers of outputs never see it.
+    public static func openedKey(job: String) -> String { "open.\(job)" }
 }
 
 extension Publication {

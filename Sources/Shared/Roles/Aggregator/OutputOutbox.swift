@@ -19,6 +19,10 @@ struct PendingOutput: Sendable {
     var final: AggregatorService.FinalOutput?
     /// sr.outputs, or sr.done for a done notice (sent in order with outputs, not counted or logged).
     var exchange: String = Topology.outputsExchange
+    /// What the metrics count of a confirmed output.
+    var facts: OutputFacts?
+    /// false for an open notice: published with the outputs, but neither counted nor logged.
+    var isOutput = true
 }
 
 /// A FIFO of pending outputs plus a wake-up signal for the publisher task.
@@ -65,7 +69,8 @@ extension AggregatorService {
                 for o in batch { if let final = o.final { report(.finalFailed(o.job, final)) } }
                 continue
             }
-            for o in batch {
+            for o in batch where o.isOutput {
+                if let facts = o.facts { metrics.published(facts, status: o.status) }
                 counters.withLock {
                     $0.refinements += 1
                     if o.status == .complete { $0.completed += 1 }
