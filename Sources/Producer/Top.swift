@@ -26,9 +26,10 @@ struct Top: AsyncParsableCommand {
             deadline, or how late it is), BOUND (max error bound of the latest resolution); then \
             RECENT FINAL with ELAPSED (since the job's creation) and LATE (how late the deadline \
             fired). With --metrics URL (repeatable: each consumer's and the aggregator's \
-            --metrics-port) a line of pool totals and queue depths is added. When standard \
-            output is not a terminal (or with --plain) every event is one appended line, and the \
-            table is printed once at the end.
+            --metrics-port) the pool's totals, queue depths and unanswered tasks by layer are \
+            added. When standard output is not a terminal (or with --plain) every event is one \
+            appended line (the totals at most every 10 s, when they changed), and the table is \
+            printed once at the end.
 
             --once prints the table after one --interval and exits; --for DURATION exits after \
             that long (both for scripts). Ctrl-C (or SIGTERM) prints the table once more and exits 0.
@@ -124,7 +125,7 @@ struct Top: AsyncParsableCommand {
                 }
             }
             var scraping = false, timeUp = false
-            var lastMetricsLines: [String] = []
+            var lastMetricsLines: [String] = [], lastMetricsPrint: Int64 = 0
             func scrape() {
                 guard !addresses.isEmpty, !scraping else { return }
                 scraping = true
@@ -143,9 +144,11 @@ struct Top: AsyncParsableCommand {
                     scraping = false
                     view.metrics = m
                     let lines = m.render()
-                    if !redraw && lines != lastMetricsLines && !once {
+                    // Appended lines: the totals when they changed, at most every 10 s.
+                    if !redraw && !once && lines != lastMetricsLines && now - lastMetricsPrint >= 10_000 {
                         for line in lines { print(Self.clock(now) + "  " + line) }
                         fflush(nil)
+                        lastMetricsPrint = now
                     }
                     lastMetricsLines = lines
                     if timeUp { sink.finish() }

@@ -148,7 +148,7 @@ struct MetricsCLITests {
                 "srproduce", ["top", "--once", "--interval", "300ms"] + urls.flatMap { ["--metrics", $0] },
                 environment: env, timeout: .seconds(120))
             #expect(onceStatus == 0, "\(once)")
-            #expect(once.contains("OPEN JOB") && once.contains("jobs: deadlines 1 met, 0 missed"), "\(once)")
+            #expect(once.contains("OPEN JOB") && once.contains("deadlines: 1 met, 0 missed"), "\(once)")
             let computed = total(consumer, "sr_tasks_computed_total").map { Int($0) } ?? -1
             #expect(once.contains("tasks: \(computed) computed, 0 skipped past their deadline, 0 dead-lettered"), "\(once)")
         } catch {

@@ -114,25 +114,26 @@ public struct PoolMetrics: Sendable, Equatable {
     /// The topology's queues in the order an operator reads them (others after, by name).
     static let queueOrder = ["sr.tasks", "sr.partials", "sr.jobs", "sr.deadlines", "sr.dead"]
 
-    /// The totals as two or three lines for the table.
+    /// The totals as lines for the table: tasks, deadlines, queues, backlog by layer, errors.
     public func render() -> [String] {
         var lines: [String] = []
         var tasks = "tasks: \(Self.count(tasksComputed)) computed, \(Self.count(tasksSkipped)) skipped past their deadline, "
             + "\(Self.count(deadLetters)) dead-lettered"
         if cacheHits + cacheMisses > 0 { tasks += " · operand cache \(Self.count(cacheHits))/\(Self.count(cacheHits + cacheMisses)) hits" }
         lines.append(tasks)
-        var jobs = "jobs: deadlines \(Self.count(deadlineHits)) met, \(Self.count(deadlineMisses)) missed"
+        var jobs = "deadlines: \(Self.count(deadlineHits)) met, \(Self.count(deadlineMisses)) missed"
         if let mean = firstResolutionMean { jobs += " · first resolution after \(PoolView.milliseconds(mean * 1000)) (mean)" }
         if let openJobs { jobs += " · \(Self.count(openJobs)) open at the aggregator" }
         lines.append(jobs)
         let ordered = queues.sorted { (Self.queueOrder.firstIndex(of: $0.key) ?? 99, $0.key) < (Self.queueOrder.firstIndex(of: $1.key) ?? 99, $1.key) }
-        var queuesLine = ordered.map { "\($0.key) \(Self.count($0.value))" }.joined(separator: ", ")
-        let layers = outstanding.filter { $0.value > 0 }.sorted { Self.layerOrder($0.key) < Self.layerOrder($1.key) }
-        if !layers.isEmpty || openJobs != nil {
-            queuesLine += (queuesLine.isEmpty ? "" : " · ") + "tasks waiting by layer: "
-                + (layers.isEmpty ? "none" : layers.map { "L\($0.key) \(Self.count($0.value))" }.joined(separator: ", "))
+        if !ordered.isEmpty {
+            lines.append("queues (ready messages): " + ordered.map { "\($0.key) \(Self.count($0.value))" }.joined(separator: ", "))
         }
-        if !queuesLine.isEmpty { lines.append("queues: " + queuesLine) }
+        let layers = outstanding.filter { $0.value > 0 }.sorted { Self.layerOrder($0.key) < Self.layerOrder($1.key) }
+        if !outstanding.isEmpty || openJobs != nil {
+            lines.append("unanswered tasks of open jobs, by layer: "
+                         + (layers.isEmpty ? "none" : layers.map { "L\($0.key) \(Self.count($0.value))" }.joined(separator: ", ")))
+        }
         if !errors.isEmpty { lines.append("metrics: " + errors.joined(separator: "; ")) }
         return lines
     }

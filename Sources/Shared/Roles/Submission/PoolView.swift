@@ -119,10 +119,10 @@ public struct PoolView: Sendable {
 
     // MARK: Text
 
-    /// The table: a title line, the pool's totals (when scraped), the open jobs (soonest deadline
-    /// first, at most `maxOpen`) and the recent finals (newest first).
+    /// The table: the title, what this view has seen, the pool's totals (when scraped), the open
+    /// jobs (soonest deadline first, at most `maxOpen`) and the recent finals (newest first).
     public func render(nowMs: Int64, title: String, maxOpen: Int = 20) -> [String] {
-        var lines = [title + "   open \(open.count)   finals: \(totals.complete) complete, \(totals.deadline) at deadline"
+        var lines = [title, "seen: \(open.count) open · finals \(totals.complete) complete, \(totals.deadline) at the deadline"
             + (totals.nothingByDeadline > 0 ? " (\(totals.nothingByDeadline) with nothing)" : "") + ", \(totals.failed) failed"]
         if let metrics { lines += metrics.render() }
         let jobs = open.values.sorted { ($0.deadlineMs ?? .max, $0.id) < ($1.deadlineMs ?? .max, $1.id) }
