@@ -109,10 +109,15 @@ struct MetricsCLITests {
                 environment: env, timeout: .seconds(180))
             try #require(status == 0 && output.contains("complete"), "\(output)")
 
+            // "job <id>: N tasks, …": each computed once by the one consumer, which counts a task
+            // once its partial is confirmed — maybe just after the answer reached us: poll.
+            let tasks = try #require(output.split(separator: "\n").first { $0.hasPrefix("job \(id): ") }
+                .flatMap { Double($0.split(separator: " ")[2]) }, "\(output)")
             // The consumer's counters and compute-time histogram moved; sr.tasks was sampled.
-            let consumer = try await metrics(consumerPort, until: "the consumer counted its tasks") {
-                (total($0, "sr_tasks_computed_total", ["kind": "matvec"]) ?? 0) >= 1
+            let consumer = try await metrics(consumerPort, until: "the consumer counted its \(tasks) tasks") {
+                total($0, "sr_tasks_computed_total", ["kind": "matvec"]) == tasks
             }
+            #expect(total(consumer, "sr_task_compute_seconds_count", ["kind": "matvec"]) == tasks, "\(consumer)")
             #expect((total(consumer, "sr_task_compute_seconds_count", ["kind": "matvec", "layer": "0"]) ?? 0) >= 1, "\(consumer)")
             #expect(total(consumer, "sr_queue_messages", ["queue": "sr.tasks"]) != nil, "\(consumer)")
             #expect((total(consumer, "sr_dead_letters_total") ?? 0) == 0)

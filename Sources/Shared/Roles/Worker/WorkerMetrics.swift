@@ -32,8 +32,9 @@ final class WorkerMetrics: Sendable {
     /// time (the kernel thread's, store reads included) in `sr_task_compute_seconds`.
     func computed(kind: String, layer: Int, time: Duration) {
         let dimensions = [("kind", kind), ("layer", MetricLabels.layer(layer))]
-        Counter(label: "sr_tasks_computed_total", dimensions: dimensions, factory: factory).increment()
+        // The time first: whoever sees the count sees the time too.
         Timer(label: "sr_task_compute_seconds", dimensions: dimensions, factory: factory).recordNanoseconds(MetricLabels.nanoseconds(time))
+        Counter(label: "sr_tasks_computed_total", dimensions: dimensions, factory: factory).increment()
     }
 
     /// Reports the cache's hits and misses since the last call.
