@@ -13,6 +13,10 @@ let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+/// The swift-metrics API the roles count with; only executables bootstrap a backend.
+let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
+/// The Prometheus backend: linked by SRCLISupport (the executables' edge) alone.
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 
 /// A library target whose sources live in `Sources/Shared/<folder>`.
 func library(_ name: String, folder: String, _ dependencies: [Target.Dependency]) -> Target {
@@ -33,6 +37,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The C boundary: system-library modules, nested under Sources/Shared so that
@@ -79,17 +85,18 @@ let package = Package(
         library("SRAggregation", folder: "Aggregation", ["SRCore", "SRCoding", "SRProtocol", "SRTransport"]),
         // The roles, one target each so that each executable links only what it runs; all three
         // know the Transport protocol, never AMQP.
-        // What more than one role runs on: the kernel thread (`BlockingWork`).
-        library("SRRoleSupport", folder: "Roles/Support", []),
+        // What more than one role runs on: the kernel thread (`BlockingWork`), metric labels and
+        // the queue-depth sampler (swift-metrics API only).
+        library("SRRoleSupport", folder: "Roles/Support", ["SRTransport", coreMetrics]),
         // The consumer: task and inference computers, the plane cache, the kernel thread.
         library("SRWorker", folder: "Roles/Worker", [
             "SRCore", "SRCoding", "SRKernels", "SRNeural", "SRStore", "SRTransport", "SRProtocol",
-            "SRRoleSupport", logging, serviceLifecycle,
+            "SRRoleSupport", logging, serviceLifecycle, coreMetrics,
         ]),
         // The aggregator service: executes the job table's actions. Never links the kernels.
         library("SRAggregatorService", folder: "Roles/Aggregator", [
             "SRCore", "SRProtocol", "SRStore", "SRTransport", "SRAggregation", "SRRoleSupport", logging,
-            serviceLifecycle,
+            serviceLifecycle, coreMetrics,
         ]),
         // What a producer runs: plans a job, publishes it, follows its outputs.
         library("SRSubmission", folder: "Roles/Submission", [
@@ -99,7 +106,10 @@ let package = Package(
         // environment defaults, option groups, the one `Duration: ExpressibleByArgument`.
         // The only library target allowed to depend on ArgumentParser: only executables link it
         // (it is not part of the SuccessiveRefinement product).
-        library("SRCLISupport", folder: "CLISupport", ["SRCore", "SRTransport", "SRAMQP", "SRStore", logging, argumentParser]),
+        // Also the metrics edge: `--metrics-port`, the Prometheus bootstrap and the /metrics responder.
+        library("SRCLISupport", folder: "CLISupport", [
+            "SRCore", "SRTransport", "SRAMQP", "SRStore", logging, argumentParser, coreMetrics, prometheus,
+        ]),
         // The umbrella module behind the SuccessiveRefinement product: re-exports the libraries.
         library("SuccessiveRefinement", folder: "SuccessiveRefinement", [
             "SRCore", "SRKernels", "SRCoding", "SRFormats", "SRNeural", "SRTraining", "SRStore",
@@ -111,7 +121,7 @@ let package = Package(
             name: "Producer",
             dependencies: [
                 "SRCLISupport", "SRCore", "SRFormats", "SRKernels", "SRNeural", "SRProtocol", "SRSubmission", "SRWorker", "SRAggregatorService",
-                "SRStore", "SRTraining", "SRTransport", logging, argumentParser,
+                "SRStore", "SRTraining", "SRTransport", "SRRoleSupport", logging, argumentParser,
             ],
             path: "Sources/Producer",
             swiftSettings: strict),
@@ -148,7 +158,8 @@ let package = Package(
                 "SRAggregation", "SRCLISupport", "SRCoding", "SRCore", "SRFormats", "SRKernels", "SRNeural",
                 "SRProtocol", "SRSubmission", "SRWorker", "SRAggregatorService", "SRRoleSupport", "SRStore", "SRTraining",
                 "SRTransport", "TransportConformance",
-                logging, serviceLifecycle,
+                logging, serviceLifecycle, coreMetrics,
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             path: "Tests/SuccessiveRefinementTests",
             swiftSettings: strict),
@@ -163,7 +174,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "SRAMQP", "SRCore", "SRKernels", "SRProtocol", "SRSubmission", "SRWorker", "SRAggregatorService", "SRStore", "SRTransport",
-                "TransportConformance", logging, serviceLifecycle,
+                "SRCLISupport", "SRRoleSupport", "TransportConformance", logging, serviceLifecycle,
             ],
             path: "Tests/IntegrationTests",
             swiftSettings: strict),

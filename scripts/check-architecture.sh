@@ -58,10 +58,12 @@ REACH_RULES = [
     ({"SRProtocol"}, {"SRStore", "SRNeural", "SRTraining"},
      "protocol is values only: no store, no neural"),
     ({"SRFormats"}, {"SRNeural", "SRTraining"}, "formats know no neural types"),
-    ({"SRAggregation"}, {"Logging", "ServiceLifecycle", "SRKernels", "CSRBLAS", "CSRKernels"},
-     "aggregation is pure state machines: no logging, no lifecycle, no kernels"),
+    ({"SRAggregation"}, {"Logging", "ServiceLifecycle", "CoreMetrics", "Metrics", "SRKernels", "CSRBLAS", "CSRKernels"},
+     "aggregation is pure state machines: no logging, no metrics, no lifecycle, no kernels"),
     ((LIBRARIES - {"SRCLISupport"}), {"ArgumentParser"},
      "only SRCLISupport (linked by executables alone) may depend on ArgumentParser"),
+    ((LIBRARIES - {"SRCLISupport"}), {"Prometheus"},
+     "libraries count through swift-metrics and never pick a backend: only SRCLISupport (the executables' edge) bootstraps Prometheus"),
 ]
 IMPORT = re.compile(
     r"^\s*(?:@[A-Za-z_]+(?:\([^)]*\))?\s+)*(?:(?:public|package|internal|fileprivate|private)\s+)?"
@@ -216,7 +218,8 @@ def self_test(targets, files):
                            ("SRProtocol", "SRTraining"), ("SRFormats", "SRNeural"),
                            ("SRAggregation", "Logging"), ("SRAggregation", "ServiceLifecycle"),
                            ("SRAggregation", "SRKernels"), ("SRCore", "ArgumentParser"),
-                           ("SRWorker", "ArgumentParser")]:
+                           ("SRWorker", "ArgumentParser"), ("SRAggregation", "CoreMetrics"),
+                           ("SRWorker", "Prometheus"), ("SRAggregatorService", "Prometheus")]:
         cases.append((f"{target} imports {module}", f"{target} → {module}", *plant_import(target, module)))
         cases.append((f"{target} declares {module}", f"{target} → {module}", *plant_dep(target, module)))
     # Through another target: SRProtocol → SRSubmission → SRStore; the aggregator → SRWorker → BLAS.

@@ -47,7 +47,7 @@ note "using $("${compose[@]}" version --short 2>/dev/null || echo "${compose[*]}
 # caller's shell (e.g. a sourced .rabbitmq/*/env), and --env-file replaces any real compose/.env.
 hermetic=(env -u SR_PRODUCER_PASSWORD -u SR_CONSUMER_PASSWORD -u SR_AGGREGATOR_PASSWORD -u SR_ADMIN_PASSWORD
   -u SR_MONITOR_PASSWORD -u SR_RABBITMQ_VHOST -u SR_AMQPS_HOST_PORT -u SR_AMQP_HOST_PORT
-  -u SR_MGMT_HOST_PORT -u COMPOSE_PROJECT_NAME -u COMPOSE_FILE -u COMPOSE_PROFILES -u COMPOSE_PATH_SEPARATOR)
+  -u SR_MGMT_HOST_PORT -u SR_AGGREGATOR_METRICS_HOST_PORT -u COMPOSE_PROJECT_NAME -u COMPOSE_FILE -u COMPOSE_PROFILES -u COMPOSE_PATH_SEPARATOR)
 run_compose() { "${hermetic[@]}" "${compose[@]}" "$@"; }
 
 tmp=$(mktemp -d)

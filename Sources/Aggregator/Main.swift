@@ -29,12 +29,17 @@ struct Aggregate: AsyncParsableCommand {
 
     @OptionGroup var loggingOptions: LoggingOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     func run() async throws {
         loggingOptions.bootstrap()
         let logger = Logger(label: "sraggregate")
+        let metrics = try metricsOptions.start(logger: logger)
+        defer { metrics?.stop() }
         let transport = try await Connector.connect(brokerOptions.url, logger: logger)
         var config = AggregatorService.Configuration()
         config.safetyGrace = safetyGrace
+        if metrics != nil { config.queueSampling = MetricsOptions.queueSampling }
         let service = AggregatorService(transport: transport, store: RoleEnvironment.store(store), configuration: config, logger: logger)
         let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()

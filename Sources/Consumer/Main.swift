@@ -39,6 +39,8 @@ struct Consume: AsyncParsableCommand {
 
     @OptionGroup var loggingOptions: LoggingOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     func validate() throws {
         guard (1...1000).contains(prefetch) else { throw ValidationError("--prefetch must be in 1...1000") }
         guard cacheMB >= 0 else { throw ValidationError("--cache-mb must be ≥ 0") }
@@ -57,12 +59,15 @@ struct Consume: AsyncParsableCommand {
         loggingOptions.bootstrap()
         BLAS.setThreadCount(1)   // parallelism comes from replicas
         let logger = Logger(label: "srconsume")
+        let metrics = try metricsOptions.start(logger: logger)
+        defer { metrics?.stop() }
         let transport = try await Connector.connect(brokerOptions.url, logger: logger)
         var config = TaskWorker.Configuration()
         config.prefetch = prefetch
         config.cacheBytes = cacheMB << 20
         config.name = name ?? "srconsume-\(getpid())"
         config.kernelPriority = try kernelPriority()
+        if metrics != nil { config.queueSampling = MetricsOptions.queueSampling }
         let worker = TaskWorker(transport: transport, store: storeOptions.operandStore, configuration: config, logger: logger)
         let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()

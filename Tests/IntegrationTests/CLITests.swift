@@ -133,6 +133,19 @@ struct CLITests {
         }
     }
 
+    @Test func metricsFlagsAreCheckedBeforeAnythingStarts() async throws {
+        for (role, args, env, mention) in [
+            ("sraggregate", ["--metrics-port", "70000"], [:], "metrics port 70000 is not in 1...65535"),
+            ("srconsume", ["--metrics-port", "9464", "--metrics-host", "example.org"], [:], "metrics host 'example.org' is not an IP address"),
+            ("sraggregate", [], ["SR_METRICS_PORT": "nine"], "SR_METRICS_PORT 'nine' is not a port number"),
+            ("srproduce", ["top", "--metrics", "ftp://127.0.0.1:9464/metrics"], [:], "is not an http:// address"),
+            ("srproduce", ["top", "--once", "--for", "1s"], [:], "give --once or --for, not both"),
+        ] as [(String, [String], [String: String], String)] {
+            let (status, output) = try await Executables.run(role, args, environment: env)
+            #expect(status != 0 && output.contains(mention), "\(role) \(args) \(env): exit \(status)\n\(output)")
+        }
+    }
+
     @Test func badInferenceInputIsRefusedBeforeConnecting() async throws {
         let model = Executables.root.appendingPathComponent("Tests/Models/fashion-mnist-mlp").path
         let images = try npy("images.npy", (0..<(2 * 784)).map { Double($0 % 255) / 255 }, shape: [2, 784])

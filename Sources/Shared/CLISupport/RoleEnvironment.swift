@@ -58,6 +58,37 @@ public enum RoleEnvironment {
     }
 }
 
+extension RoleEnvironment {
+    /// Where `--metrics-port` / `--metrics-host` (else $SR_METRICS_PORT / $SR_METRICS_HOST) serve
+    /// metrics: nil when off (no port, or 0); a failure names what is wrong.
+    public static func metricsEndpoint(port: Int?, host: String?) -> Result<MetricsEndpoint.Configuration?, MetricsSettingError> {
+        let environment = ProcessInfo.processInfo.environment
+        var resolvedPort = port
+        if resolvedPort == nil, let raw = environment["SR_METRICS_PORT"], !raw.isEmpty {
+            guard let parsed = Int(raw) else {
+                return .failure(MetricsSettingError("SR_METRICS_PORT '\(raw)' is not a port number (1...65535, or 0 for off)"))
+            }
+            resolvedPort = parsed
+        }
+        guard let p = resolvedPort, p != 0 else { return .success(nil) }
+        guard (1...65_535).contains(p) else {
+            return .failure(MetricsSettingError("metrics port \(p) is not in 1...65535 (0 turns metrics off)"))
+        }
+        let address = host ?? environment["SR_METRICS_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+        var v4 = in_addr(), v6 = in6_addr()
+        guard inet_pton(AF_INET, address, &v4) == 1 || inet_pton(AF_INET6, address, &v6) == 1 else {
+            return .failure(MetricsSettingError("metrics host '\(address)' is not an IP address; use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"))
+        }
+        return .success(MetricsEndpoint.Configuration(host: address, port: p))
+    }
+}
+
+/// An invalid `--metrics-port` or `--metrics-host` (or $SR_METRICS_PORT / $SR_METRICS_HOST).
+public struct MetricsSettingError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// An invalid `--log-level` or `--log-format` (or $SR_LOG_LEVEL / $SR_LOG_FORMAT).
 public struct LoggingError: Error, Sendable, CustomStringConvertible {
     public let description: String

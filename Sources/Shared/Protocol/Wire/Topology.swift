@@ -132,6 +132,9 @@ public enum Topology {
     public static func finalKey(job: String) -> String { "job.\(job).final" }
     /// Progress notices (ProgressMessage) of jobs that ask for them.
     public static func progressKey(job: String) -> String { "job.\(job).progress" }
+    /// `open.<id>`: the aggregator's notice that it opened a job (OpenedNotice); outside `job.#`,
+    /// so readers of outputs never see it.
+    public static func openedKey(job: String) -> String { "open.\(job)" }
 }
 
 extension Publication {

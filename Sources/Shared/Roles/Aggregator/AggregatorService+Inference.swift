@@ -48,6 +48,8 @@ extension AggregatorService.Core {
         }
         if let late = output.lateMs { metadata[late >= 0 ? "late_ms" : "early_ms"] = "\(Int(abs(late)))" }
         publishOutput(message, routingKey: output.routingKey, job: output.job, status: output.status,
-                      log: "inference refinement", metadata: metadata, final: output.status == .partial ? nil : .inference(output))
+                      log: "inference refinement", metadata: metadata, final: output.status == .partial ? nil : .inference(output),
+                      facts: OutputFacts(kind: "infer", resolution: output.answers.map(\.resolution).max() ?? 0,
+                                         elapsedMs: output.elapsedMs, lateMs: output.lateMs))
     }
 }

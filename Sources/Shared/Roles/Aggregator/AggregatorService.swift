@@ -6,8 +6,10 @@
 import SRAggregation
 import SRCore
 import SRProtocol
+import SRRoleSupport
 import SRStore
 import SRTransport
+import CoreMetrics
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -45,6 +47,12 @@ public final class AggregatorService: Service, Sendable {
         public var replayGrace: Duration = .milliseconds(300)
         /// Period of the retry and clean-up check (and of the local deadline check when idle).
         public var tick: Duration = .milliseconds(10)
+        /// Where the aggregator's metrics go (docs/OPERATIONS.md); default: the process's
+        /// bootstrapped backend (none: no-ops).
+        public var metrics: any MetricsFactory = MetricsSystem.factory
+        /// How often the depth of the topology's queues is sampled into `sr_queue_messages`;
+        /// nil (default): never.
+        public var queueSampling: Duration?
         public init() {}
     }
 
@@ -76,6 +84,7 @@ public final class AggregatorService: Service, Sendable {
     let dueDeadlines = Mutex<[(Delivery, Subscription)]>([])
     /// Outputs on their way to sr.outputs (OutputOutbox.swift).
     let outbox = OutputOutbox()
+    let metrics: AggregatorMetrics
 
     public init(transport: any Transport, store: OperandStore? = nil, configuration: Configuration = .init(), logger: Logger,
                 wallClock: @escaping @Sendable () -> Int64 = WallClock.nowMs) {
@@ -84,6 +93,7 @@ public final class AggregatorService: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.wallClock = wallClock
+        self.metrics = AggregatorMetrics(factory: configuration.metrics)
     }
 
     public var snapshot: AggregatorCounters { counters.withLock { $0 } }
@@ -126,6 +136,12 @@ public final class AggregatorService: Service, Sendable {
                 }
                 let outbox = self.outbox
                 group.addTask { await self.publishOutputs(outbox) { sink.yield($0) } }
+                if let every = configuration.queueSampling {
+                    let sampler = QueueDepthSampler(
+                        queues: [Topology.tasksQueue, Topology.partialsQueue, Topology.jobsQueue, Topology.deadlinesQueue, Topology.deadQueue],
+                        interval: every, transport: transport, factory: configuration.metrics)
+                    group.addTask { await sampler.run() }
+                }
                 var core = Core(service: self, post: { sink.yield($0) })
                 for id in answered { core.remember(id) }
                 for await event in events {
@@ -185,6 +201,8 @@ extension AggregatorService {
         var nextHandle = 0
         /// A's statistics read from the store, by digest and partition (a few matrices are hot).
         var statisticsCache: [String: ChunkedOperand.Statistics] = [:]
+        /// Tasks of open jobs not answered yet, by layer (`sr_tasks_outstanding`).
+        var backlog = TaskBacklog()
 
         /// Sends an event to this loop (from work done off it).
         let post: @Sendable (Event) -> Void
@@ -301,6 +319,7 @@ extension AggregatorService {
         /// Hands the table an event and performs its actions.
         mutating func run(_ event: JobTableEvent<Int>, _ now: Int64) async {
             let actions = table.handle(event, now: now)
+            observe(event, actions, now)
             await perform(actions, now)
         }
 
@@ -352,6 +371,7 @@ extension AggregatorService {
                         case .failedTask: c.failedTasks += 1
                         }
                     }
+                    service.metrics.count(counter)
                 case .log(let level, let message, let metadata):
                     let level: Logger.Level = switch level {
                     case .debug: .debug
@@ -402,20 +422,22 @@ extension AggregatorService {
             if let reason = output.reason { metadata["reason"] = "\(reason)" }
             Trace.mark(output.job, "agg.emit.r\(output.resolution)")
             publishOutput(output.encode(), routingKey: output.routingKey, job: output.job, status: output.status,
-                          log: "refinement", metadata: metadata, final: output.status == .partial ? nil : .matVec(output))
+                          log: "refinement", metadata: metadata, final: output.status == .partial ? nil : .matVec(output),
+                          facts: OutputFacts(kind: "matvec", resolution: output.resolution, elapsedMs: output.elapsedMs, lateMs: output.lateMs))
         }
 
         /// The one way outputs of either job kind leave: queued for the publisher task (which
         /// publishes with confirm to sr.outputs, counts and logs one line).
         func publishOutput(_ message: Message, routingKey: String, job: String, status: OutputStatus,
-                           log: Logger.Message, metadata: Logger.Metadata, final: FinalOutput?) {
+                           log: Logger.Message, metadata: Logger.Metadata, final: FinalOutput?, facts: OutputFacts? = nil) {
             service.outbox.push(PendingOutput(message: message, routingKey: routingKey, job: job, status: status,
-                                              log: log, metadata: metadata, final: final))
+                                              log: log, metadata: metadata, final: final, facts: facts))
         }
 
         /// Sends a copy of a held input to sr.dead (the delivery itself is acked with its job).
         func deadLetterCopy(_ message: Message, _ queue: String, _ reason: String) async {
             service.counters.withLock { $0.deadLettered += 1 }
+            service.metrics.deadLettered.increment()
             logger.warning("dead-lettering", metadata: ["queue": "\(queue)", "reason": "\(reason)"])
             do {
                 try await DeadLetter.send(message, reason: reason, from: queue, on: service.transport)
@@ -426,6 +448,7 @@ extension AggregatorService {
 
         func deadLetter(_ d: Delivery, _ sub: Subscription, _ queue: String, _ reason: String) async {
             service.counters.withLock { $0.deadLettered += 1 }
+            service.metrics.deadLettered.increment()
             logger.warning("dead-lettering", metadata: ["queue": "\(queue)", "reason": "\(reason)"])
             do {
                 try await DeadLetter.send(d.message, reason: reason, from: queue, on: service.transport)

@@ -19,13 +19,18 @@ struct PendingOutput: Sendable {
     var final: AggregatorService.FinalOutput?
     /// sr.outputs, or sr.done for a done notice.
     var exchange: String = Topology.outputsExchange
+    /// What the metrics count of a confirmed output.
+    var facts: OutputFacts?
+    /// false for an open notice: published with the outputs (before them, in order), but
+    /// neither counted nor logged.
+    var isOutput = true
     /// A done or progress notice: sent after the outputs, best effort, not counted or logged.
     var isNotice = false
 
     /// A notice nobody waits for: a done notice to sr.done, a progress notice to sr.outputs.
     static func notice(_ message: Message, job: String, exchange: String, routingKey: String) -> PendingOutput {
         PendingOutput(message: message, routingKey: routingKey, job: job, status: .partial, log: "", metadata: [:],
-                      final: nil, exchange: exchange, isNotice: true)
+                      final: nil, exchange: exchange, isOutput: false, isNotice: true)
     }
 }
 
@@ -73,7 +78,8 @@ extension AggregatorService {
                 for o in batch { if let final = o.final { report(.finalFailed(o.job, final)) } }
                 continue
             }
-            for o in batch {
+            for o in batch where o.isOutput {
+                if let facts = o.facts { metrics.published(facts, status: o.status) }
                 counters.withLock {
                     $0.refinements += 1
                     if o.status == .complete { $0.completed += 1 }

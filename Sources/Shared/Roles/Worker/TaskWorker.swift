@@ -6,6 +6,7 @@ import SRCore
 import SRProtocol
 import SRStore
 import SRTransport
+import CoreMetrics
 import Logging
 import Synchronization
 import ServiceLifecycle
@@ -37,6 +38,11 @@ public final class TaskWorker: Service, Sendable {
         /// this worker's, and a broker's or aggregator's on the same cores — take the CPU first,
         /// so a hop never waits behind a kernel's time slice (measured: docs/BENCHMARKS.md).
         public var kernelPriority: ThreadPriority = .nice(10)
+        /// Where the worker's metrics go (docs/OPERATIONS.md); default: the process's bootstrapped
+        /// backend (none: no-ops).
+        public var metrics: any MetricsFactory = MetricsSystem.factory
+        /// How often sr.tasks' depth is sampled into `sr_queue_messages`; nil (default): never.
+        public var queueSampling: Duration?
         public init() {}
     }
 
@@ -50,6 +56,7 @@ public final class TaskWorker: Service, Sendable {
     /// Coded layers the aggregator has decoded (done notices on sr.done).
     let finished = Mutex(FinishedMiniJobs())
     let listening = Mutex(false)
+    let metrics: WorkerMetrics
 
     /// Whether this worker hears done notices (its queue on sr.done is bound and consumed).
     public var isListeningForDoneNotices: Bool { listening.withLock { $0 } }
@@ -76,6 +83,7 @@ public final class TaskWorker: Service, Sendable {
         self.logger = logger
         self.blocking = BlockingWork(label: "sr.worker.\(configuration.name)", priority: configuration.kernelPriority)
         self.wallClock = wallClock
+        self.metrics = WorkerMetrics(factory: configuration.metrics)
     }
 
     /// Loads and prepares a registered matrix before tasks need it.
@@ -94,6 +102,11 @@ public final class TaskWorker: Service, Sendable {
         // notice queue is exclusive, so it does not survive the connection).
         let listener = Task { await self.followDoneNotices() }
         defer { listener.cancel() }
+        let sampler = configuration.queueSampling.map { every in
+            QueueDepthSampler(queues: [Topology.tasksQueue], interval: every, transport: transport, factory: configuration.metrics)
+        }
+        let sampling = sampler.map { s in Task { await s.run() } }
+        defer { sampling?.cancel() }
         let subscription = try await transport.subscribe(queue: Topology.tasksQueue, prefetch: configuration.prefetch)
         logger.info("consuming", metadata: ["queue": "\(Topology.tasksQueue)", "prefetch": "\(configuration.prefetch)"])
         // On graceful shutdown: stop taking tasks; the one in hand finishes (publish + ack)
@@ -149,6 +162,7 @@ public final class TaskWorker: Service, Sendable {
                             if let done = try? DoneMessage(decoding: d.message) {
                                 finished.withLock { $0.insert(job: done.job, layer: done.layer) }
                                 counters.withLock { $0.doneNotices += 1 }
+                                metrics.doneNotices.increment()
                             }
                             try? await notices.ack(d)
                         }
@@ -194,6 +208,20 @@ public final class TaskWorker: Service, Sendable {
             case .inference(let t): t.task
             }
         }
+        /// `kind` label of the task metrics.
+        var metricKind: String {
+            switch self {
+            case .matVec: "matvec"
+            case .inference: "infer"
+            }
+        }
+        /// The 0-based layer (an inference task's resolution r is layer r − 1).
+        var layer: Int {
+            switch self {
+            case .matVec(let t): t.layer
+            case .inference(let t): t.resolution - 1
+            }
+        }
         var deadline: Deadline {
             switch self {
             case .matVec(let t): t.deadline
@@ -216,23 +244,27 @@ public final class TaskWorker: Service, Sendable {
         log[metadataKey: "task.id"] = "\(work.task)"
         if work.deadline.hasPassed(at: wallClock()) {
             counters.withLock { $0.skippedPastDeadline += 1 }
+            metrics.skippedPastDeadline.increment()
             log.debug("skipped: past its deadline")
             try? await subscription.ack(delivery)
             return
         }
         if case .matVec(let t) = work, t.code != nil, finished.withLock({ $0.contains(job: t.job, layer: t.layer) }) {
             counters.withLock { $0.droppedDecoded += 1 }
+            metrics.skippedDecoded.increment()
             log.debug("dropped: its coded layer is already decoded")
             try? await subscription.ack(delivery)
             return
         }
         do {
             let computer = self.computer, inference = self.inference, name = configuration.name
-            let partial = try await blocking.run { () throws -> Message in
+            let (partial, computeTime) = try await blocking.run { () throws -> (Message, Duration) in
                 Trace.mark(work.job, "blocking.start \(work.task)")
+                let clock = ContinuousClock()
+                let start = clock.now
                 switch work {
-                case .matVec(let t): return try computer.compute(t, worker: name).encode()
-                case .inference(let t): return try inference.compute(t, worker: name).encode()
+                case .matVec(let t): return (try computer.compute(t, worker: name).encode(), clock.now - start)
+                case .inference(let t): return (try inference.compute(t, worker: name).encode(), clock.now - start)
                 }
             }
             Trace.mark(work.job, "consumer.computed \(work.task)")
@@ -242,6 +274,9 @@ public final class TaskWorker: Service, Sendable {
                 $0.computed += 1
                 if configuration.recordOrder { $0.order.append(work.task) }
             }
+            metrics.computed(kind: work.metricKind, layer: work.layer, time: computeTime)
+            let cache = computer.cache.statistics
+            metrics.cache(hits: cache.hits, misses: cache.misses)
             try await subscription.ack(delivery)
         } catch {
             switch TaskFailureDisposition.of(error, redelivered: delivery.redelivered) {
@@ -258,7 +293,10 @@ public final class TaskWorker: Service, Sendable {
     /// the aggregator too, so that the submitter learns why now instead of at the deadline.
     func deadLetter(_ delivery: Delivery, _ subscription: Subscription, reason: String, failing work: Work? = nil) async {
         // Counted once done: whoever reads the counter finds the notice and the dead letter sent.
-        defer { counters.withLock { $0.deadLettered += 1 } }
+        defer {
+            counters.withLock { $0.deadLettered += 1 }
+            metrics.deadLettered.increment()
+        }
         logger.warning("dead-lettering a task", metadata: ["reason": "\(reason)"])
         if let work {
             let notice = TaskFailure(job: work.job, task: work.task, worker: configuration.name, reason: reason)
