@@ -13,6 +13,7 @@ let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
 
 /// A library target whose sources live in `Sources/Shared/<folder>`.
 func library(_ name: String, folder: String, _ dependencies: [Target.Dependency]) -> Target {
@@ -33,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Runtime for the committed onnx.pb.swift (scripts/generate-onnx-proto.sh); no plugin in the build.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // The C boundary: system-library modules, nested under Sources/Shared so that
@@ -65,6 +68,9 @@ let package = Package(
         library("SRNeural", folder: "Neural", ["SRCore", "SRFormats", "SRKernels"]),
         // Float forward pass and training: only the tools that train link it.
         library("SRTraining", folder: "Training", ["SRCore", "SRNeural", "SRKernels"]),
+        // ONNX models into the project's model format (`srproduce model import`); the only
+        // importer of SwiftProtobuf.
+        library("SRONNX", folder: "ONNX", ["SRCore", "SRFormats", "SRNeural", swiftProtobuf]),
         // Content-addressed operands and models; the only importer of libcrypto.
         library("SRStore", folder: "Store", ["SRCore", "SRFormats", "SRNeural", "CSRCrypto"]),
         // The Transport protocol, messages, and the in-memory broker.
@@ -88,13 +94,13 @@ let package = Package(
         // The umbrella module behind the SuccessiveRefinement product: re-exports the libraries.
         library("SuccessiveRefinement", folder: "SuccessiveRefinement", [
             "SRCore", "SRKernels", "SRCoding", "SRFormats", "SRNeural", "SRTraining", "SRStore",
-            "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRRoles",
+            "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRRoles", "SRONNX",
         ]),
 
         .executableTarget(
             name: "Producer",
             dependencies: [
-                "SRCLISupport", "SRCore", "SRFormats", "SRKernels", "SRNeural", "SRProtocol", "SRRoles",
+                "SRCLISupport", "SRCore", "SRFormats", "SRKernels", "SRNeural", "SRONNX", "SRProtocol", "SRRoles",
                 "SRStore", "SRTraining", "SRTransport", logging, argumentParser,
             ],
             path: "Sources/Producer",
@@ -140,6 +146,12 @@ let package = Package(
             name: "AMQPTests",
             dependencies: ["SRAMQP", "SRTransport"],
             path: "Tests/AMQPTests",
+            swiftSettings: strict),
+        // The ONNX importer against models made and evaluated by onnx + numpy (Tests/Models/onnx-fixtures).
+        .testTarget(
+            name: "ONNXTests",
+            dependencies: ["SRONNX", "SRCore", "SRFormats", "SRNeural", "SRTraining"],
+            path: "Tests/ONNXTests",
             swiftSettings: strict),
         // Needs a real RabbitMQ: scripts/test.sh starts one and sets SR_AMQP_URL.
         .testTarget(

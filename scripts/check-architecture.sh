@@ -36,7 +36,10 @@ import json, os, re, sys
 ALL_BUT = "all but"
 LIBRARIES = {"SRCore", "SRKernels", "SRCoding", "SRFormats", "SRNeural", "SRTraining", "SRStore",
              "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRRoles", "SRCLISupport",
-             "SuccessiveRefinement"}
+             "SRONNX", "SuccessiveRefinement"}
+# What the ONNX importer may reach: the model types and what they stand on. An allow-list, so that
+# a new target (the roles, transports, …) is off limits to it without a rule of its own.
+ONNX_MAY_REACH = {"SRCore", "SRFormats", "SRNeural", "SRKernels", "CSRBLAS", "CSRKernels", "SwiftProtobuf"}
 # Rules on C modules hold for every Swift file (tests, benchmarks, executables, the fuzz package)
 # and for direct declarations only: a target that depends on SRKernels reaches BLAS through it,
 # which is the point.
@@ -45,6 +48,8 @@ DIRECT_RULES = [
      "only SRKernels uses the BLAS and SIMD C modules"),
     ((ALL_BUT, {"SRAMQP"}), {"CSRRabbitMQ"}, "only SRAMQP uses rabbitmq-c"),
     ((ALL_BUT, {"SRStore"}), {"CSRCrypto"}, "only SRStore uses libcrypto"),
+    # The generated onnx.pb.swift is internal to SRONNX; protobuf stays behind the importer.
+    ((ALL_BUT, {"SRONNX"}), {"SwiftProtobuf"}, "only SRONNX uses swift-protobuf"),
 ]
 # Rules between library targets hold for imports and for the whole declared dependency closure:
 # SRProtocol may not reach SRStore through another target either.
@@ -58,6 +63,9 @@ REACH_RULES = [
      "aggregation is pure state machines: no logging, no lifecycle, no kernels"),
     ((LIBRARIES - {"SRCLISupport"}), {"ArgumentParser"},
      "only SRCLISupport (linked by executables alone) may depend on ArgumentParser"),
+    ({"SRONNX"}, (LIBRARIES | {"CSRRabbitMQ", "CSRCrypto", "Logging", "ServiceLifecycle", "ArgumentParser"})
+     - ONNX_MAY_REACH - {"SRONNX"},
+     "the ONNX importer turns files into models: no transport, AMQP, roles, store or training"),
 ]
 IMPORT = re.compile(
     r"^\s*(?:@[A-Za-z_]+(?:\([^)]*\))?\s+)*(?:(?:public|package|internal|fileprivate|private)\s+)?"
@@ -209,7 +217,9 @@ def self_test(targets, files):
                            ("SRProtocol", "SRTraining"), ("SRFormats", "SRNeural"),
                            ("SRAggregation", "Logging"), ("SRAggregation", "ServiceLifecycle"),
                            ("SRAggregation", "SRKernels"), ("SRCore", "ArgumentParser"),
-                           ("SRRoles", "ArgumentParser")]:
+                           ("SRRoles", "ArgumentParser"), ("SRNeural", "SwiftProtobuf"),
+                           ("SRCLISupport", "SwiftProtobuf"), ("SRONNX", "SRTransport"), ("SRONNX", "SRAMQP"),
+                           ("SRONNX", "SRRoles"), ("SRONNX", "SRStore"), ("SRONNX", "Logging")]:
         cases.append((f"{target} imports {module}", f"{target} → {module}", *plant_import(target, module)))
         cases.append((f"{target} declares {module}", f"{target} → {module}", *plant_dep(target, module)))
     # Through another target: SRProtocol → SRRoles → SRStore.
