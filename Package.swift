@@ -17,6 +17,7 @@ let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: 
 let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
 /// The Prometheus backend: linked by SRCLISupport (the executables' edge) alone.
 let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
+let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
 
 /// A library target whose sources live in `Sources/Shared/<folder>`.
 func library(_ name: String, folder: String, _ dependencies: [Target.Dependency]) -> Target {
@@ -39,6 +40,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Runtime for the committed onnx.pb.swift (scripts/generate-onnx-proto.sh); no plugin in the build.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // The C boundary: system-library modules, nested under Sources/Shared so that
@@ -71,6 +74,9 @@ let package = Package(
         library("SRNeural", folder: "Neural", ["SRCore", "SRFormats", "SRKernels", "SRStore"]),
         // Float forward pass and training: only the tools that train link it.
         library("SRTraining", folder: "Training", ["SRCore", "SRNeural", "SRKernels"]),
+        // ONNX models into the project's model format (`srproduce model import`); the only
+        // importer of SwiftProtobuf.
+        library("SRONNX", folder: "ONNX", ["SRCore", "SRFormats", "SRNeural", swiftProtobuf]),
         // Content-addressed operands; the only importer of libcrypto. Knows no models (SRNeural
         // stores those through it), so the aggregator can verify against stored operands
         // without linking the kernels.
@@ -114,13 +120,13 @@ let package = Package(
         library("SuccessiveRefinement", folder: "SuccessiveRefinement", [
             "SRCore", "SRKernels", "SRCoding", "SRFormats", "SRNeural", "SRTraining", "SRStore",
             "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRWorker", "SRAggregatorService",
-            "SRSubmission", "SRRoleSupport",
+            "SRSubmission", "SRRoleSupport", "SRONNX",
         ]),
 
         .executableTarget(
             name: "Producer",
             dependencies: [
-                "SRCLISupport", "SRCore", "SRFormats", "SRKernels", "SRNeural", "SRProtocol", "SRSubmission", "SRWorker", "SRAggregatorService",
+                "SRCLISupport", "SRCore", "SRFormats", "SRKernels", "SRNeural", "SRONNX", "SRProtocol", "SRSubmission", "SRWorker", "SRAggregatorService",
                 "SRStore", "SRTraining", "SRTransport", "SRRoleSupport", logging, argumentParser,
             ],
             path: "Sources/Producer",
@@ -168,6 +174,12 @@ let package = Package(
             name: "AMQPTests",
             dependencies: ["SRAMQP", "SRTransport"],
             path: "Tests/AMQPTests",
+            swiftSettings: strict),
+        // The ONNX importer against models made and evaluated by onnx + numpy (Tests/Models/onnx-fixtures).
+        .testTarget(
+            name: "ONNXTests",
+            dependencies: ["SRONNX", "SRCore", "SRFormats", "SRNeural", "SRTraining"],
+            path: "Tests/ONNXTests",
             swiftSettings: strict),
         // Needs a real RabbitMQ: scripts/test.sh starts one and sets SR_AMQP_URL.
         .testTarget(

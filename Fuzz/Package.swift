@@ -12,7 +12,7 @@ let package = Package(
     ],
     targets: [
         // One binary for all targets (SRFUZZ_TARGET picks one): linking the library with ASan
-        // takes most of the build, so one link instead of eighteen.
+        // takes most of the build, so one link instead of nineteen.
         .executableTarget(
             name: "SRFuzz",
             dependencies: ["CFuzzDriver", .product(name: "SuccessiveRefinement", package: "successive-refinement")],

@@ -36,8 +36,13 @@ import json, os, re, sys
 ALL_BUT = "all but"
 LIBRARIES = {"SRCore", "SRKernels", "SRCoding", "SRFormats", "SRNeural", "SRTraining", "SRStore",
              "SRTransport", "SRAMQP", "SRProtocol", "SRAggregation", "SRRoleSupport", "SRWorker",
-             "SRAggregatorService", "SRSubmission", "SRCLISupport", "SuccessiveRefinement"}
+             "SRAggregatorService", "SRSubmission", "SRCLISupport", "SRONNX",
+             "SuccessiveRefinement"}
 ROLES = {"SRRoleSupport", "SRWorker", "SRAggregatorService", "SRSubmission"}
+# What the ONNX importer may reach: the model types and what they stand on. An allow-list, so that
+# a new target (the roles, transports, …) is off limits to it without a rule of its own.
+ONNX_MAY_REACH = {"SRCore", "SRFormats", "SRNeural", "SRKernels", "SRStore", "CSRBLAS", "CSRKernels", "CSRCrypto",
+                  "SwiftProtobuf"}
 # Rules on C modules hold for every Swift file (tests, benchmarks, executables, the fuzz package)
 # and for direct declarations only: a target that depends on SRKernels reaches BLAS through it,
 # which is the point.
@@ -46,6 +51,8 @@ DIRECT_RULES = [
      "only SRKernels uses the BLAS and SIMD C modules"),
     ((ALL_BUT, {"SRAMQP"}), {"CSRRabbitMQ"}, "only SRAMQP uses rabbitmq-c"),
     ((ALL_BUT, {"SRStore"}), {"CSRCrypto"}, "only SRStore uses libcrypto"),
+    # The generated onnx.pb.swift is internal to SRONNX; protobuf stays behind the importer.
+    ((ALL_BUT, {"SRONNX"}), {"SwiftProtobuf"}, "only SRONNX uses swift-protobuf"),
 ]
 # Rules between library targets hold for imports and for the whole declared dependency closure:
 # SRProtocol may not reach SRStore through another target either.
@@ -64,6 +71,9 @@ REACH_RULES = [
      "only SRCLISupport (linked by executables alone) may depend on ArgumentParser"),
     ((LIBRARIES - {"SRCLISupport"}), {"Prometheus"},
      "libraries count through swift-metrics and never pick a backend: only SRCLISupport (the executables' edge) bootstraps Prometheus"),
+    ({"SRONNX"}, (LIBRARIES | {"CSRRabbitMQ", "CSRCrypto", "Logging", "ServiceLifecycle", "ArgumentParser"})
+     - ONNX_MAY_REACH - {"SRONNX"},
+     "the ONNX importer turns files into models: no transport, AMQP, roles or training"),
 ]
 IMPORT = re.compile(
     r"^\s*(?:@[A-Za-z_]+(?:\([^)]*\))?\s+)*(?:(?:public|package|internal|fileprivate|private)\s+)?"
@@ -219,7 +229,9 @@ def self_test(targets, files):
                            ("SRAggregation", "Logging"), ("SRAggregation", "ServiceLifecycle"),
                            ("SRAggregation", "SRKernels"), ("SRCore", "ArgumentParser"),
                            ("SRWorker", "ArgumentParser"), ("SRAggregation", "CoreMetrics"),
-                           ("SRWorker", "Prometheus"), ("SRAggregatorService", "Prometheus")]:
+                           ("SRWorker", "Prometheus"), ("SRAggregatorService", "Prometheus"),
+                           ("SRNeural", "SwiftProtobuf"), ("SRCLISupport", "SwiftProtobuf"), ("SRONNX", "SRTransport"),
+                           ("SRONNX", "SRAMQP"), ("SRONNX", "SRWorker"), ("SRONNX", "Logging")]:
         cases.append((f"{target} imports {module}", f"{target} → {module}", *plant_import(target, module)))
         cases.append((f"{target} declares {module}", f"{target} → {module}", *plant_dep(target, module)))
     # Through another target: SRProtocol → SRSubmission → SRStore; the aggregator → SRWorker → BLAS.

@@ -10,8 +10,8 @@ import SRTraining
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Train and evaluate networks for successive-refinement inference.",
-        subcommands: [TrainModel.self, EvaluateModel.self, CalibrateModel.self])
+        abstract: "Train, import, evaluate and calibrate networks for successive-refinement inference.",
+        subcommands: [TrainModel.self, EvaluateModel.self, CalibrateModel.self, ImportModel.self])
 }
 
 /// The data sets of ENVIRONMENT.md, fetched by scripts/fetch-data.sh into ./data.

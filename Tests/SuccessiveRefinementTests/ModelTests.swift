@@ -283,8 +283,11 @@ enum ModelFixtures {
         model.manifest.layers.remove(at: 6)  // flatten
         ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 6 (dense)", "add a flatten layer"]) { () throws(ModelError) in try model.validate() }
         model = ModelFixtures.tinyConvNet()
-        model.manifest.input = [2, 6, 6]
-        ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 5 (maxpool2)", "[4, 3, 3]", "even"]) { () throws(ModelError) in try model.validate() }
+        model.manifest.input = [2, 2, 2]
+        ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 5 (maxpool2)", "[4, 1, 1]", "at least 2"]) { () throws(ModelError) in try model.validate() }
+        // Odd sizes pool in floor mode: [2, 10, 10] → [3, 5, 5] → [4, 2, 2], 16 features as before.
+        model.manifest.input = [2, 10, 10]
+        #expect((try? model.activationShapes())?[6] == [4, 2, 2])
         model = ModelFixtures.tinyConvNet(classes: 3)
         model.manifest.layers[10] = .sigmoid
         ModelFixtures.expectModelError(.shapeMismatch, containing: ["layer 10 (sigmoid)", "exactly one"]) { () throws(ModelError) in try model.validate() }

@@ -53,6 +53,39 @@ import Testing
         try RefinementFixture.checkIncrementalEqualsDirect(manifest, tensors, samples, using: &g)
     }
 
+    @Test func poolingOddSizesDropsTheLastRowAndColumn() throws {
+        // [2, 7, 5] → conv relu pool → [3, 3, 2] → conv relu pool → [4, 1, 1]: floor mode twice
+        // (PyTorch's MaxPool2d(2), ONNX's ceil_mode = 0), exact and incremental alike.
+        var g = SplitMix64(seed: 75)
+        let manifest = ModelManifest(input: [2, 7, 5],
+                                     layers: [.conv2d(weights: "c1", bias: "cb1"), .relu, .maxpool2,
+                                              .conv2d(weights: "c2", bias: "cb2"), .relu, .maxpool2, .flatten,
+                                              .dense(weights: "d", bias: "db"), .softmax],
+                                     resolutions: 4, bitsPerUpgrade: 6)
+        let tensors = ["c1": RefinementFixture.tensor([3, 2, 3, 3], scale: 0.5, using: &g),
+                       "cb1": RefinementFixture.tensor([3], scale: 0.2, using: &g),
+                       "c2": RefinementFixture.tensor([4, 3, 3, 3], scale: 0.4, using: &g),
+                       "cb2": RefinementFixture.tensor([4], scale: 0.2, using: &g),
+                       "d": RefinementFixture.tensor([3, 4], scale: 0.3, using: &g),
+                       "db": RefinementFixture.tensor([3], scale: 0.2, using: &g)]
+        let model = Model(manifest: manifest, tensors: tensors)
+        #expect(try model.activationShapes() == [[2, 7, 5], [3, 7, 5], [3, 7, 5], [3, 3, 2], [4, 3, 2], [4, 3, 2],
+                                                 [4, 1, 1], [4], [3], [3]])
+        let samples = (0..<4).map { _ in RefinementFixture.tensor([2, 7, 5], scale: 1, using: &g) }
+        try RefinementFixture.checkIncrementalEqualsDirect(manifest, tensors, samples, using: &g)
+        let net = try QuantizedNetwork(manifest: manifest, tensors: tensors,
+                                       inputPartition: QuantizedNetwork.fittedInputPartition(manifest: manifest, samples: samples))
+        let got = try DirectEvaluator(network: net).evaluate(samples, resolution: manifest.resolutions)
+        let shapes = tensors.mapValues { $0.shape }
+        for (s, sample) in samples.enumerated() {
+            let reference = RefinementFixture.floatForward(manifest, shapes: shapes, input: sample.values.map(Double.init)) {
+                tensors[$0]!.values.map(Double.init)
+            }
+            let scale = reference.map(abs).max()!
+            for (a, b) in zip(got[s].values, reference) { #expect(abs(a - b) <= 1e-5 * scale, "sample \(s)") }
+        }
+    }
+
     @Test func samplesAtDifferentResolutionsUpgradeTogether() throws {
         var g = SplitMix64(seed: 42)
         let (manifest, tensors) = RefinementFixture.mlp([12, 8, 6, 3], resolutions: 5, bits: 2, using: &g)
@@ -361,9 +394,10 @@ enum RefinementFixture {
             case .maxpool2:
                 let (c, h, wd) = (shape[0], shape[1], shape[2])
                 var out: [Double] = []
+                // Floor mode: an odd last row or column is in no window.
                 for ci in 0..<c {
-                    for y in stride(from: 0, to: h, by: 2) {
-                        for xx in stride(from: 0, to: wd, by: 2) {
+                    for y in stride(from: 0, to: h - 1, by: 2) {
+                        for xx in stride(from: 0, to: wd - 1, by: 2) {
                             let p = (ci * h + y) * wd + xx
                             out.append(max(x[p], x[p + 1], x[p + wd], x[p + wd + 1]))
                         }

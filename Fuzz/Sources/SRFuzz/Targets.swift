@@ -236,6 +236,13 @@ enum Targets {
                 fail("model: a loaded model has no activation shapes")
             }
         },
+        // An ONNX file (protobuf) through the importer, which validates what it makes.
+        FuzzTarget(name: "onnx") { bytes in
+            guard let result = try? ONNXImporter.importModel(Data(bytes), source: "fuzz") else { return }
+            guard let shapes = try? result.model.activationShapes(), shapes.count == result.model.manifest.layers.count + 1 else {
+                fail("onnx: an imported model has no activation shapes")
+            }
+        },
     ]
 }
 

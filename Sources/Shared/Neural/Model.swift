@@ -226,8 +226,8 @@ public struct Model: Sendable, Equatable {
             _ = try ModelManifest.elements([w.shape[0], input[1], input[2]], source: here)
             return [w.shape[0], input[1], input[2]]
         case .maxpool2:
-            guard input.count == 3, input[1] % 2 == 0, input[2] % 2 == 0 else {
-                throw ModelError(.shapeMismatch, "\(here): its input has shape \(input); 2×2 pooling needs [channels, height, width] with even height and width")
+            guard input.count == 3, input[1] >= 2, input[2] >= 2 else {
+                throw ModelError(.shapeMismatch, "\(here): its input has shape \(input); 2×2 pooling needs [channels, height, width] with height and width at least 2")
             }
             return [input[0], input[1] / 2, input[2] / 2]
         case .relu:

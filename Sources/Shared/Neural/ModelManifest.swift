@@ -8,7 +8,8 @@ public enum LayerSpec: Sendable, Equatable, Codable {
     case dense(weights: String, bias: String)
     /// 3×3 convolution, stride 1, zero padding 1: W [outC, inC, 3, 3], b [outC]; input [C, H, W].
     case conv2d(weights: String, bias: String)
-    /// 2×2 max pooling, stride 2 (H and W must be even).
+    /// 2×2 max pooling, stride 2, floor mode: [C, H, W] → [C, ⌊H/2⌋, ⌊W/2⌋] (H, W ≥ 2); an odd
+    /// last row or column is dropped, as in PyTorch's `MaxPool2d(2)` and ONNX's `ceil_mode = 0`.
     case maxpool2
     case relu
     /// [C, H, W] → [C·H·W] (C order).

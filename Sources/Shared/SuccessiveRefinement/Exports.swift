@@ -7,6 +7,7 @@
 @_exported import SRFormats
 @_exported import SRKernels
 @_exported import SRNeural
+@_exported import SRONNX
 @_exported import SRRoleSupport
 @_exported import SRProtocol
 @_exported import SRAggregatorService

@@ -65,7 +65,7 @@ struct Network: Sendable {
         case dense(weight: Int, bias: Int, inputs: Int, outputs: Int)
         /// 3×3, stride 1, zero padding 1, on [channels, height, width].
         case conv(weight: Int, bias: Int, channels: Int, outChannels: Int, height: Int, width: Int)
-        /// 2×2 stride 2 on [channels, height, width].
+        /// 2×2 stride 2 on [channels, height, width], floor mode (odd last row/column dropped).
         case maxpool(channels: Int, height: Int, width: Int)
         case relu
         case flatten
@@ -287,7 +287,7 @@ struct Network: Sendable {
         }
     }
 
-    /// 2×2 max pooling of `planes` planes of height × width; records the flat input index of
+    /// 2×2 max pooling (floor mode) of `planes` planes of height × width; records the flat input index of
     /// every maximum when `argmax` is given (ties go to the first, row-major).
     static func maxpool(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int,
                         into y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>?) {

@@ -156,7 +156,8 @@ enum ExactArithmetic {
         return out
     }
 
-    /// 2×2, stride-2 max pooling of `count` images [C, H, W] (H, W even) → [C, H/2, W/2].
+    /// 2×2, stride-2 max pooling of `count` images [C, H, W] → [C, ⌊H/2⌋, ⌊W/2⌋] (floor mode:
+    /// an odd last row or column is in no window).
     static func maxpool2(_ x: [Int128], count: Int, channels: Int, height: Int, width: Int) -> [Int128] {
         let oh = height / 2, ow = width / 2
         var out = [Int128](repeating: 0, count: count * channels * oh * ow)

@@ -136,9 +136,9 @@ struct NetworkPlan: Sendable {
                 shape = [shape.reduce(1, *)]
                 append(.flatten)
             case .maxpool2:
-                guard shape.count == 3, shape[1] % 2 == 0, shape[2] % 2 == 0 else {
+                guard shape.count == 3, shape[1] >= 2, shape[2] >= 2 else {
                     throw RefinementError(.shapeMismatch,
-                        "layer \(index) (maxpool2) needs an input [C, H, W] with even H and W, got \(shape)")
+                        "layer \(index) (maxpool2) needs an input [C, H, W] with H and W at least 2, got \(shape)")
                 }
                 shape = [shape[0], shape[1] / 2, shape[2] / 2]
                 append(.maxpool2)
