@@ -44,7 +44,10 @@
 #     (SR_PODMAN_EPMD_PORT, default 24369; SR_PODMAN_DIST_PORT, default amqps port + 20000).
 #     The name `rabbitmq` resolves to 127.0.0.1 in every container (--add-host), so the roles'
 #     URLs and the broker certificate (made for DNS:rabbitmq) stay as compose has them; only the
-#     port in SR_AMQP_URL becomes the host port.
+#     port in SR_AMQP_URL becomes the host port. A role's own listener whose port compose
+#     publishes (the aggregator's metrics, 127.0.0.1:9464) listens on that host port, on
+#     127.0.0.1 (an environment value 0.0.0.0 becomes 127.0.0.1); one only `expose`d on the
+#     compose network (the consumers' metrics, replicas sharing port 9465) is switched off (0).
 #   * no registry: images are built locally. rabbitmq:3.13-management becomes Debian bookworm's
 #     rabbitmq-server 3.10 with the management plugin; the project's image is compose/Dockerfile's
 #     runtime stage with the binaries copied from this machine's `swift build -c release
@@ -213,7 +216,11 @@ for name, svc in services.items():
         published[(name, int(m.group(3)))] = int(m.group(2))
 
 known = {"image", "build", "command", "environment", "volumes", "hostname", "init", "restart",
-         "stop_grace_period", "depends_on", "healthcheck", "ports", "deploy", "profiles"}
+         "stop_grace_period", "depends_on", "healthcheck", "ports", "deploy", "profiles", "expose"}
+# A role's own listener (metrics) whose port compose publishes: on host networking the role
+# listens on the host port itself. Ports only `expose`d (the compose network, replicas sharing a
+# port) have no host-network equivalent: that listener is switched off (port 0).
+listeners = set()   # (service, container port) carried by an environment variable
 out = [f"project={q(project)}"]
 order = []
 # The broker first, then the services that wait for it.
@@ -241,8 +248,21 @@ for name in sorted(services, key=lambda n: (bool(services[n].get("depends_on")),
     env = svc.get("environment") or {}
     if isinstance(env, list):
         env = dict(e.split("=", 1) for e in env)
+    exposed = {int(str(e).split("/")[0]) for e in svc.get("expose") or []}
     for key, value in sorted(env.items()):
         value = "" if value is None else str(value)
+        # Every interface of a container is, with host networking, every interface of this
+        # machine: listeners stay on loopback.
+        if value == "0.0.0.0":
+            value = "127.0.0.1"
+        if key.endswith("_PORT") and value.isdigit():
+            if (name, int(value)) in published:
+                listeners.add((name, int(value)))
+                value = str(published[(name, int(value))])
+            elif int(value) in exposed:
+                print(f"  note: {name}: {key}={value} is only exposed on the compose network; off under podman "
+                      f"(replicas on one host cannot share the port)", file=sys.stderr)
+                value = "0"
         # A URL naming a service's container port goes to its host port (same host name).
         for (other, cport), hport in published.items():
             value = re.sub(rf"(@|//){re.escape(other)}:{cport}(?=[/?]|$)", rf"\g<1>{other}:{hport}", value)
@@ -313,7 +333,7 @@ for name in sorted(services, key=lambda n: (bool(services[n].get("depends_on")),
 amqps = published.get(("rabbitmq", 5671))
 mgmt = published.get(("rabbitmq", 15672))
 for (svc, cport) in published:
-    if (svc, cport) not in (("rabbitmq", 5671), ("rabbitmq", 15672)):
+    if (svc, cport) not in (("rabbitmq", 5671), ("rabbitmq", 15672)) and (svc, cport) not in listeners:
         problems.append(f"{svc}: published port {cport} has no host-network translation")
 if amqps is None:
     problems.append("rabbitmq: no published amqps port 5671")
