@@ -173,7 +173,7 @@ struct MatVec: AsyncParsableCommand {
                 let text = OutputFormatting.line(output, json: json, deadlineMs: deadline.milliseconds)
                 // After the final there is nothing left to wait for: no status line below it.
                 if output.status != .partial { display?.finish() }
-                if let display { display.line(text) } else { say(text) }
+                if let display { display.line(text, resolution: output.resolution) } else { say(text) }
                 last = output
                 if output.status != .partial { break following }
             }

@@ -17,6 +17,9 @@ enum ProgressMode: String, CaseIterable, Sendable {
 final class ProgressDisplay: Sendable {
     struct State: Sendable {
         var latest: ProgressMessage?
+        /// The highest resolution printed so far: layers below it are complete, whatever the
+        /// last notice (throttled, so possibly older) said.
+        var resolution = 0
         /// Whether a status line is on screen (and must be cleared before other output).
         var drawn = false
         var finished = false
@@ -58,7 +61,14 @@ final class ProgressDisplay: Sendable {
     }
 
     func statusLine(_ s: State) -> String {
-        Self.render(job: job, layers: s.latest?.layers ?? [], elapsedMs: clock(), relativeDeadlineMs: relativeDeadlineMs)
+        var layers = s.latest?.layers ?? []
+        for i in layers.indices where i < s.resolution { layers[i].done = layers[i].needed }
+        if layers.isEmpty, s.resolution > 0 {
+            let left = relativeDeadlineMs - clock()
+            return "\(job) resolution \(s.resolution) in · " + (left >= 0 ? String(format: "%.0f ms left", left)
+                                                                    : String(format: "%.0f ms past the deadline", -left))
+        }
+        return Self.render(job: job, layers: layers, elapsedMs: clock(), relativeDeadlineMs: relativeDeadlineMs)
     }
 
     /// A progress notice arrived.
@@ -73,9 +83,11 @@ final class ProgressDisplay: Sendable {
         }
     }
 
-    /// A line of other output (a refinement): above the status line, which is drawn again.
-    func line(_ text: String) {
+    /// A line of other output (a refinement of `resolution`, when it is one): above the status
+    /// line, which is drawn again.
+    func line(_ text: String, resolution: Int? = nil) {
         state.withLock { s in
+            if let resolution { s.resolution = max(s.resolution, resolution) }
             if s.drawn { write("\r\u{1B}[K") }
             write(text + "\n")
             s.drawn = false
