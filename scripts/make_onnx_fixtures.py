@@ -25,7 +25,7 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 
-from train_vgg import OPSET, check_onnx, sha256
+from train_vgg import OPSET, check_onnx, inline_identities, sha256
 
 MAX_BYTES = 20 * 1024
 
@@ -60,6 +60,7 @@ def main():
         do_constant_folding=False, training=torch.onnx.TrainingMode.EVAL,
         input_names=["input"], output_names=["logits"],
         dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    inline_identities(path)
     ops = check_onnx(path, {"Conv", "BatchNormalization", "Relu", "MaxPool", "Flatten", "Gemm"},
                      MAX_BYTES)
 

@@ -121,7 +121,31 @@ def export(model, path):
         opset_version=OPSET, do_constant_folding=False, training=torch.onnx.TrainingMode.EVAL,
         input_names=["input"], output_names=["logits"],
         dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
-    check_onnx(path, ALLOWED_OPS, MAX_BYTES)
+    inline_identities(path)
+    ops = check_onnx(path, ALLOWED_OPS, MAX_BYTES)
+    if ops.count("BatchNormalization") != 2 * len(BLOCKS):
+        sys.exit(f"train_vgg: {path} lost its BatchNormalization nodes (folded at export?)")
+
+
+def inline_identities(path):
+    """The exporter stores equal initialisers once and adds Identity nodes for the others (an
+    untrained BatchNorm's bias equals its running mean, both zero); the importer should not need
+    Identity, so each such node becomes a copy of its initialiser. A no-op for the trained model."""
+    m = onnx.load(path)
+    inits = {i.name: i for i in m.graph.initializer}
+    keep = []
+    for n in m.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[n.input[0]])
+            copy.name = n.output[0]
+            m.graph.initializer.append(copy)
+        else:
+            keep.append(n)
+    if len(keep) != len(m.graph.node):
+        del m.graph.node[:]
+        m.graph.node.extend(keep)
+        onnx.save(m, path)
 
 
 def check_onnx(path, allowed, max_bytes):
