@@ -53,6 +53,9 @@ step "tests (unit + integration)"
 # keep CI's wall time predictable on 2 cores).
 swift test --skip-build --no-parallel
 
+step "local pool (scripts/local-pool.sh with metrics ports, on the private broker)"
+bash scripts/test-local-pool.sh
+
 step "fuzz (libFuzzer + ASan: regressions replayed, then 10 s per target; Fuzz/README.md)"
 # After the tests, never beside them: two fuzzers take both cores.
 bash scripts/fuzz.sh --seconds 10 --jobs 2
