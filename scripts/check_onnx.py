@@ -6,6 +6,9 @@ image (batched and one by one), and fixtures for the Swift tests, written beside
   first100-input.npy    float32 [100, 1, 28, 28]: test images 0..99 as the model takes them
                         (pixel / 255)
   first100-logits.npy   float32 [100, 10]: ONNX Runtime's logits for them
+  t10k-labels-onnxruntime.npy
+                        int32 [10000]: ONNX Runtime's label (argmax of its logits) for every
+                        test image, which the imported model's float forward must match
 
 It adds an "onnxruntime" section to provenance.json beside the model. Uses no torch.
 
@@ -67,6 +70,7 @@ def main():
 
     np.save(os.path.join(out, "first100-input.npy"), np.ascontiguousarray(x[:100]))
     np.save(os.path.join(out, "first100-logits.npy"), np.ascontiguousarray(logits[:100]))
+    np.save(os.path.join(out, "t10k-labels-onnxruntime.npy"), logits.argmax(1).astype(np.int32))
 
     record_path = os.path.join(out, "provenance.json")
     record = json.load(open(record_path)) if os.path.exists(record_path) else {}
