@@ -73,8 +73,10 @@ OPENBLAS_NUM_THREADS=1 "$bin/srbench" embedded-inference --model "$model" --imag
   --first "$first" --count "$count" --repeats "$repeats" --slice-size "$slice" --json >"$work/embedded.json"
 
 # 3. The pool: the same three modes through srproduce infer. Resolution 1 for every image is
-# the exit rule margin:0 (every margin is ≥ 0, so every image is decided at r = 1); full
-# resolution is --exit none; the calibrated exit is infer's default (the model's first rule).
+# the exit rule margin:0 (every margin is ≥ 0, so every image is decided at r = 1); the
+# calibrated exit is infer's default (the model's first rule); full resolution is --exit none,
+# which walks every image through r = 1…R in turn: infer cannot ask for R alone (one task per
+# block at R), so the pool's full row is every resolution, not a one-shot pass at R.
 modes=(res1 exit full)
 declare -A exit_args=([res1]="--exit margin:0" [exit]="" [full]="--exit none")
 if ((!skip_pool)); then
@@ -116,20 +118,28 @@ names = ["embedded, resolution 1", "embedded, calibrated exit", f"embedded, full
 for name, m in zip(names, emb["modes"]):
     hist = m.get("exitHistogram")
     rows.append((name, m["wallMs"], m["accuracy"], statistics.median(m["cpuMs"]),
-                 None if not hist else "exit at r = 1…R: " + " / ".join(map(str, hist))))
+                 None if not hist else "answered at r = 1…R: " + " / ".join(map(str, hist))))
 emb_full = emb["modes"][-1]["accuracy"]
 pool_rows = []
 if not skip_pool:
-    for mode, name in [("res1", "pool, resolution 1"), ("exit", "pool, calibrated exit"), ("full", f"pool, full (r = {res})")]:
+    for mode, name in [("res1", "pool, resolution 1"), ("exit", "pool, calibrated exit"),
+                       ("full", f"pool, full (r = 1…{res} for every image)")]:
         finals = [json.load(open(f"{work}/pool-{mode}-{k}.json")) for k in range(1, repeats + 1)]
         walls = [int(open(f"{work}/pool-{mode}-{k}.wall").read()) for k in range(1, repeats + 1)]
         assert all(f["status"] == "complete" for f in finals), f"a pool run of {mode} did not complete"
         hist = finals[-1]["resolution_histogram"]
+        skipped = 100 * finals[-1]["skipped"] / (len(finals[-1]["answers"]) * finals[-1]["resolutions"])
         pool_rows.append((name, [f["elapsedMs"] for f in finals], finals[-1]["accuracy"], None,
-                          f"srproduce wall {statistics.median(walls) / 1000:.1f} s; r reached 0…R: " + " / ".join(map(str, hist))))
+                          f"srproduce wall {statistics.median(walls) / 1000:.1f} s; answered at r = 1…R: "
+                          + " / ".join(map(str, hist[1:])) + f"; skipped {skipped:.0f} %"))
 
-def fmt_ms(v):
-    return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
+def fmt_ms(v, unit=None):
+    unit = unit or ("s" if v >= 1000 else "ms")
+    return f"{v / 1000:.2f} s" if unit == "s" else f"{v:.0f} ms"
+
+def fmt_range(lo, hi, med):
+    unit = "s" if med >= 1000 else "ms"
+    return fmt_ms(lo, unit).split()[0] + "–" + fmt_ms(hi, unit)
 
 print(f"ONNX Runtime {ort['onnxruntime']} (numpy {ort['numpy']}, Python {ort['python']}; CPU, intra_op 1, inter_op 1, "
       f"sequential) on {onnx}; model {emb['model']}: R = {res}, {emb['bitsPerUpgrade']} bits per upgrade, exit {emb['rule']}. "
@@ -145,7 +155,7 @@ for i, (name, times, acc, cpu, extra) in enumerate(rows + pool_rows):
     pool = i >= len(rows)
     full = pool_rows[-1][2] if pool else emb_full
     ratio = "1" if i == 0 else f"{med / ort_ms:.2f}"
-    print(f"| {name} | {fmt_ms(med)} | {fmt_ms(min(times))}–{fmt_ms(max(times))} | {ratio} | "
+    print(f"| {name} | {fmt_ms(med)} | {fmt_range(min(times), max(times), med)} | {ratio} | "
           f"{'—' if cpu is None else fmt_ms(cpu)} | {acc:.4f} | {100 * (full - acc):.2f} | {extra or ''} |")
 print()
 print("ONNX Runtime per batch size (median wall / median CPU): " + "; ".join(

@@ -17,7 +17,7 @@ struct EmbeddedInference: ParsableCommand {
             pixels scaled to [0, 1] as `srproduce infer` does), splits every image by the input \
             partition (the manifest's, else one fitted to the images) and assembles every \
             resolution's operands once — what a worker does when it loads a model; both are \
-            timed once and reported apart. Then, --repeats times and interleaved so that drifts \
+            timed once and reported apart. After an untimed warm-up (one slice at every resolution), --repeats times and interleaved so that drifts \
             in machine speed hit all three alike: every image directly at resolution 1; the \
             adaptive run under the exit rule (only the images still undecided are evaluated at \
             the next resolution, as the pool's aggregator asks for them); every image directly \
@@ -113,6 +113,8 @@ struct EmbeddedInference: ParsableCommand {
             return out
         }
         let all = Array(inputs.indices)
+        // Warm-up, untimed: one slice at every resolution (first-touch allocations, caches).
+        for level in 1...r { _ = try logits(Array(all.prefix(sliceSize)), level) }
         var modes = [Mode(name: "resolution 1"), Mode(name: "exit \(rule.text)"), Mode(name: "resolution \(r)")]
         for k in 0..<repeats {
             log("run \(k + 1)/\(repeats): \(inputs.count) images at resolution 1, adaptively, at \(r)")
