@@ -41,10 +41,13 @@ die() { note "error: $*"; exit 1; }
   || die "$model is not a model directory (model.json + model.safetensors); make one with: srproduce model import --onnx FILE --out DIR --activation-grid -12, then srproduce model calibrate --model DIR --images data/fashion-mnist/train-images-idx3-ubyte --labels data/fashion-mnist/train-labels-idx1-ubyte --count 10000"
 if [[ -z $onnx ]]; then
   onnx=$model/model.onnx
-  [[ -f $onnx ]] || onnx=Tests/Models/fashion-mnist-vgg/model.onnx
+  if [[ ! -f $onnx ]]; then
+    onnx=Tests/Models/fashion-mnist-vgg/model.onnx
+    note "no model.onnx in $model: using $onnx as its ONNX form (give --onnx if $model is another network)"
+  fi
 fi
 [[ -f $onnx ]] || die "no ONNX file $onnx (give --onnx)"
-grep -q '"exitRules"' "$model/model.json" 2>/dev/null \
+[[ $model == *.safetensors ]] || grep -q '"exitRules"' "$model/model.json" \
   || die "$model has no calibrated exit rule: srproduce model calibrate --model $model --images data/fashion-mnist/train-images-idx3-ubyte --labels data/fashion-mnist/train-labels-idx1-ubyte --count 10000"
 
 work=$(mktemp -d)
@@ -55,6 +58,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' INT TERM   # so that an interrupted run still stops its pool (EXIT trap)
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 load_start=$(load)
 started=$(date -u +%Y-%m-%dT%H:%MZ)
@@ -157,6 +161,10 @@ for i, (name, times, acc, cpu, extra) in enumerate(rows + pool_rows):
     ratio = "1" if i == 0 else f"{med / ort_ms:.2f}"
     print(f"| {name} | {fmt_ms(med)} | {fmt_range(min(times), max(times), med)} | {ratio} | "
           f"{'—' if cpu is None else fmt_ms(cpu)} | {acc:.4f} | {100 * (full - acc):.2f} | {extra or ''} |")
+if abs(ort["accuracy"] - emb_full) > 0.01:
+    print()
+    print(f"**Warning**: ONNX Runtime's accuracy {ort['accuracy']:.4f} and the exact network's at R {emb_full:.4f} differ by "
+          f"more than 1 pp: is {onnx} the network of {emb['model']}?")
 print()
 print("ONNX Runtime per batch size (median wall / median CPU): " + "; ".join(
     f"{b['batch']}: {fmt_ms(b['median_ms'])} / {fmt_ms(statistics.median(b['cpu_ms']))}" for b in ort["batches"]))
