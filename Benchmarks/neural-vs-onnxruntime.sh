@@ -14,7 +14,9 @@
 # calibrate`); --onnx defaults to model.onnx beside it, else Tests/Models/fashion-mnist-vgg's.
 # The images are the Fashion-MNIST test set (scripts/fetch-data.sh), --count of them from --first,
 # preprocessed as the model's provenance says: pixel / 255, no mean or std. Every figure is the
-# median of --repeats runs (range in the table); modes are interleaved within each repeat.
+# median of --repeats runs (range in the table); modes are interleaved within each repeat. The
+# committed VGG's exit rules were calibrated on test images 0…4999: --first 5000 reports on
+# images the calibration never saw (all 10 000 mix both halves).
 # Pool times are the final answer's elapsedMs: from the job's creation in srproduce (images read
 # and registered) to the aggregator publishing the answer for every image, on this machine's one
 # clock; the client receives it one hop later. --keep DIR keeps every raw result there.
