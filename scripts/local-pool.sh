@@ -51,6 +51,15 @@ case $cmd in
         die "--metrics-port takes a port from 1 to $((65535 - consumers)) (the aggregator's; consumer i gets BASE+i), not '$metrics_base'"
       fi
     fi
+    if [[ -n $metrics_base ]]; then
+      # Fail now, not after starting a broker, when a metrics port is taken.
+      for ((i = 0; i <= consumers; i++)); do
+        port=$((metrics_base + i))
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+          die "port $port (127.0.0.1) is in use; --metrics-port BASE needs BASE…BASE+$consumers free: choose another BASE"
+        fi
+      done
+    fi
     dir=${dir:-$root/.rabbitmq/pool-$$}
     mkdir -p "$dir/logs" "$dir/store"
     dir=$(cd "$dir" && pwd)

@@ -2,8 +2,8 @@
 # Tests scripts/local-pool.sh the way README uses it: start a pool with metrics ports, source
 # its env file, register a matrix and run a job with the bare `srproduce` it puts on PATH,
 # check the answer against numpy and the metrics every role serves, then check that a pool
-# whose role cannot start (its metrics port taken) fails start and leaves nothing running,
-# and that a bare `stop` stops the last pool.
+# whose metrics ports are taken is refused, that a pool whose role cannot start fails start
+# and leaves nothing running, and that a bare `stop` stops the last pool.
 #
 #   bash scripts/test-local-pool.sh [--release]     (default: the debug build `swift test` uses,
 #                                                   from $SR_BIN_DIR when set)
@@ -12,7 +12,6 @@
 # own. Needs python3 with numpy (scripts/install-system-deps.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 config=(--debug)
 [[ ${1:-} == --release ]] && config=()
 # scripts/test.sh has built everything already: use those executables (SR_BIN_DIR).
@@ -96,20 +95,32 @@ print(int(sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith("s
   pass "metrics from all 3 roles; $computed tasks computed"
 )
 
-# A second pool wanting the same metrics ports: its aggregator cannot bind, so start must fail
-# and stop what it started.
+# A second pool wanting the same metrics ports is refused before it starts anything.
 if bash scripts/local-pool.sh start "${config[@]}" --consumers 1 --dir "$second_dir" --metrics-port "$base" \
   "${broker_args[@]}" >"$work/second.out" 2>"$work/second.log"; then
-  fail "a pool whose aggregator cannot bind its metrics port started"
+  fail "a pool whose metrics ports are taken started"
 fi
-grep -q "exited while starting" "$work/second.log" || { cat "$work/second.log" >&2; fail "start did not say which role exited"; }
+grep -q "port $base (127.0.0.1) is in use" "$work/second.log" || { cat "$work/second.log" >&2; fail "start did not name the port in use"; }
+[[ ! -f $second_dir/pool.env ]] || fail "the refused start left an env file"
+pass "taken metrics ports refused: $(grep -o "port $base (127.0.0.1) is in use" "$work/second.log")"
+
+# A role that exits while starting (here a consumer given an option it does not have) fails
+# start with its log, and start stops the roles it had started.
+if SR_CONSUMER_ARGS=--no-such-option bash scripts/local-pool.sh start "${config[@]}" --consumers 1 --dir "$second_dir" \
+  "${broker_args[@]}" >"$work/second.out" 2>"$work/second.log"; then
+  fail "a pool whose consumer cannot start started"
+fi
+grep -q "consumer-1 (pid [0-9]*) exited while starting" "$work/second.log" || { cat "$work/second.log" >&2; fail "start did not say which role exited"; }
+grep -q "no-such-option" "$work/second.log" || fail "start did not show the role's log"
 [[ ! -f $second_dir/pool.env ]] || fail "the failed start left an env file"
-leftover=$(pgrep -f -- "--metrics-port $((base + 1))" | grep -v "^$$\$" || true)
-# shellcheck disable=SC1090
-for pid in $leftover; do
-  [[ " $(source "$pool_dir/pool.env"; echo "$SR_POOL_PIDS") " == *" $pid "* ]] || fail "the failed start left pid $pid running"
+aggregator_log=$second_dir/logs/aggregator.log
+for pid in $(pgrep -x sraggregate || true); do
+  # The failed pool's aggregator wrote to its log; any still running with that log open is a leftover.
+  for fd in /proc/"$pid"/fd/*; do
+    [[ $(readlink "$fd" 2>/dev/null) == "$aggregator_log" ]] && fail "the failed start left its aggregator (pid $pid) running"
+  done
 done
-pass "a role that cannot start fails start: $(grep -o 'aggregator (pid [0-9]*) exited while starting' "$work/second.log")"
+pass "a role that cannot start fails start: $(grep -o 'consumer-1 (pid [0-9]*) exited while starting' "$work/second.log")"
 
 # A bare stop finds the last pool started from this checkout.
 # shellcheck disable=SC1090
