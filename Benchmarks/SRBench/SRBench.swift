@@ -7,5 +7,5 @@ struct SRBench: AsyncParsableCommand {
         commandName: "srbench",
         abstract: "Measure the layered-resolution kernels against one-shot BLAS products.",
         discussion: "Build in release mode: swift run -c release srbench kernels. Results go in docs/BENCHMARKS.md.",
-        subcommands: [KernelBenchmark.self, EarlyExitReport.self, HopLatency.self, VerificationCost.self])
+        subcommands: [KernelBenchmark.self, EarlyExitReport.self, HopLatency.self, VerificationCost.self, ExactInference.self])
 }

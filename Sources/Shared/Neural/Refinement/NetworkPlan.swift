@@ -49,25 +49,16 @@ struct ExactStage: Sendable {
     }
 
     /// Raw h·Wᵀ in units 2^{e_h + e_W}, laid out like z (per sample, C order over outputShape).
-    func rawProduct(_ h: ExactBatch, weights w: [Int64]) -> [Int128] {
+    func rawProduct(_ h: ExactBatch, weights w: [Int64], policy: ExactProductPolicy,
+                    times: ExactPhaseTimes? = nil) -> [Int128] {
         switch kind {
         case .dense(let inputs, let outputs):
             return ExactArithmetic.product(vectors: h.units, count: h.count, inner: inputs,
-                                           weights: w, outputs: outputs)
+                                           weights: w, outputs: outputs, policy: policy, times: times)
         case .conv3x3(let c, let outC, let height, let width):
-            let plane = height * width
-            let patches = ExactArithmetic.patches3x3(h.units, count: h.count, channels: c,
-                                                     height: height, width: width)
-            // One row per (sample, pixel), one column per output channel → [outC, H, W].
-            let p = ExactArithmetic.product(vectors: patches, count: h.count * plane, inner: c * 9,
-                                            weights: w, outputs: outC)
-            var out = [Int128](repeating: 0, count: p.count)
-            for s in 0..<h.count {
-                for q in 0..<plane {
-                    for o in 0..<outC { out[(s * outC + o) * plane + q] = p[(s * plane + q) * outC + o] }
-                }
-            }
-            return out
+            return ExactArithmetic.convolution3x3(h.units, count: h.count, channels: c, height: height,
+                                                  width: width, weights: w, outputs: outC, policy: policy,
+                                                  times: times)
         }
     }
 
