@@ -21,7 +21,7 @@ extension ExactArithmetic {
     }
 
     /// The cost model between the digit GEMM and dgemm, per row of V, in nanoseconds measured
-    /// with `srbench exact-inference --calibrate` on the development machine (AVX2, 1 thread).
+    /// with `srbench exact-inference --profile` (see `CostModel`).
     /// dgemm: converting the row and its outputs, then outputs·inner multiply-adds. Digits: the
     /// split (one byte per plane and element), then per pair of planes and block of 16 outputs,
     /// the micro-kernel over the padded inner length plus folding the 16 sums into 64 bits.
@@ -37,13 +37,16 @@ extension ExactArithmetic {
         return digits < blas
     }
 
-    /// Nanoseconds per unit of work (see `prefersDigits`).
+    /// Nanoseconds per unit of work (see `prefersDigits`), from `srbench exact-inference
+    /// --profile` on the development machine (AMD EPYC, AVX2, 1 thread, shared with other jobs,
+    /// so only the ratios matter): dgemm with its Int128 conversions reached about 2 GMAC/s,
+    /// the AVX2 digit kernel about 1.3 ns per row, 16 outputs and inner element.
     enum CostModel {
-        static let blasConvert = 1.0
-        static let blasMultiplyAdd = 0.05
-        static let digitSplit = 1.0
-        static let digitKernel = 0.1
-        static let digitFold = 4.0
+        static let blasConvert = 5.0
+        static let blasMultiplyAdd = 0.45
+        static let digitSplit = 2.0
+        static let digitKernel = 1.3
+        static let digitFold = 10.0
         static let digitEpilogue = 20.0
     }
 

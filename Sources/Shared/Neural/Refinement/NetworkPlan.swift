@@ -65,9 +65,20 @@ struct ExactStage: Sendable {
     /// z = raw << productShift + bias (bias already in z's unit, one per row). O(count · size).
     func finish(_ raw: [Int128], count: Int, bias: [Int128]) -> ExactBatch {
         var z = ExactBatch(count: count, shape: outputShape, exponent: outputExponent, units: raw)
-        let size = z.size, perRow = size / rows
-        for i in z.units.indices {
-            z.units[i] = (z.units[i] << productShift) + bias[(i % size) / perRow]
+        let perRow = z.size / rows, shift = productShift
+        // Sample by sample and row by row: no division per element (it cost more than the
+        // int8 product of a small convolution).
+        z.units.withUnsafeMutableBufferPointer { u in
+            var i = 0
+            for _ in 0..<count {
+                for o in 0..<rows {
+                    let b = bias[o]
+                    for _ in 0..<perRow {
+                        u[i] = (u[i] << shift) + b
+                        i += 1
+                    }
+                }
+            }
         }
         return z
     }
