@@ -120,6 +120,7 @@ struct ExactInference: ParsableCommand {
                     if let reference { same = reference == logits ? "identical" : "DIFFER" } else { same = "reference" }
                     if reference == nil { reference = logits }
                     print("| \(name) | \(r) | \(p.rawValue) | \(fmt(times[times.count / 2])) | \(fmt(times[0])) | \(fmt(times[times.count - 1])) | \(same) |")
+                    fflush(nil)   // rows appear as measured, also when stdout is a file (runs take minutes)
                     if profile {
                         var layers: [ExactLayerProfile] = []
                         for start in stride(from: 0, to: count, by: sliceSize) {
