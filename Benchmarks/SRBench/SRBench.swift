@@ -7,5 +7,6 @@ struct SRBench: AsyncParsableCommand {
         commandName: "srbench",
         abstract: "Measure the layered-resolution kernels against one-shot BLAS products.",
         discussion: "Build in release mode: swift run -c release srbench kernels. Results go in docs/BENCHMARKS.md.",
-        subcommands: [KernelBenchmark.self, EarlyExitReport.self, HopLatency.self, VerificationCost.self, EmbeddedInference.self])
+        subcommands: [KernelBenchmark.self, EarlyExitReport.self, HopLatency.self, VerificationCost.self,
+                      EmbeddedInference.self, ExactInference.self])
 }

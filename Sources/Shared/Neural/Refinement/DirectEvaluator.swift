@@ -34,7 +34,7 @@ public struct DirectEvaluator: Sendable {
         }
         for (index, stage) in plan.stages.enumerated() {
             let (w, b) = operands?.stages[index] ?? network.operands(stage, resolution: r, increment: false)
-            let raw = stage.rawProduct(h, weights: w)
+            let raw = stage.rawProduct(h, weights: w, policy: network.productPolicy)
             h = stage.finish(raw, count: inputs.count, bias: b).applying(stage.activations)
         }
         return (0..<inputs.count).map(h.sample)

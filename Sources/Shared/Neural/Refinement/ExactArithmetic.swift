@@ -4,6 +4,8 @@ import SRKernels
 
 /// Integer products V·Wᵀ and the bounds that make them exact.
 ///
+/// The digit-plane path (`ExactDigitProduct.swift`) is exact at any width and is chosen
+/// against float64 BLAS by a cost model; the three paths below are the baseline.
 /// Why three paths: every product is Σ_i v_i·w_i over integers. With |v| < 2^{bv}, |w| < 2^{bw}
 /// and `inner` < 2^{bn} terms, every partial sum is below 2^{bv+bw+bn}. Up to 53 bits float64
 /// represents every partial sum exactly, so BLAS dgemm is exact (any summation order, FMA or
@@ -13,7 +15,7 @@ import SRKernels
 /// worst case would not.
 enum ExactArithmetic {
     /// The arithmetic a product runs in.
-    enum Path: Sendable, Equatable { case float64BLAS, int64, int128 }
+    enum Path: Sendable, Equatable { case float64BLAS, int64, int128, int8Digits }
 
     /// The least b with m < 2^b, for m ≥ 0.
     @inline(__always)
@@ -29,8 +31,8 @@ enum ExactArithmetic {
     static func magnitudeBits(_ v: [Int64]) -> Int { UInt64.bitWidth - magnitudes(v).leadingZeroBitCount }
 
     /// The OR of all |v|: its width is bits(max |v|), its trailing zeros are shared by all.
-    private static func magnitudes(_ v: [Int128]) -> UInt128 { v.reduce(0) { $0 | $1.magnitude } }
-    private static func magnitudes(_ v: [Int64]) -> UInt64 { v.reduce(0) { $0 | $1.magnitude } }
+    static func magnitudes(_ v: [Int128]) -> UInt128 { v.reduce(0) { $0 | $1.magnitude } }
+    static func magnitudes(_ v: [Int64]) -> UInt64 { v.reduce(0) { $0 | $1.magnitude } }
 
     /// The cheapest exact path for a product with these operand bounds.
     static func path(vectorBits: Int, weightBits: Int, inner: Int) -> Path {
@@ -48,25 +50,76 @@ enum ExactArithmetic {
     /// the result: operands at low resolutions are multiples of a large power of two in the
     /// finest unit, and without those bits they take the faster paths.
     static func product(vectors v: [Int128], count: Int, inner: Int,
-                        weights w: [Int64], outputs: Int) -> [Int128] {
+                        weights w: [Int64], outputs: Int, policy: ExactProductPolicy = .automatic,
+                        times: ExactPhaseTimes? = nil) -> [Int128] {
         precondition(v.count == count * inner && w.count == outputs * inner, "product shapes disagree")
         let vm = magnitudes(v), wm = magnitudes(w)
         guard vm != 0, wm != 0 else { return [Int128](repeating: 0, count: count * outputs) }
         let sv = vm.trailingZeroBitCount, sw = wm.trailingZeroBitCount
-        let vs = sv == 0 ? v : v.map { $0 >> sv }
-        let ws = sw == 0 ? w : w.map { $0 >> sw }
         let vBits = UInt128.bitWidth - (vm >> sv).leadingZeroBitCount
         let wBits = UInt64.bitWidth - (wm >> sw).leadingZeroBitCount
-        var p: [Int128]
-        switch path(vectorBits: vBits, weightBits: wBits, inner: inner) {
-        case .float64BLAS: p = blasProduct(vs, count, inner, ws, outputs)
-        case .int64: p = int64Product(vs, count, inner, ws, outputs)
-        case .int128: p = int128Product(vs, count, inner, ws, outputs)
+        var chosen = path(vectorBits: vBits, weightBits: wBits, inner: inner)
+        if useDigits(policy, legacyPath: chosen, rows: count, inner: inner, outputs: outputs,
+                     vectorBits: vBits, weightBits: wBits) {
+            chosen = .int8Digits
+        }
+        times?.paths.append("\(chosen)")
+        if chosen == .int8Digits {
+            return digitProduct(v, count: count, inner: inner, w, outputs: outputs, vectorShift: sv,
+                                weightShift: sw, weightBits: wBits, policy: policy, times: times)
+        }
+        let vs = sv == 0 ? v : v.map { $0 >> sv }
+        let ws = sw == 0 ? w : w.map { $0 >> sw }
+        var p: [Int128] = ExactPhaseTimes.measure(times, \.product) {
+            switch chosen {
+            case .float64BLAS: blasProduct(vs, count, inner, ws, outputs)
+            case .int64: int64Product(vs, count, inner, ws, outputs)
+            case .int128, .int8Digits: int128Product(vs, count, inner, ws, outputs)
+            }
         }
         if sv + sw > 0 {
             for i in p.indices { p[i] <<= sv + sw }
         }
         return p
+    }
+
+    /// A 3×3, padding-1 convolution of `count` images [C, H, W] with weights [outC, C, 3, 3]
+    /// (`outputs` × C·9, row-major), exactly: [count, outC, H, W]. The digit path splits the
+    /// images into digit planes first and builds byte patches from them; the others build
+    /// Int128 patches. O(count · H·W · outC · C·9).
+    static func convolution3x3(_ x: [Int128], count: Int, channels: Int, height: Int, width: Int,
+                               weights w: [Int64], outputs outC: Int, policy: ExactProductPolicy,
+                               times: ExactPhaseTimes? = nil) -> [Int128] {
+        let plane = height * width, inner = channels * 9
+        precondition(x.count == count * channels * plane && w.count == outC * inner, "convolution shapes disagree")
+        let vm = magnitudes(x), wm = magnitudes(w)
+        guard vm != 0, wm != 0 else { return [Int128](repeating: 0, count: count * outC * plane) }
+        let sv = vm.trailingZeroBitCount, sw = wm.trailingZeroBitCount
+        let vBits = UInt128.bitWidth - (vm >> sv).leadingZeroBitCount
+        let wBits = UInt64.bitWidth - (wm >> sw).leadingZeroBitCount
+        let legacyPath = path(vectorBits: vBits, weightBits: wBits, inner: inner)
+        if useDigits(policy, legacyPath: legacyPath, rows: count * plane, inner: inner, outputs: outC,
+                     vectorBits: vBits, weightBits: wBits) {
+            times?.paths.append("\(Path.int8Digits)")
+            return digitConvolution(x, count: count, channels: channels, height: height, width: width,
+                                    w, outputs: outC, vectorShift: sv, weightShift: sw, weightBits: wBits,
+                                    policy: policy, times: times)
+        }
+        let patches = ExactPhaseTimes.measure(times, \.patches) {
+            patches3x3(x, count: count, channels: channels, height: height, width: width)
+        }
+        // One row per (sample, pixel), one column per output channel → [outC, H, W].
+        let p = product(vectors: patches, count: count * plane, inner: inner, weights: w, outputs: outC,
+                        policy: .legacy, times: times)
+        return ExactPhaseTimes.measure(times, \.reorder) {
+            var out = [Int128](repeating: 0, count: p.count)
+            for s in 0..<count {
+                for q in 0..<plane {
+                    for o in 0..<outC { out[(s * outC + o) * plane + q] = p[(s * plane + q) * outC + o] }
+                }
+            }
+            return out
+        }
     }
 
     /// Every operand and partial sum is an integer below 2^53, so dgemm rounds nothing.

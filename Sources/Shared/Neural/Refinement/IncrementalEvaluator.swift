@@ -120,8 +120,8 @@ public struct IncrementalEvaluator: Sendable {
             let (a, _) = network.operands(stage, resolution: r - 1, increment: false)
             let (da, db) = network.operands(stage, resolution: r, increment: true)
             // Δz = lin(dh; A, 0) + lin(h + dh; dA, db); raw sums share the unit 2^{e_h + e_W}.
-            var raw = stage.rawProduct(dh, weights: a)
-            let fresh = stage.rawProduct(hNew, weights: da)
+            var raw = stage.rawProduct(dh, weights: a, policy: network.productPolicy)
+            let fresh = stage.rawProduct(hNew, weights: da, policy: network.productPolicy)
             for k in raw.indices { raw[k] += fresh[k] }
             let dz = stage.finish(raw, count: group.count, bias: db)
             var zOld = ExactBatch.zeros(count: 0, shape: stage.outputShape, exponent: stage.outputExponent)

@@ -49,34 +49,36 @@ struct ExactStage: Sendable {
     }
 
     /// Raw h·Wᵀ in units 2^{e_h + e_W}, laid out like z (per sample, C order over outputShape).
-    func rawProduct(_ h: ExactBatch, weights w: [Int64]) -> [Int128] {
+    func rawProduct(_ h: ExactBatch, weights w: [Int64], policy: ExactProductPolicy,
+                    times: ExactPhaseTimes? = nil) -> [Int128] {
         switch kind {
         case .dense(let inputs, let outputs):
             return ExactArithmetic.product(vectors: h.units, count: h.count, inner: inputs,
-                                           weights: w, outputs: outputs)
+                                           weights: w, outputs: outputs, policy: policy, times: times)
         case .conv3x3(let c, let outC, let height, let width):
-            let plane = height * width
-            let patches = ExactArithmetic.patches3x3(h.units, count: h.count, channels: c,
-                                                     height: height, width: width)
-            // One row per (sample, pixel), one column per output channel → [outC, H, W].
-            let p = ExactArithmetic.product(vectors: patches, count: h.count * plane, inner: c * 9,
-                                            weights: w, outputs: outC)
-            var out = [Int128](repeating: 0, count: p.count)
-            for s in 0..<h.count {
-                for q in 0..<plane {
-                    for o in 0..<outC { out[(s * outC + o) * plane + q] = p[(s * plane + q) * outC + o] }
-                }
-            }
-            return out
+            return ExactArithmetic.convolution3x3(h.units, count: h.count, channels: c, height: height,
+                                                  width: width, weights: w, outputs: outC, policy: policy,
+                                                  times: times)
         }
     }
 
     /// z = raw << productShift + bias (bias already in z's unit, one per row). O(count · size).
     func finish(_ raw: [Int128], count: Int, bias: [Int128]) -> ExactBatch {
         var z = ExactBatch(count: count, shape: outputShape, exponent: outputExponent, units: raw)
-        let size = z.size, perRow = size / rows
-        for i in z.units.indices {
-            z.units[i] = (z.units[i] << productShift) + bias[(i % size) / perRow]
+        let perRow = z.size / rows, shift = productShift
+        // Sample by sample and row by row: no division per element (it cost more than the
+        // int8 product of a small convolution).
+        z.units.withUnsafeMutableBufferPointer { u in
+            var i = 0
+            for _ in 0..<count {
+                for o in 0..<rows {
+                    let b = bias[o]
+                    for _ in 0..<perRow {
+                        u[i] = (u[i] << shift) + b
+                        i += 1
+                    }
+                }
+            }
         }
         return z
     }

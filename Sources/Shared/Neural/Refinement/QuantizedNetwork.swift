@@ -12,6 +12,8 @@ public struct QuantizedNetwork: Sendable {
     /// The partition every input sample is split by.
     public let inputPartition: PartitionVector
     let plan: NetworkPlan
+    /// How the evaluators compute exact products; results are identical under every policy.
+    public var productPolicy: ExactProductPolicy = .automatic
 
     /// Splits the tensors the manifest's layers use. Each gets `manifest.partitions[name]` or,
     /// without one, `bitsPerUpgrade`-bit chunks below the smallest p_0 above its max |value|.

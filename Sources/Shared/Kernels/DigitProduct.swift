@@ -1,0 +1,65 @@
+// The only Swift caller of the C digit GEMM: exact V·Wᵀ of wide integers from int8 digit
+// plane products (32-bit accumulation, recombined with shifts into Int128).
+internal import CSRKernels
+
+package enum DigitProduct {
+    /// Where output element (row i, column j) goes: out[(i / groupRows)·groupStride +
+    /// (i % groupRows)·rowStride + j·columnStride]. Row-major is (rows, rows, columns, 1);
+    /// a convolution writes [sample, channel, pixel] with (pixels, channels·pixels, 1, pixels).
+    package struct Layout: Sendable {
+        package var groupRows: Int, groupStride: Int, rowStride: Int, columnStride: Int
+        package init(groupRows: Int, groupStride: Int, rowStride: Int, columnStride: Int) {
+            (self.groupRows, self.groupStride, self.rowStride, self.columnStride) = (groupRows, groupStride, rowStride, columnStride)
+        }
+        package static func rowMajor(rows: Int, columns: Int) -> Layout {
+            Layout(groupRows: max(rows, 1), groupStride: 0, rowStride: columns, columnStride: 1)
+        }
+    }
+
+    /// The implementation a level request runs (nil: the best this CPU has): 0 portable C,
+    /// 1 AVX2, 2 AVX-512BW (runs the AVX2 kernel), 3 AVX-512 VNNI.
+    package static func level(_ requested: Int?) -> Int { Int(srk_digit_level(Int32(requested ?? -1))) }
+
+    /// Bits per unsigned digit of V at that level (7 where vpmaddubsw multiplies, else 8).
+    package static func digitBits(level requested: Int?) -> Int { Int(srk_digit_bits(Int32(requested ?? -1))) }
+
+    /// Inner elements summed in 32 bits before widening (`SRK_DIGIT_INNER_BLOCK`).
+    package static var innerBlock: Int { Int(SRK_DIGIT_INNER_BLOCK) }
+
+    /// out ← ((A·Wᵀ) − subtract) << shift, exactly, for A's planes and W's planes.
+    /// `narrow`: the caller has proved |A·Wᵀ| < 2^63 (64-bit wrapping arithmetic is then exact);
+    /// otherwise it guarantees the result fits Int128. O(rows · outputs · inner · planes²).
+    package static func product(_ a: UnsignedDigitPlanes, _ w: SignedDigitWeights, narrow: Bool,
+                                subtract: [Int128]?, shift: Int, level: Int?,
+                                into out: UnsafeMutablePointer<Int128>, layout: Layout) {
+        precondition(a.inner == w.inner, "digit product: inner lengths differ")
+        precondition(a.digitBits == digitBits(level: level), "digit planes were split for another level")
+        precondition(a.planes.count * w.packed.count * ((a.inner + innerBlock - 1) / innerBlock) <= 4096
+                     && (a.shifts.last ?? 0) + (w.shifts.last ?? 0) < 200, "digit product beyond the combiner's exact range")
+        let aShifts = a.shifts.map(Int32.init), bShifts = w.shifts.map(Int32.init)
+        withPointers(a.planes) { ap in
+            withPointers(w.packed) { bp in
+                func run(_ sub: UnsafeRawPointer?) {
+                    srk_digit_gemm(Int32(level ?? -1), ap, aShifts, a.planes.count, a.rows, a.inner,
+                                   bp, bShifts, w.packed.count, w.outputs, narrow ? 1 : 0, sub, Int32(shift),
+                                   UnsafeMutableRawPointer(out), layout.groupRows, layout.groupStride,
+                                   layout.rowStride, layout.columnStride)
+                }
+                if let subtract { subtract.withUnsafeBytes { run($0.baseAddress!) } } else { run(nil) }
+            }
+        }
+    }
+
+    /// Base pointers of every array, valid inside `body`.
+    private static func withPointers<T, R>(_ arrays: [[T]], _ body: ([UnsafePointer<T>?]) -> R) -> R {
+        var pointers: [UnsafePointer<T>?] = []
+        func go(_ i: Int) -> R {
+            if i == arrays.count { return body(pointers) }
+            return arrays[i].withUnsafeBufferPointer { p in
+                pointers.append(p.baseAddress)
+                return go(i + 1)
+            }
+        }
+        return go(0)
+    }
+}

@@ -1,0 +1,51 @@
+// Direct evaluation with a stopwatch on every linear layer and phase, for
+// `srbench exact-inference`: shows where the time of exact inference goes.
+import SRCore
+
+/// The time one linear layer took, split by phase, summed over the batches profiled.
+package struct ExactLayerProfile: Sendable {
+    /// e.g. "conv 16→32 28×28" or "dense 784→256".
+    package let name: String
+    /// The product paths taken (one entry per product and batch, deduplicated).
+    package var paths: [String] = []
+    package var weights = Duration.zero, split = Duration.zero, patches = Duration.zero
+    package var product = Duration.zero, reorder = Duration.zero
+    /// Bias, ReLU, grid, pooling and flatten after the product.
+    package var activations = Duration.zero
+
+    package var total: Duration { weights + split + patches + product + reorder + activations }
+}
+
+extension DirectEvaluator {
+    /// `evaluate(inputs, resolution: operands.resolution, operands:)` with each stage's phases
+    /// timed and added into `profile` (one entry per linear layer; empty: created here).
+    package func profile(_ inputs: [QuantizedTensor], operands: ResolutionOperands,
+                         into profile: inout [ExactLayerProfile]) -> [ExactTensor] {
+        let plan = network.plan
+        if profile.isEmpty { profile = plan.stages.map { ExactLayerProfile(name: Self.describe($0)) } }
+        var h = network.inputBatch(inputs, resolution: operands.resolution).applying(plan.inputActivations)
+        let clock = ContinuousClock()
+        for (index, stage) in plan.stages.enumerated() {
+            let (w, b) = operands.stages[index]
+            let times = ExactPhaseTimes()
+            let raw = stage.rawProduct(h, weights: w, policy: network.productPolicy, times: times)
+            let start = clock.now
+            h = stage.finish(raw, count: inputs.count, bias: b).applying(stage.activations)
+            profile[index].activations += clock.now - start
+            profile[index].weights += times.weights
+            profile[index].split += times.split
+            profile[index].patches += times.patches
+            profile[index].product += times.product
+            profile[index].reorder += times.reorder
+            for p in times.paths where !profile[index].paths.contains(p) { profile[index].paths.append(p) }
+        }
+        return (0..<inputs.count).map(h.sample)
+    }
+
+    private static func describe(_ stage: ExactStage) -> String {
+        switch stage.kind {
+        case .dense(let i, let o): "dense \(i)→\(o)"
+        case .conv3x3(let c, let o, let h, let w): "conv \(c)→\(o) \(h)×\(w)"
+        }
+    }
+}
