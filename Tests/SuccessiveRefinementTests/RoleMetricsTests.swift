@@ -130,8 +130,9 @@ import Testing
         let producer = InMemoryTransport(broker: broker)
         try await Topology.declare(on: producer)
         // (It names a time after the job's creation: one issued before would be an earlier job's
-        // with the same id, which the aggregator drops.)
-        try await producer.publish(DeadlineMessage(job: "early1", deadline: Deadline(epochMs: WallClock.nowMs() + 60_000)).encode(),
+        // with the same id, which the aggregator drops. An hour ahead: on a loaded machine the
+        // wait below plus the submission can take over a minute.)
+        try await producer.publish(DeadlineMessage(job: "early1", deadline: Deadline(epochMs: WallClock.nowMs() + 3_600_000)).encode(),
                                    Topology.deadlineRoute)
         let deadline = ContinuousClock.now + .seconds(60)
         while try await producer.messageCount(queue: Topology.deadlinesQueue) > 0 {
