@@ -111,6 +111,6 @@ note "pool and peers ready in $((SECONDS - t0)) s; measuring"
   --celery-client Benchmarks/peers/celery/classify_client.py --images-file "$images" --labels-file "$labels" \
   --first "$first" --images "$images_n" --batch "$batch" --block "$block" --consumers "$consumers" \
   --workers "$workers" --repeats "$repeats" --seed "$seed" --loads "$loads" --deadlines "$deadlines" \
-  --out "$out" --log-dir "$work/logs" \
+  --out "$out" --log-dir "$work/logs" --quiet-pids "$SR_POOL_PIDS $(cat "$celery_dir/celery.pids")" \
   --load-note "Started $started; load average (1, 5, 15 min) $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) when measuring began."
 note "done in $((SECONDS - t0)) s; load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

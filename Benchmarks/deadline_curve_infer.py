@@ -22,7 +22,10 @@ classify workers (ONNX Runtime, Benchmarks/peers/celery/worker.py) on the same b
      (medians, min, max over the repeats), OUT-runs.csv (every run), OUT.png (fraction answered
      and accuracy against the deadline, one column per load) and prints a Markdown table.
 Before every run it waits until the pool's and Celery's queues are empty (QueueProbe of
-deadline_curve.py). Progress goes to stderr.
+deadline_curve.py) AND until the pool's and the workers' processes (--quiet-pids) are idle (less
+than 10 % of a core over 200 ms): an empty queue does not mean an idle consumer — the last task
+of an overloaded run (tens to hundreds of ms of exact evaluation) would otherwise still be
+running on the 2 cores while the next system's run starts. Progress goes to stderr.
 """
 
 import argparse
@@ -70,6 +73,7 @@ def parse_args():
     p.add_argument("--out", required=True)
     p.add_argument("--log-dir", required=True)
     p.add_argument("--load-note", default="", help="e.g. the load average at the start")
+    p.add_argument("--quiet-pids", default="", help="processes to wait for to be idle before each run")
     a = p.parse_args()
     a.loads = [float(v) for v in a.loads.split(",")]
     a.deadlines = [float(v) for v in a.deadlines.split(",")]
@@ -77,6 +81,33 @@ def parse_args():
         p.error("--images must be ≥ --batch")
     a.images -= a.images % a.batch
     return a
+
+
+def cpu_ticks(pids):
+    """utime + stime (clock ticks) summed over the live processes of `pids`."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            total += int(rest[11]) + int(rest[12])
+        except OSError:
+            pass
+    return total
+
+
+def wait_idle(pids, limit_s=120.0):
+    """Until `pids` together use < 10 % of a core over 200 ms (or limit_s passes)."""
+    if not pids:
+        return
+    window, tick = 0.2, 1.0 / os.sysconf("SC_CLK_TCK")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        c0 = cpu_ticks(pids)
+        time.sleep(window)
+        if (cpu_ticks(pids) - c0) * tick < 0.1 * window:
+            return
+    log(f"warning: processes {pids} still busy after {limit_s:.0f} s; going on")
 
 
 def read_idx(path, dims):
@@ -90,12 +121,14 @@ class Runner:
     def __init__(self, a):
         self.a = a
         self.probe = QueueProbe(os.environ["SR_AMQP_URL"])
+        self.quiet = [int(p) for p in a.quiet_pids.split()]
         self.runs = 0
 
     def run(self, system, *, rate, deadline_ms, images, seed, idle=False, tag="run"):
         """One client run over `images` images from --first; returns its parsed JSON lines."""
         a = self.a
         self.probe.wait_empty()
+        wait_idle(self.quiet)
         if system == "celery":
             cmd = [sys.executable, a.celery_client, "--images", a.images_file, "--first", str(a.first),
                    "--count", str(images), "--batch", str(a.batch), "--rate", f"{rate:g}", "--seed", str(seed)]
@@ -135,7 +168,7 @@ def per_image(system, lines, batch, n, deadline_ms):
     final_label = [None] * n
     if system == "celery":
         for o in lines:
-            if o.get("type") != "job" or o["status"] != "complete":
+            if o.get("type") != "job" or o["status"] != "complete" or o["job"] * batch >= n:
                 continue
             for s, lab in enumerate(o["labels"]):
                 i = o["job"] * batch + s
@@ -145,7 +178,7 @@ def per_image(system, lines, batch, n, deadline_ms):
                     label_at_d[i], res_at_d[i] = lab, 1
         return first, label_at_d, res_at_d, final_label
     for o in lines:  # in the order the client received them
-        if o.get("type") != "output":
+        if o.get("type") != "output" or o["job"] * batch >= n:
             continue
         for s, lab, r, _ in o["answers"]:
             i = o["job"] * batch + s
@@ -256,7 +289,8 @@ def markdown(a, meta, rows):
            f"{meta['celery_capacity']:.1f} jobs/s ({meta['capacity_jobs']}-job burst); our pool's capacity "
            f"{meta['pool_capacity']:.2f} jobs/s ({meta['pool_capacity_jobs']}-job burst, calibrated exit). "
            f"Accuracy with no deadline: ONNX Runtime {meta['celery_accuracy']:.4f}, ours (calibrated exit) "
-           f"{meta['pool_accuracy']:.4f} on the capacity bursts' images. {a.load_note}",
+           f"{meta['pool_accuracy']:.4f} (on the {meta['capacity_jobs'] * a.batch} and "
+           f"{meta['pool_capacity_jobs'] * a.batch} images of the bursts). {a.load_note}",
            "Answered = a label reached the client by the deadline (submit → result received); accuracy counts "
            "unanswered images as wrong; p50 first = median over images of the time to their first label "
            "(— = fewer than half got one).",
@@ -281,9 +315,13 @@ def accuracy_of(system, lines, a, truth, images):
 def main():
     a = parse_args()
     os.makedirs(a.log_dir, exist_ok=True)
-    truth = read_idx(a.labels_file, 1)[a.first:a.first + a.images].astype(int).tolist()
-    if len(truth) < a.images:
-        raise SystemExit(f"deadline-curve-infer: {a.labels_file} has fewer than {a.first + a.images} labels")
+    idle_images, cap_images = a.idle_jobs * a.batch, a.capacity_jobs * a.batch
+    pool_images = a.pool_capacity_jobs * a.batch
+    need = max(a.images, idle_images, cap_images, pool_images)
+    truth = read_idx(a.labels_file, 1)[a.first:a.first + need].astype(int).tolist()
+    if len(truth) < need:
+        raise SystemExit(f"deadline-curve-infer: {a.labels_file} has fewer than {a.first + need} labels "
+                         f"(--first {a.first}; the capacity burst takes {cap_images} images)")
     R = Runner(a)
     long_ms = 600_000
     t_start = time.monotonic()
@@ -293,17 +331,14 @@ def main():
     R.run("celery", rate=50, deadline_ms=None, images=min(warm, a.images), seed=a.seed + 1000, tag="warmup")
     R.run("pool", rate=50, deadline_ms=long_ms, images=min(warm, a.images), seed=a.seed + 1000, tag="warmup")
 
-    idle_images = min(a.idle_jobs * a.batch, a.images)
     log(f"Celery idle p50 ({idle_images // a.batch} jobs one at a time)")
     _, s, _ = R.run("celery", rate=1, deadline_ms=None, images=idle_images, seed=a.seed + 2000, idle=True, tag="idle")
     idle_p50 = s["p50_final_ms"]
     log(f"Celery idle p50 {idle_p50:.2f} ms")
 
-    cap_images = min(a.capacity_jobs * a.batch, a.images)
     lines, s, _ = R.run("celery", rate=100000, deadline_ms=None, images=cap_images, seed=a.seed + 3000, tag="capacity")
     celery_capacity = (cap_images // a.batch) / (s["span_ms"] / 1000)
     celery_accuracy = accuracy_of("celery", lines, a, truth, cap_images)
-    pool_images = min(a.pool_capacity_jobs * a.batch, a.images)
     lines, s, _ = R.run("pool", rate=100000, deadline_ms=long_ms, images=pool_images, seed=a.seed + 4000, tag="capacity")
     pool_capacity = (pool_images // a.batch) / (s["span_ms"] / 1000)
     pool_accuracy = accuracy_of("pool", lines, a, truth, pool_images)
