@@ -70,7 +70,9 @@ struct InferStream: AsyncParsableCommand {
         let rule = try Infer.rule(exitRule, manifest: network.manifest)
         let images = file.samples
         let count = images.rows / batch
-        guard count >= 1 else { throw ValidationError("\(images.rows) images are fewer than one job of --batch \(batch)") }
+        guard count >= 1 else {
+            throw RunFailure("\(images.rows) images are fewer than one job of --batch \(batch): lower --batch or give more images (--count)")
+        }
         let prefix = "i\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"   // unique per run
         // Validation, quantisation and registration of every job's images: before the clock.
         let preparer = InferenceSubmitter(transport: NoTransport(), store: store)
