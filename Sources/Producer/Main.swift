@@ -13,5 +13,5 @@ struct Produce: AsyncParsableCommand {
             bound. The broker is SR_AMQP_URL (or --broker); operands live in SR_STORE (or --store).
             Start with `srproduce demo`, which needs no broker.
             """,
-        subcommands: [Demo.self, Register.self, MatVec.self, Infer.self, FireDeadline.self, Stream.self, Top.self, ModelCommand.self])
+        subcommands: [Demo.self, Register.self, MatVec.self, Infer.self, InferStream.self, FireDeadline.self, Stream.self, Top.self, ModelCommand.self])
 }

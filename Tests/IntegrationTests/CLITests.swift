@@ -165,6 +165,20 @@ struct CLITests {
         try await expectFailure(base + ["--images", images], mentions: ["127.0.0.1:1"], env: store)
     }
 
+    @Test func badInferenceStreamInputIsRefusedBeforeConnecting() async throws {
+        let model = Executables.root.appendingPathComponent("Tests/Models/fashion-mnist-mlp").path
+        let images = try npy("stream.npy", (0..<(4 * 784)).map { Double($0 % 255) / 255 }, shape: [4, 784])
+        let store = ["SR_STORE": dir + "/store", "SR_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"]
+        let base = ["infer-stream", "--model", model, "--images", images, "--deadline", "1s"]
+        try await expectFailure(base + ["--batch", "0"], mentions: ["--batch must be in 1..."], env: store)
+        try await expectFailure(base + ["--rate", "0"], mentions: ["--rate must be between"], env: store)
+        try await expectFailure(base + ["--block", "0"], mentions: ["--block must be in 1..."], env: store)
+        try await expectFailure(base + ["--batch", "5"], mentions: ["4 images are fewer than one job of --batch 5"], env: store)
+        try await expectFailure(base + ["--exit", "margin:x"], mentions: ["'x' is not a number"], env: store)
+        // Valid jobs against a broker that is not there.
+        try await expectFailure(base + ["--batch", "2"], mentions: ["127.0.0.1:1"], env: store)
+    }
+
     @Test func embeddedInferenceAnswersEveryImageWithoutABroker() async throws {
         let model = Executables.root.appendingPathComponent("Tests/Models/fashion-mnist-mlp").path
         let images = try npy("few.npy", (0..<(3 * 784)).map { Double(($0 * 7) % 256) / 255 }, shape: [3, 784])

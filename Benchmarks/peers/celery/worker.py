@@ -1,9 +1,18 @@
-"""The Celery peer of the deadline-curve benchmark: a plain Celery 5 pool computing y = A @ x.
+"""The Celery peer of the deadline-curve benchmarks: a plain Celery 5 pool computing y = A @ x,
+or classifying images with ONNX Runtime.
 
-One task, ``matvec(x: bytes) -> bytes``: x is n float32 values (raw bytes, native order), the
-answer is A @ x as m float32 values. A is the float32 .npy at ``SR_PEER_MATRIX``, loaded ONCE per
-worker process when the worker starts (so a worker that answers ``celery inspect ping`` already
-holds it in memory). The broker is the pool's private RabbitMQ (``SR_AMQP_URL``); Celery uses
+Two tasks:
+- ``matvec(x: bytes) -> bytes``: x is n float32 values (raw bytes, native order), the answer is
+  A @ x as m float32 values. A is the float32 .npy at ``SR_PEER_MATRIX``.
+- ``classify(pixels: bytes, count: int) -> bytes``: ``count`` images as raw uint8 pixels (the
+  model's input shape per image, e.g. 1×28×28), preprocessed as the model's provenance says
+  (float32(pixel) / 255) and classified by ONNX Runtime; the answer is one uint8 label per image
+  (argmax of the logits). The model is the ONNX file at ``SR_PEER_MODEL``, in one CPU session
+  per worker process with intra_op_num_threads = inter_op_num_threads = 1 and sequential
+  execution (as Benchmarks/peers/onnxruntime/ort_bench.py). onnxruntime is imported only when
+  SR_PEER_MODEL is set (install.sh --with-onnxruntime puts it in the venv).
+Whichever of SR_PEER_MATRIX and SR_PEER_MODEL is set is loaded ONCE per worker process when the
+worker starts (so a worker that answers ``celery inspect ping`` already holds it in memory). The broker is the pool's private RabbitMQ (``SR_AMQP_URL``); Celery uses
 its own queue ``peer.celery`` (and its own ``celery*``/``*.pidbox`` names), never the ``sr.*``
 queues of our pool.
 
@@ -99,14 +108,38 @@ def load_matrix() -> np.ndarray:
     return a
 
 
+_session = None  # the ONNX Runtime session, one per worker process
+
+
+def load_session():
+    path = os.environ.get("SR_PEER_MODEL")
+    if not path:
+        raise RuntimeError("SR_PEER_MODEL is not set (path of the .onnx classifier)")
+    import onnxruntime as ort  # only the classifying pool needs it
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    shape = [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape]
+    session.run(None, {session.get_inputs()[0].name: np.zeros(shape, dtype=np.float32)})  # warm-up
+    return session
+
+
 @signals.worker_init.connect
 def _load_on_start(**_):
     # worker_init fires once in the worker's main process, before it consumes: the threads (and
     # solo) pool run tasks in this process; prefork children inherit A when they are forked.
-    global _A
-    _A = load_matrix()
-    print(f"peer.celery: loaded {os.environ['SR_PEER_MATRIX']} {_A.shape} "
-          f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')})", flush=True)
+    global _A, _session
+    if not os.environ.get("SR_PEER_MATRIX") and not os.environ.get("SR_PEER_MODEL"):
+        raise RuntimeError("set SR_PEER_MATRIX (matvec) or SR_PEER_MODEL (classify)")
+    if os.environ.get("SR_PEER_MATRIX"):
+        _A = load_matrix()
+        print(f"peer.celery: loaded {os.environ['SR_PEER_MATRIX']} {_A.shape} "
+              f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')})", flush=True)
+    if os.environ.get("SR_PEER_MODEL"):
+        _session = load_session()
+        print(f"peer.celery: loaded {os.environ['SR_PEER_MODEL']} (ONNX Runtime, one thread)", flush=True)
 
 
 @app.task(name="peer.matvec")
@@ -118,3 +151,14 @@ def matvec(x: bytes) -> bytes:
     if v.shape[0] != _A.shape[1]:
         raise ValueError(f"x has {v.shape[0]} values, A has {_A.shape[1]} columns")
     return (_A @ v).tobytes()
+
+
+@app.task(name="peer.classify")
+def classify(pixels: bytes, count: int) -> bytes:
+    global _session
+    if _session is None:  # not started through `celery worker`
+        _session = load_session()
+    inp = _session.get_inputs()[0]
+    x = np.frombuffer(pixels, dtype=np.uint8).reshape([count] + list(inp.shape[1:]))
+    logits = _session.run(None, {inp.name: x.astype(np.float32) / np.float32(255.0)})[0]
+    return logits.argmax(1).astype(np.uint8).tobytes()

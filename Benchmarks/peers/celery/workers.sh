@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Starts and stops the Celery peer pool (worker.py) on the broker of SR_AMQP_URL.
 #
-#   Benchmarks/peers/celery/workers.sh start --workers K --dir DIR [--matrix A.npy] [--python PY]
-#                                            [--pool threads|solo|prefork]
+#   Benchmarks/peers/celery/workers.sh start --workers K --dir DIR [--matrix A.npy] [--model M.onnx]
+#                                            [--python PY] [--pool threads|solo|prefork]
 #   Benchmarks/peers/celery/workers.sh stop DIR
 #
 # start launches K `celery worker --pool threads --concurrency 1` processes (one task at a time,
 # one BLAS thread each, queue peer.celery, node names peerI@<host>; worker.py says why threads
 # and not solo), each loading the float32 matrix of --matrix (or
-# SR_PEER_MATRIX) once, with logs DIR/celery-I.log and their PIDs in DIR/celery.pids. It returns
+# SR_PEER_MATRIX) and/or the ONNX classifier of --model (or SR_PEER_MODEL; needs a venv made by
+# install.sh --with-onnxruntime) once, with logs DIR/celery-I.log and their PIDs in DIR/celery.pids. It returns
 # once all K answer `celery inspect ping` (bounded: SR_PEER_START_TIMEOUT seconds, default 60),
 # and fails (stopping what it started) otherwise. PY defaults to the venv of install.sh.
 # stop sends TERM to exactly the recorded PIDs (each checked to carry this DIR in its
@@ -60,12 +61,13 @@ stop_dir() {
 cmd=${1:-}; shift || true
 case $cmd in
   start)
-    workers=2 dir="" matrix=${SR_PEER_MATRIX:-} py="" pool=threads
+    workers=2 dir="" matrix=${SR_PEER_MATRIX:-} model=${SR_PEER_MODEL:-} py="" pool=threads
     while (($#)); do
       case $1 in
         --workers) workers=$2; shift ;;
         --dir) dir=$2; shift ;;
         --matrix) matrix=$2; shift ;;
+        --model) model=$2; shift ;;
         --python) py=$2; shift ;;
         --pool) pool=$2; shift ;;
         *) die "unknown argument '$1'" ;;
@@ -76,12 +78,15 @@ case $cmd in
     [[ $pool == threads || $pool == solo || $pool == prefork ]] || die "--pool must be threads, solo or prefork"
     [[ $workers =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
     [[ -n ${SR_AMQP_URL:-} ]] || die "SR_AMQP_URL is not set (source the pool's pool.env)"
-    [[ -n $matrix && -f $matrix ]] || die "no matrix: pass --matrix A.npy or set SR_PEER_MATRIX"
+    [[ -n $matrix || -n $model ]] || die "nothing to serve: pass --matrix A.npy (matvec) and/or --model M.onnx (classify)"
+    [[ -z $matrix || -f $matrix ]] || die "no such matrix file: $matrix"
+    [[ -z $model || -f $model ]] || die "no such ONNX file: $model"
     py=${py:-$root/.venv-peers/bin/python}
     [[ -x $py ]] || die "$py not found: run Benchmarks/peers/celery/install.sh first"
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
-    matrix=$(realpath "$matrix")
+    [[ -z $matrix ]] || matrix=$(realpath "$matrix")
+    [[ -z $model ]] || model=$(realpath "$model")
     if [[ -f $dir/celery.pids ]]; then
       read -r -a old <"$dir/celery.pids"
       for pid in "${old[@]}"; do ours "$pid" "$dir" && die "$dir already runs Celery workers; stop them first"; done
@@ -92,7 +97,7 @@ case $cmd in
     for ((i = 1; i <= workers; i++)); do
       (
         cd "$here"
-        export SR_PEER_OWNER_DIR=$dir SR_PEER_MATRIX=$matrix OPENBLAS_NUM_THREADS=1 PYTHONPATH=$here
+        export SR_PEER_OWNER_DIR=$dir SR_PEER_MATRIX=$matrix SR_PEER_MODEL=$model OPENBLAS_NUM_THREADS=1 PYTHONPATH=$here
         if [[ $(id -u) -eq 0 ]]; then export C_FORCE_ROOT=1; fi
         exec "$py" -m celery -A worker worker --pool "$pool" --concurrency 1 -Q peer.celery \
           --prefetch-multiplier 1 -n "peer$i@%h" --without-gossip --without-mingle \
@@ -101,15 +106,15 @@ case $cmd in
       pids+=($!)
     done
     echo "${pids[*]}" >"$dir/celery.pids"
-    # Ready = every worker answers a remote-control ping (it loads A in worker_init, before it
-    # starts consuming, so a ping reply means the matrix is in memory).
+    # Ready = every worker answers a remote-control ping (it loads A and the model in
+    # worker_init, before it starts consuming, so a ping reply means both are in memory).
     t0=$SECONDS
     while :; do
       for pid in "${pids[@]}"; do
         alive "$pid" || { tail -n 20 "$dir"/celery-*.log >&2; die "worker $pid exited during start-up"; }
       done
       replies=$(cd "$here" && SR_PEER_MATRIX=$matrix PYTHONPATH=$here timeout 20 "$py" -m celery -A worker \
-        inspect ping --timeout 1 --json 2>/dev/null | tail -n 1 || true)
+        inspect ping --timeout 1 --json 2>/dev/null | tail -n 1) || replies=""
       ready=$(printf '%s' "$replies" | "$py" -c 'import json,sys
 try: print(len(json.loads(sys.stdin.read() or "[]")))
 except Exception: print(0)')
