@@ -159,6 +159,12 @@ struct Infer: AsyncParsableCommand {
 
     /// A registered model by name or digest, or a model path registered now.
     static func model(_ reference: String, store: OperandStore) throws -> (String, Model) {
+        // A bare name that is both a folder here and a registered model would silently pick
+        // the folder (an older copy, say): make the user say which.
+        if !reference.contains("/"), FileManager.default.fileExists(atPath: reference),
+           let digest = try? store.resolveModel(reference) {
+            throw ValidationError("'\(reference)' is both a model here (\(FileManager.default.currentDirectoryPath)/\(reference)) and the registered model \(digest.prefix(12))…; write ./\(reference) for the folder, or the digest for the registered one")
+        }
         if FileManager.default.fileExists(atPath: reference) {
             let model = try Model.load(from: reference)
             return (try store.register(model: model, name: nil), model)
