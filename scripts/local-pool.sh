@@ -72,7 +72,8 @@ case $cmd in
       swift build -c "$config" --product srproduce >&2
       bin=$(swift build -c "$config" --show-bin-path)
     fi
-    bin=$(cd "$bin" 2>/dev/null && pwd) || die "--bin-dir: no such folder"
+    # The physical path: stop matches /proc/PID/exe (symlinks resolved) against it.
+    bin=$(cd "$bin" 2>/dev/null && pwd -P) || die "--bin-dir: no such folder"
     for exe in srconsume sraggregate srproduce; do
       [[ -x $bin/$exe ]] || die "$bin has no $exe; build it (swift build --product $exe) or leave out --bin-dir"
     done
@@ -161,15 +162,30 @@ case $cmd in
     [[ -f $dir/pool.env ]] || die "$dir/pool.env not found; nothing to stop (already stopped?)"
     # shellcheck disable=SC1091
     source "$dir/pool.env"
+    # /proc/PID/exe has every symlink resolved: compare against the physical folder.
+    pool_bin=$(readlink -f "$SR_POOL_BIN")
     for pid in $SR_POOL_PIDS; do
       # Only our own processes: check the executable path before signalling a PID.
-      if [[ -d /proc/$pid ]] && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$SR_POOL_BIN"/* ]]; then
+      if [[ -d /proc/$pid ]] && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$pool_bin"/* ]]; then
         kill -TERM "$pid" 2>/dev/null || true
+      fi
+    done
+    for pid in $SR_POOL_PIDS; do
+      # Alive and not ours (its executable elsewhere): the PID was reused; leave it alone.
+      if [[ -d /proc/$pid ]] && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) != "$pool_bin"/* ]] &&
+         [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then
+        note "pid $pid runs $(readlink "/proc/$pid/exe" 2>/dev/null || echo '?'), not an executable of $SR_POOL_BIN: not signalled"
       fi
     done
     for pid in $SR_POOL_PIDS; do
       for _ in $(seq 50); do [[ -d /proc/$pid ]] && [[ $(cat /proc/$pid/stat 2>/dev/null | awk '{print $3}') != Z ]] || break; sleep 0.1; done
     done
+    left=()
+    for pid in $SR_POOL_PIDS; do
+      if [[ -d /proc/$pid ]] && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$pool_bin"/* ]] &&
+         [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then left+=("$pid"); fi
+    done
+    ((${#left[@]} == 0)) || die "pid(s) ${left[*]} of the pool did not stop within 5 s of SIGTERM; see $dir/logs (kill -KILL ${left[*]}, then stop again)"
     if [[ -n ${SR_POOL_BROKER_DIR:-} && -d $SR_POOL_BROKER_DIR ]]; then
       bash scripts/rabbitmq-stop.sh "$SR_POOL_BROKER_DIR" >&2
     fi

@@ -12,12 +12,16 @@
 # own. Needs python3 with numpy (scripts/install-system-deps.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sr-local-pool-test.XXXXXX")
 config=(--debug)
 [[ ${1:-} == --release ]] && config=()
 # scripts/test.sh has built everything already: use those executables (SR_BIN_DIR).
-[[ -n ${SR_BIN_DIR:-} && ${1:-} != --release ]] && config=(--bin-dir "$SR_BIN_DIR")
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/sr-local-pool-test.XXXXXX")
+# Through a symlink to the folder (as `.build/release` is one): stop must still find the roles.
+if [[ -n ${SR_BIN_DIR:-} && ${1:-} != --release ]]; then
+  ln -s "$SR_BIN_DIR" "$work/bin-link"
+  config=(--bin-dir "$work/bin-link")
+fi
 pool_dir=$work/pool second_dir=$work/second
 cleanup() {
   for d in "$second_dir" "$pool_dir"; do
