@@ -129,6 +129,9 @@ pass "a role that cannot start fails start: $(grep -o 'consumer-1 (pid [0-9]*) e
 # A bare stop finds the last pool started from this checkout.
 # shellcheck disable=SC1090
 pids=$(source "$env_file"; echo "$SR_POOL_PIDS")
+for pid in $pids; do
+  [[ -d /proc/$pid ]] || fail "pid $pid of the pool is gone before stop"
+done
 bash scripts/local-pool.sh stop 2>"$work/stop.log" || { cat "$work/stop.log" >&2; fail "stop"; }
 grep -q "stopping the last pool started here: $pool_dir" "$work/stop.log" || fail "bare stop did not pick $pool_dir: $(cat "$work/stop.log")"
 for pid in $pids; do
