@@ -24,37 +24,42 @@ package struct UnsignedDigitPlanes: Sendable {
         self.stride = (inner + 3) & ~3
         self.digitBits = digitBits
         let stride = self.stride, mask = UInt64(1) << digitBits - 1
-        var planes = [[UInt8]](repeating: [UInt8](repeating: 0, count: rows * stride), count: planeCount)
-        var used = [Bool](repeating: false, count: planeCount)
-        // Most activations fit 64 bits after the shift; Int128 shifts cost several times more.
+        let n = rows * stride
+        // All planes in one buffer, written in one pass over the Int128s (they were re-read per
+        // plane before). Most activations fit 64 bits after the shift; Int128 shifts cost more.
+        var flat = [UInt8](repeating: 0, count: planeCount * n)
+        var any = [UInt8](repeating: 0, count: planeCount)
         let fits64 = planeCount * digitBits <= 64
-        for p in 0..<planeCount {
-            var any: UInt8 = 0
-            planes[p].withUnsafeMutableBufferPointer { dst in
+        flat.withUnsafeMutableBufferPointer { out in
+            any.withUnsafeMutableBufferPointer { any in
                 for r in 0..<rows {
-                    let src = v.baseAddress! + r * inner, out = dst.baseAddress! + r * stride
+                    let src = v.baseAddress! + r * inner, row = out.baseAddress! + r * stride
                     if fits64 {
-                        let s = UInt64(p * digitBits)
                         for c in 0..<inner {
-                            let x = UInt64(truncatingIfNeeded: (src[c] >> rightShift) + offset)
-                            let d = UInt8(truncatingIfNeeded: (x >> s) & mask)
-                            out[c] = d
-                            any |= d
+                            var x = UInt64(truncatingIfNeeded: (src[c] &>> rightShift) &+ offset)
+                            for p in 0..<planeCount {
+                                let d = UInt8(truncatingIfNeeded: x & mask)
+                                row[p * n + c] = d
+                                any[p] |= d
+                                x &>>= UInt64(digitBits)
+                            }
                         }
                     } else {
                         for c in 0..<inner {
-                            let x = (src[c] >> rightShift) + offset
-                            let d = UInt8(truncatingIfNeeded: UInt64(truncatingIfNeeded: x >> (p * digitBits)) & mask)
-                            out[c] = d
-                            any |= d
+                            let x = (src[c] &>> rightShift) &+ offset
+                            for p in 0..<planeCount {
+                                let d = UInt8(truncatingIfNeeded: UInt64(truncatingIfNeeded: x &>> (p * digitBits)) & mask)
+                                row[p * n + c] = d
+                                any[p] |= d
+                            }
                         }
                     }
                 }
             }
-            used[p] = any != 0 || (alsoHeld >> (p * digitBits)) & Int128(mask) != 0
         }
-        self.planes = (0..<planeCount).filter { used[$0] }.map { planes[$0] }
-        self.shifts = (0..<planeCount).filter { used[$0] }.map { $0 * digitBits }
+        let used = (0..<planeCount).filter { any[$0] != 0 || (alsoHeld >> ($0 * digitBits)) & Int128(mask) != 0 }
+        self.planes = used.map { Array(flat[($0 * n)..<(($0 + 1) * n)]) }
+        self.shifts = used.map { $0 * digitBits }
     }
 
     private init(rows: Int, inner: Int, digitBits: Int, planes: [[UInt8]], shifts: [Int]) {
@@ -74,25 +79,35 @@ package struct UnsignedDigitPlanes: Sendable {
     package func patches3x3(count: Int, channels: Int, height: Int, width: Int, padding: Int128) -> UnsignedDigitPlanes {
         precondition(rows == count * channels && inner == height * width, "patches: shape disagrees with the planes")
         let k = channels * 9, stride = (k + 3) & ~3, plane = height * width
+        let pw = width + 2, ph = height + 2
         var out: [[UInt8]] = []
+        // Per image, the channels are first copied into a frame of padding (C · (H+2)·(W+2)
+        // bytes, in L1), so that every patch is nine unconditional loads and the patch matrix
+        // is written row after row.
+        var framed = [UInt8](repeating: 0, count: channels * ph * pw)
         for (p, source) in planes.enumerated() {
             let pad = UInt8(truncatingIfNeeded: UInt64(truncatingIfNeeded: padding >> shifts[p]) & (UInt64(1) << digitBits - 1))
             var patches = [UInt8](repeating: 0, count: count * plane * stride)
             source.withUnsafeBufferPointer { src in
                 patches.withUnsafeMutableBufferPointer { dst in
-                    for s in 0..<count {
-                        for c in 0..<channels {
-                            let image = src.baseAddress! + (s * channels + c) * self.stride
+                    framed.withUnsafeMutableBufferPointer { frame in
+                        for s in 0..<count {
+                            frame.update(repeating: pad)
+                            for c in 0..<channels {
+                                let image = src.baseAddress! + (s * channels + c) * self.stride
+                                for y in 0..<height {
+                                    let to = frame.baseAddress! + (c * ph + y + 1) * pw + 1
+                                    to.update(from: image + y * width, count: width)
+                                }
+                            }
                             for y in 0..<height {
                                 for x in 0..<width {
-                                    let row = dst.baseAddress! + (s * plane + y * width + x) * stride + c * 9
-                                    for ky in 0..<3 {
-                                        let iy = y + ky - 1
-                                        let inside = iy >= 0 && iy < height
-                                        for kx in 0..<3 {
-                                            let ix = x + kx - 1
-                                            row[ky * 3 + kx] = inside && ix >= 0 && ix < width ? image[iy * width + ix] : pad
-                                        }
+                                    let row = dst.baseAddress! + (s * plane + y * width + x) * stride
+                                    for c in 0..<channels {
+                                        let f = frame.baseAddress! + (c * ph + y) * pw + x, to = row + c * 9
+                                        to[0] = f[0]; to[1] = f[1]; to[2] = f[2]
+                                        to[3] = f[pw]; to[4] = f[pw + 1]; to[5] = f[pw + 2]
+                                        to[6] = f[2 * pw]; to[7] = f[2 * pw + 1]; to[8] = f[2 * pw + 2]
                                     }
                                 }
                             }

@@ -27,15 +27,31 @@ public struct DirectEvaluator: Sendable {
             throw RefinementError(.shapeMismatch,
                 "sample \(i) has shape \(x.shape) and partition \(x.partition); the network takes \(network.manifest.input) split by \(network.inputPartition)")
         }
-        let plan = network.plan
-        var h = network.inputBatch(inputs, resolution: r).applying(plan.inputActivations)
-        if let operands, operands.resolution != r || operands.stages.count != plan.stages.count {
+        if let operands, operands.resolution != r || operands.stages.count != network.plan.stages.count {
             throw RefinementError(.invalidResolution, "operands of resolution \(operands.resolution) used at \(r)")
         }
+        let operands = operands ?? network.operands(atResolution: r)
+        var out: [ExactTensor] = []
+        out.reserveCapacity(inputs.count)
+        for start in stride(from: 0, to: inputs.count, by: Self.sliceSize) {
+            out += evaluateSlice(inputs[start..<min(start + Self.sliceSize, inputs.count)], operands: operands)
+        }
+        return out
+    }
+
+    /// Samples evaluated together. A layer's output is 16 bytes per element (a 16-channel
+    /// 28×28 convolution: 200 KB per sample), and every pass between products runs at memory
+    /// speed once a batch leaves the cache: 16 samples took half the time of 1 000 for the
+    /// VGG (`srbench exact-inference --slice-size`), while the int8 products still see
+    /// thousands of rows.
+    static let sliceSize = 16
+
+    private func evaluateSlice(_ inputs: ArraySlice<QuantizedTensor>, operands: ResolutionOperands) -> [ExactTensor] {
+        let plan = network.plan
+        var h = network.inputBatch(Array(inputs), resolution: operands.resolution).applying(plan.inputActivations)
         for (index, stage) in plan.stages.enumerated() {
-            let (w, b) = operands?.stages[index] ?? network.operands(stage, resolution: r, increment: false)
-            let raw = stage.rawProduct(h, weights: w, policy: network.productPolicy)
-            h = stage.finish(raw, count: inputs.count, bias: b).applying(stage.activations)
+            let raw = stage.rawProduct(h, operands: operands.stages[index], policy: network.productPolicy)
+            h = stage.activated(raw, count: inputs.count, bias: operands.stages[index].bias)
         }
         return (0..<inputs.count).map(h.sample)
     }

@@ -69,10 +69,10 @@ extension ExactArithmetic {
 
     /// V·Wᵀ by digit planes (see `product`); sv, sw: the shared trailing zeros of V and W.
     static func digitProduct(_ v: [Int128], count: Int, inner: Int, _ w: [Int64], outputs: Int,
-                             vectorShift sv: Int, weightShift sw: Int, weightBits: Int,
+                             prepared: PreparedWeights?, vectorShift sv: Int, weightShift sw: Int, weightBits: Int,
                              policy: ExactProductPolicy, times: ExactPhaseTimes? = nil) -> [Int128] {
         let level = level(policy), d = DigitProduct.digitBits(level: level)
-        let weights = ExactPhaseTimes.measure(times, \.weights) {
+        let weights = prepared?.planes ?? ExactPhaseTimes.measure(times, \.weights) {
             SignedDigitWeights(w, outputs: outputs, inner: inner, rightShift: sw)
         }
         let (offset, vBits) = ExactPhaseTimes.measure(times, \.split) { offsetAndBits(v, shift: sv) }
@@ -105,11 +105,12 @@ extension ExactArithmetic {
     /// The 3×3 convolution by digit planes (see `convolution3x3`): the images are split into
     /// digits once and the byte planes are patched, so no Int128 patch matrix is built.
     static func digitConvolution(_ x: [Int128], count: Int, channels: Int, height: Int, width: Int,
-                                 _ w: [Int64], outputs outC: Int, vectorShift sv: Int, weightShift sw: Int,
-                                 weightBits: Int, policy: ExactProductPolicy, times: ExactPhaseTimes? = nil) -> [Int128] {
+                                 _ w: [Int64], outputs outC: Int, prepared: PreparedWeights?, vectorShift sv: Int,
+                                 weightShift sw: Int, weightBits: Int, policy: ExactProductPolicy,
+                                 times: ExactPhaseTimes? = nil) -> [Int128] {
         let level = level(policy), d = DigitProduct.digitBits(level: level)
         let plane = height * width, inner = channels * 9, size = channels * plane
-        let weights = ExactPhaseTimes.measure(times, \.weights) {
+        let weights = prepared?.planes ?? ExactPhaseTimes.measure(times, \.weights) {
             SignedDigitWeights(w, outputs: outC, inner: inner, rightShift: sw)
         }
         let (offset, vBits) = ExactPhaseTimes.measure(times, \.split) { offsetAndBits(x, shift: sv) }

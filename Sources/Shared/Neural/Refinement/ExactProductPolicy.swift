@@ -5,7 +5,8 @@
 public enum ExactProductPolicy: Sendable, Equatable {
     /// Per product, the cheaper of the int8 digit-plane GEMM and float64 BLAS by a measured
     /// cost model (`ExactArithmetic.prefersDigits`); products too wide for float64 always
-    /// take the digits. The default.
+    /// take the digits, and so do convolutions (their other paths build Int128 patches). The
+    /// default.
     case automatic
     /// The paths before the digit GEMM existed: float64 BLAS up to 53 bits, then scalar Int64
     /// and Int128 loops, convolutions through Int128 patches. Kept as the baseline.

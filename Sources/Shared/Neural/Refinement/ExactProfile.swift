@@ -19,18 +19,28 @@ package struct ExactLayerProfile: Sendable {
 extension DirectEvaluator {
     /// `evaluate(inputs, resolution: operands.resolution, operands:)` with each stage's phases
     /// timed and added into `profile` (one entry per linear layer; empty: created here).
+    /// Sliced as `evaluate` slices (`sliceSize` samples at a time).
     package func profile(_ inputs: [QuantizedTensor], operands: ResolutionOperands,
                          into profile: inout [ExactLayerProfile]) -> [ExactTensor] {
+        var out: [ExactTensor] = []
+        for start in stride(from: 0, to: inputs.count, by: Self.sliceSize) {
+            out += profileSlice(Array(inputs[start..<min(start + Self.sliceSize, inputs.count)]),
+                                operands: operands, into: &profile)
+        }
+        return out
+    }
+
+    private func profileSlice(_ inputs: [QuantizedTensor], operands: ResolutionOperands,
+                              into profile: inout [ExactLayerProfile]) -> [ExactTensor] {
         let plan = network.plan
         if profile.isEmpty { profile = plan.stages.map { ExactLayerProfile(name: Self.describe($0)) } }
         var h = network.inputBatch(inputs, resolution: operands.resolution).applying(plan.inputActivations)
         let clock = ContinuousClock()
         for (index, stage) in plan.stages.enumerated() {
-            let (w, b) = operands.stages[index]
             let times = ExactPhaseTimes()
-            let raw = stage.rawProduct(h, weights: w, policy: network.productPolicy, times: times)
+            let raw = stage.rawProduct(h, operands: operands.stages[index], policy: network.productPolicy, times: times)
             let start = clock.now
-            h = stage.finish(raw, count: inputs.count, bias: b).applying(stage.activations)
+            h = stage.activated(raw, count: inputs.count, bias: operands.stages[index].bias)
             profile[index].activations += clock.now - start
             profile[index].weights += times.weights
             profile[index].split += times.split

@@ -117,13 +117,13 @@ public struct IncrementalEvaluator: Sendable {
         var hNew = network.inputBatch(inputs, resolution: r).applying(plan.inputActivations)
         for (s, stage) in plan.stages.enumerated() {
             let dh = hNew - hOld
-            let (a, _) = network.operands(stage, resolution: r - 1, increment: false)
-            let (da, db) = network.operands(stage, resolution: r, increment: true)
+            let a = network.operands(stage, resolution: r - 1, increment: false)
+            let d = network.operands(stage, resolution: r, increment: true)
             // Δz = lin(dh; A, 0) + lin(h + dh; dA, db); raw sums share the unit 2^{e_h + e_W}.
-            var raw = stage.rawProduct(dh, weights: a, policy: network.productPolicy)
-            let fresh = stage.rawProduct(hNew, weights: da, policy: network.productPolicy)
+            var raw = stage.rawProduct(dh, operands: a, policy: network.productPolicy)
+            let fresh = stage.rawProduct(hNew, operands: d, policy: network.productPolicy)
             for k in raw.indices { raw[k] += fresh[k] }
-            let dz = stage.finish(raw, count: group.count, bias: db)
+            let dz = stage.finish(raw, count: group.count, bias: d.bias)
             var zOld = ExactBatch.zeros(count: 0, shape: stage.outputShape, exponent: stage.outputExponent)
             zOld.count = group.count
             zOld.units.reserveCapacity(dz.units.count)

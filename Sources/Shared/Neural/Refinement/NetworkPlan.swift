@@ -49,37 +49,42 @@ struct ExactStage: Sendable {
     }
 
     /// Raw h·Wᵀ in units 2^{e_h + e_W}, laid out like z (per sample, C order over outputShape).
-    func rawProduct(_ h: ExactBatch, weights w: [Int64], policy: ExactProductPolicy,
+    func rawProduct(_ h: ExactBatch, operands: StageOperands, policy: ExactProductPolicy,
                     times: ExactPhaseTimes? = nil) -> [Int128] {
         switch kind {
         case .dense(let inputs, let outputs):
             return ExactArithmetic.product(vectors: h.units, count: h.count, inner: inputs,
-                                           weights: w, outputs: outputs, policy: policy, times: times)
+                                           weights: operands.weights, outputs: outputs, prepared: operands.digits,
+                                           policy: policy, times: times)
         case .conv3x3(let c, let outC, let height, let width):
             return ExactArithmetic.convolution3x3(h.units, count: h.count, channels: c, height: height,
-                                                  width: width, weights: w, outputs: outC, policy: policy,
-                                                  times: times)
+                                                  width: width, weights: operands.weights, outputs: outC,
+                                                  prepared: operands.digits, policy: policy, times: times)
         }
     }
 
     /// z = raw << productShift + bias (bias already in z's unit, one per row). O(count · size).
     func finish(_ raw: [Int128], count: Int, bias: [Int128]) -> ExactBatch {
         var z = ExactBatch(count: count, shape: outputShape, exponent: outputExponent, units: raw)
-        let perRow = z.size / rows, shift = productShift
-        // Sample by sample and row by row: no division per element (it cost more than the
-        // int8 product of a small convolution).
-        z.units.withUnsafeMutableBufferPointer { u in
-            var i = 0
-            for _ in 0..<count {
-                for o in 0..<rows {
-                    let b = bias[o]
-                    for _ in 0..<perRow {
-                        u[i] = (u[i] << shift) + b
-                        i += 1
-                    }
-                }
-            }
+        z.addBias(bias, rows: rows, productShift: productShift)
+        return z
+    }
+
+    /// g(raw << productShift + bias): `finish` then the activations, in place and with the
+    /// leading ReLU and grid rounding done in the same pass as the bias. Every Int128 pass
+    /// over a layer's output costs about as much as its int8 product.
+    func activated(_ raw: [Int128], count: Int, bias: [Int128]) -> ExactBatch {
+        var z = ExactBatch(count: count, shape: outputShape, exponent: outputExponent, units: raw)
+        var rest = activations[...]
+        let relu = rest.first == .relu
+        if relu { rest = rest.dropFirst() }
+        var grid: Int? = nil
+        if case .grid(let shift)? = rest.first {
+            grid = shift
+            rest = rest.dropFirst()
         }
+        z.addBias(bias, rows: rows, productShift: productShift, relu: relu, gridShift: grid)
+        z.apply(rest)
         return z
     }
 }

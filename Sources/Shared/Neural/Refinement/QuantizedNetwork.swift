@@ -133,25 +133,27 @@ public struct QuantizedNetwork: Sendable {
     }
 
     /// W^(r) (or dW_r with `increment`) of a stage in the weights' unit, and b^(r) (or db_r)
-    /// shifted into z's unit.
-    func operands(_ stage: ExactStage, resolution r: Int, increment: Bool) -> ([Int64], [Int128]) {
+    /// shifted into z's unit; with `prepare`, W's digit planes too (see `StageOperands`).
+    func operands(_ stage: ExactStage, resolution r: Int, increment: Bool, prepare: Bool = false) -> StageOperands {
         let w = tensors[stage.weights]!, b = tensors[stage.bias]!
         let wu = increment ? w.increment(atResolution: r) : w.units(atResolution: r)
         let bu = increment ? b.increment(atResolution: r) : b.units(atResolution: r)
-        return (wu, bu.map { Int128($0) << stage.biasShift })
+        return StageOperands(weights: wu, bias: bu.map { Int128($0) << stage.biasShift }, outputs: stage.rows,
+                             prepare: prepare)
     }
 
-    /// Every stage's W^(r) and b^(r), assembled once for many direct evaluations at r.
+    /// Every stage's W^(r) and b^(r), with W's digit planes, assembled once for many direct
+    /// evaluations at r.
     public func operands(atResolution r: Int) -> ResolutionOperands {
-        ResolutionOperands(resolution: r, stages: plan.stages.map { operands($0, resolution: r, increment: false) })
+        ResolutionOperands(resolution: r, stages: plan.stages.map { operands($0, resolution: r, increment: false, prepare: true) })
     }
 }
 
 /// A network's weights and biases at one resolution, in the units `DirectEvaluator` uses.
 public struct ResolutionOperands: Sendable {
     public let resolution: Int
-    let stages: [([Int64], [Int128])]
+    let stages: [StageOperands]
 
     /// Bytes held (for cache accounting).
-    public var bytes: Int { stages.reduce(0) { $0 + $1.0.count * 8 + $1.1.count * 16 } }
+    public var bytes: Int { stages.reduce(0) { $0 + $1.bytes } }
 }

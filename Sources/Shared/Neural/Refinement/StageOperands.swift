@@ -1,0 +1,42 @@
+// One linear layer's operands at a resolution, with the weights' digit planes split once: a
+// worker evaluates many batches at one resolution, and splitting W per batch cost as much as
+// the smaller layers' products.
+import SRKernels
+
+/// W^(r) (or dW_r) in the weights' unit, b^(r) (or db_r) in z's unit, and W's digit planes.
+struct StageOperands: Sendable {
+    let weights: [Int64]
+    let bias: [Int128]
+    /// W without its shared trailing zero bits, as signed int8 digit planes (nil when W is all
+    /// zero or when the caller did not ask for them: products then split W themselves).
+    let digits: PreparedWeights?
+
+    init(weights: [Int64], bias: [Int128], outputs: Int, prepare: Bool) {
+        self.weights = weights
+        self.bias = bias
+        self.digits = prepare ? PreparedWeights(weights, outputs: outputs) : nil
+    }
+
+    /// Bytes held (for cache accounting).
+    var bytes: Int {
+        weights.count * 8 + bias.count * 16 + (digits?.planes.packed.reduce(0) { $0 + $1.count } ?? 0)
+    }
+}
+
+/// An integer weight matrix's digit planes and the facts products need about it.
+struct PreparedWeights: Sendable {
+    /// Trailing zero bits shared by every weight (shifted out of the planes).
+    let shift: Int
+    /// bits(max |W| >> shift).
+    let bits: Int
+    let planes: SignedDigitWeights
+
+    /// nil for an all-zero W. O(|W| · planes).
+    init?(_ w: [Int64], outputs: Int) {
+        let m = ExactArithmetic.magnitudes(w)
+        guard m != 0 else { return nil }
+        shift = m.trailingZeroBitCount
+        bits = UInt64.bitWidth - (m >> shift).leadingZeroBitCount
+        planes = SignedDigitWeights(w, outputs: outputs, inner: w.count / outputs, rightShift: shift)
+    }
+}
