@@ -75,13 +75,15 @@ import Testing
 
     @Test(arguments: [65_535, 65_536, 65_537, 65_536 + 8, 140_000])
     func innerLengthsAcrossThe32BitBlockStayExact(inner: Int) {
-        // Every digit at its maximum against −128: one unsplit 32-bit sum past 65 793 terms
-        // would overflow, so only the split into blocks of 65 536 gets these right.
+        // Every digit at its maximum against the most negative weight digit in both planes
+        // (−128, or −64 where vpmaddubsw pairs them: its 16-bit sums are at their limit too):
+        // one unsplit 32-bit sum past 65 793 terms would overflow, so only the split into
+        // blocks of 65 536 gets these right.
         let count = 2, outputs = 3
         for level in Self.levels {
-            let d = DigitProduct.digitBits(level: level)
+            let d = DigitProduct.digitBits(level: level), e = Int64(DigitProduct.weightDigitBits(level: level))
             let v = [Int128](repeating: (Int128(1) << (2 * d)) - 1, count: count * inner)
-            let w = [Int64](repeating: -128 - 256 * 128, count: outputs * inner)
+            let w = [Int64](repeating: -(1 << (e - 1)) * (1 + (1 << e)), count: outputs * inner)
             let expected = Self.reference(v, count: count, inner: inner, w, outputs: outputs)
             let got = ExactArithmetic.product(vectors: v, count: count, inner: inner, weights: w, outputs: outputs,
                                               policy: .digits(level: level))

@@ -35,8 +35,8 @@ INLINE void tile_portable(const uint8_t *const *rows, size_t k0, size_t k1, cons
     }
 }
 
-// AVX2: vpmaddubsw multiplies 7-bit digits by signed bytes and adds pairs into 16 bits
-// (≤ 32 512, never saturating), vpmaddwd by ones adds the pairs into 32 bits. Four rows at a
+// AVX2: vpmaddubsw multiplies unsigned 8-bit digits by signed 7-bit digits and adds pairs
+// into 16 bits (within ±32 640, never saturating), vpmaddwd by ones adds the pairs into 32 bits. Four rows at a
 // time: 8 accumulators + 2 weight registers + ones fit the 16 ymm registers.
 __attribute__((target("avx2")))
 INLINE void tile_avx2(const uint8_t *const *rows, size_t k0, size_t k1, const int8_t *panel,
@@ -88,6 +88,7 @@ typedef struct {
     const uint8_t *const *a; const int *a_shift; size_t a_count; size_t m; size_t k;
     const int8_t *const *b; const int *b_shift; size_t b_count; size_t n;
     int narrow; const __int128 *subtract; int shift;
+    const __int128 *bias; int relu; int grid;
     __int128 *out; size_t group_rows, group_stride, ldr, ldc;
 } gemm_args;
 
@@ -134,7 +135,12 @@ INLINE void driver(const gemm_args *g, const uint8_t *zero, tile_fn tile) {
                     for (int gi = 0; gi < groups; gi++)
                         v += (unsigned __int128)(__int128)(int64_t)q[gi][r][j] << (GROUP_BITS * gi);
                     if (g->subtract) v -= (unsigned __int128)g->subtract[jb * NR + j];
-                    row[(jb * NR + j) * g->ldc] = (__int128)(v << g->shift);
+                    v <<= g->shift;
+                    if (g->bias) v += (unsigned __int128)g->bias[jb * NR + j];
+                    __int128 z = (__int128)v;
+                    if (g->relu && z < 0) z = 0;
+                    if (g->grid > 0) z = (z + ((__int128)1 << (g->grid - 1))) >> g->grid;
+                    row[(jb * NR + j) * g->ldc] = z;
                 }
             }
         }
@@ -155,6 +161,11 @@ int srk_digit_level(int level) {
 }
 
 int srk_digit_bits(int level) {
+    (void)level;
+    return 8;
+}
+
+int srk_digit_weight_bits(int level) {
     int l = srk_digit_level(level);
     return l == 1 || l == 2 ? 7 : 8;   // AVX2 and AVX-512BW without VNNI use vpmaddubsw
 }
@@ -176,9 +187,11 @@ void srk_digit_gemm(int level,
                     const uint8_t *const *a, const int *a_shift, size_t a_count, size_t m, size_t k,
                     const int8_t *const *b, const int *b_shift, size_t b_count, size_t n,
                     int narrow, const void *subtract, int shift,
+                    const void *bias, int relu, int grid,
                     void *out, size_t group_rows, size_t group_stride, size_t ldr, size_t ldc) {
     const gemm_args g = {a, a_shift, a_count, m, k, b, b_shift, b_count, n, narrow,
-                         (const __int128 *)subtract, shift, (__int128 *)out, group_rows, group_stride, ldr, ldc};
+                         (const __int128 *)subtract, shift, (const __int128 *)bias, relu, grid,
+                         (__int128 *)out, group_rows, group_stride, ldr, ldc};
     // Rows past m read this zero row, so every tile is full and no kernel needs an edge case.
     uint8_t *zero = calloc(round4(k) + 64, 1);
     if (!zero) abort();

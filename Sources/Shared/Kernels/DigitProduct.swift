@@ -20,32 +20,45 @@ package enum DigitProduct {
     /// 1 AVX2, 2 AVX-512BW (runs the AVX2 kernel), 3 AVX-512 VNNI.
     package static func level(_ requested: Int?) -> Int { Int(srk_digit_level(Int32(requested ?? -1))) }
 
-    /// Bits per unsigned digit of V at that level (7 where vpmaddubsw multiplies, else 8).
+    /// Bits per unsigned digit of V at that level (8).
     package static func digitBits(level requested: Int?) -> Int { Int(srk_digit_bits(Int32(requested ?? -1))) }
+
+    /// Bits per signed digit of W at that level (7 where vpmaddubsw multiplies, else 8).
+    package static func weightDigitBits(level requested: Int?) -> Int { Int(srk_digit_weight_bits(Int32(requested ?? -1))) }
 
     /// Inner elements summed in 32 bits before widening (`SRK_DIGIT_INNER_BLOCK`).
     package static var innerBlock: Int { Int(SRK_DIGIT_INNER_BLOCK) }
 
-    /// out ← ((A·Wᵀ) − subtract) << shift, exactly, for A's planes and W's planes.
+    /// out ← ((A·Wᵀ) − subtract) << shift, exactly, for A's planes and W's planes, then the
+    /// epilogue (its shift added to `shift`; its bias per output column).
     /// `narrow`: the caller has proved |A·Wᵀ| < 2^63 (64-bit wrapping arithmetic is then exact);
     /// otherwise it guarantees the result fits Int128. O(rows · outputs · inner · planes²).
     package static func product(_ a: UnsignedDigitPlanes, _ w: SignedDigitWeights, narrow: Bool,
-                                subtract: [Int128]?, shift: Int, level: Int?,
+                                subtract: [Int128]?, shift: Int, epilogue: Epilogue? = nil, level: Int?,
                                 into out: UnsafeMutablePointer<Int128>, layout: Layout) {
         precondition(a.inner == w.inner, "digit product: inner lengths differ")
-        precondition(a.digitBits == digitBits(level: level), "digit planes were split for another level")
+        precondition(a.digitBits == digitBits(level: level) && w.digitBits == weightDigitBits(level: level),
+                     "digit planes were split for another level")
         precondition(a.planes.count * w.packed.count * ((a.inner + innerBlock - 1) / innerBlock) <= 4096
                      && (a.shifts.last ?? 0) + (w.shifts.last ?? 0) < 200, "digit product beyond the combiner's exact range")
+        precondition(epilogue.map { $0.bias.count == w.outputs && shift + $0.shift < 128 } ?? true,
+                     "digit product: the epilogue does not fit the outputs")
         let aShifts = a.shifts.map(Int32.init), bShifts = w.shifts.map(Int32.init)
+        let total = Int32(shift + (epilogue?.shift ?? 0))
+        let relu: Int32 = epilogue?.relu == true ? 1 : 0, grid = Int32(epilogue?.gridShift ?? 0)
         withPointers(a.planes) { ap in
             withPointers(w.packed) { bp in
-                func run(_ sub: UnsafeRawPointer?) {
+                func run(_ sub: UnsafeRawPointer?, _ bias: UnsafeRawPointer?) {
                     srk_digit_gemm(Int32(level ?? -1), ap, aShifts, a.planes.count, a.rows, a.inner,
-                                   bp, bShifts, w.packed.count, w.outputs, narrow ? 1 : 0, sub, Int32(shift),
+                                   bp, bShifts, w.packed.count, w.outputs, narrow ? 1 : 0, sub, total,
+                                   bias, relu, grid,
                                    UnsafeMutableRawPointer(out), layout.groupRows, layout.groupStride,
                                    layout.rowStride, layout.columnStride)
                 }
-                if let subtract { subtract.withUnsafeBytes { run($0.baseAddress!) } } else { run(nil) }
+                func withBias(_ sub: UnsafeRawPointer?) {
+                    if let bias = epilogue?.bias { bias.withUnsafeBytes { run(sub, $0.baseAddress!) } } else { run(sub, nil) }
+                }
+                if let subtract { subtract.withUnsafeBytes { withBias($0.baseAddress!) } } else { withBias(nil) }
             }
         }
     }

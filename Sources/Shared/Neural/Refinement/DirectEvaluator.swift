@@ -50,8 +50,7 @@ public struct DirectEvaluator: Sendable {
         let plan = network.plan
         var h = network.inputBatch(Array(inputs), resolution: operands.resolution).applying(plan.inputActivations)
         for (index, stage) in plan.stages.enumerated() {
-            let raw = stage.rawProduct(h, operands: operands.stages[index], policy: network.productPolicy)
-            h = stage.activated(raw, count: inputs.count, bias: operands.stages[index].bias)
+            h = stage.activated(h, operands: operands.stages[index], policy: network.productPolicy)
         }
         return (0..<inputs.count).map(h.sample)
     }

@@ -50,12 +50,15 @@ enum ExactArithmetic {
     /// the result: operands at low resolutions are multiples of a large power of two in the
     /// finest unit, and without those bits they take the faster paths.
     /// `prepared`: W's digit planes split ahead (`PreparedWeights` of exactly `w`), or nil.
+    /// `epilogue`: applied to P (bias per output) before it is returned.
     static func product(vectors v: [Int128], count: Int, inner: Int,
-                        weights w: [Int64], outputs: Int, prepared: PreparedWeights? = nil,
+                        weights w: [Int64], outputs: Int, prepared: PreparedWeights? = nil, epilogue: Epilogue? = nil,
                         policy: ExactProductPolicy = .automatic, times: ExactPhaseTimes? = nil) -> [Int128] {
         precondition(v.count == count * inner && w.count == outputs * inner, "product shapes disagree")
         let vm = magnitudes(v)
-        guard vm != 0, let (sw, wBits) = weightFacts(w, prepared) else { return [Int128](repeating: 0, count: count * outputs) }
+        guard vm != 0, let (sw, wBits) = weightFacts(w, prepared) else {
+            return finished([Int128](repeating: 0, count: count * outputs), count: count, perRow: 1, epilogue, times)
+        }
         let sv = vm.trailingZeroBitCount
         let vBits = UInt128.bitWidth - (vm >> sv).leadingZeroBitCount
         var chosen = path(vectorBits: vBits, weightBits: wBits, inner: inner)
@@ -66,7 +69,8 @@ enum ExactArithmetic {
         times?.paths.append("\(chosen)")
         if chosen == .int8Digits {
             return digitProduct(v, count: count, inner: inner, w, outputs: outputs, prepared: prepared,
-                                vectorShift: sv, weightShift: sw, weightBits: wBits, policy: policy, times: times)
+                                vectorShift: sv, weightShift: sw, weightBits: wBits, epilogue: epilogue,
+                                policy: policy, times: times)
         }
         let vs = sv == 0 ? v : v.map { $0 >> sv }
         let ws = sw == 0 ? w : w.map { $0 >> sw }
@@ -80,7 +84,18 @@ enum ExactArithmetic {
         if sv + sw > 0 {
             for i in p.indices { p[i] <<= sv + sw }
         }
-        return p
+        return finished(p, count: count, perRow: 1, epilogue, times)
+    }
+
+    /// p with the epilogue applied (p itself without one); `perRow` elements per bias row.
+    private static func finished(_ p: [Int128], count: Int, perRow: Int, _ epilogue: Epilogue?,
+                                 _ times: ExactPhaseTimes?) -> [Int128] {
+        guard let epilogue else { return p }
+        return ExactPhaseTimes.measure(times, \.epilogue) {
+            var p = p
+            p.withUnsafeMutableBufferPointer { epilogue.apply(to: $0, count: count, perRow: perRow) }
+            return p
+        }
     }
 
     /// A 3×3, padding-1 convolution of `count` images [C, H, W] with weights [outC, C, 3, 3]
@@ -95,17 +110,20 @@ enum ExactArithmetic {
     /// where the digit path took 0.25 s in all).
     static func convolution3x3(_ x: [Int128], count: Int, channels: Int, height: Int, width: Int,
                                weights w: [Int64], outputs outC: Int, prepared: PreparedWeights? = nil,
-                               policy: ExactProductPolicy, times: ExactPhaseTimes? = nil) -> [Int128] {
+                               epilogue: Epilogue? = nil, policy: ExactProductPolicy,
+                               times: ExactPhaseTimes? = nil) -> [Int128] {
         let plane = height * width, inner = channels * 9
         precondition(x.count == count * channels * plane && w.count == outC * inner, "convolution shapes disagree")
         let vm = magnitudes(x)
-        guard vm != 0, let (sw, wBits) = weightFacts(w, prepared) else { return [Int128](repeating: 0, count: count * outC * plane) }
+        guard vm != 0, let (sw, wBits) = weightFacts(w, prepared) else {
+            return finished([Int128](repeating: 0, count: count * outC * plane), count: count, perRow: plane, epilogue, times)
+        }
         let sv = vm.trailingZeroBitCount
         if policy != .legacy {
             times?.paths.append("\(Path.int8Digits)")
             return digitConvolution(x, count: count, channels: channels, height: height, width: width,
                                     w, outputs: outC, prepared: prepared, vectorShift: sv, weightShift: sw,
-                                    weightBits: wBits, policy: policy, times: times)
+                                    weightBits: wBits, epilogue: epilogue, policy: policy, times: times)
         }
         let patches = ExactPhaseTimes.measure(times, \.patches) {
             patches3x3(x, count: count, channels: channels, height: height, width: width)
@@ -113,7 +131,7 @@ enum ExactArithmetic {
         // One row per (sample, pixel), one column per output channel → [outC, H, W].
         let p = product(vectors: patches, count: count * plane, inner: inner, weights: w, outputs: outC,
                         policy: .legacy, times: times)
-        return ExactPhaseTimes.measure(times, \.reorder) {
+        let reordered = ExactPhaseTimes.measure(times, \.reorder) {
             var out = [Int128](repeating: 0, count: p.count)
             for s in 0..<count {
                 for q in 0..<plane {
@@ -122,6 +140,7 @@ enum ExactArithmetic {
             }
             return out
         }
+        return finished(reordered, count: count, perRow: plane, epilogue, times)
     }
 
     /// W's shared trailing zeros and bits(max |W| >> them), from `prepared` when given; nil

@@ -1,5 +1,6 @@
 // A batch of samples' exact activations in one fixed-point unit, and the steps between linear
 // layers (ReLU, max pooling, flatten, grid rounding) applied to it without rounding error.
+import SRKernels
 
 /// The steps g between two linear layers: h_next = g(z). Each is exact on integers.
 enum ExactActivation: Sendable, Equatable {
@@ -57,40 +58,13 @@ struct ExactBatch: Sendable, Equatable {
         }
     }
 
-    /// units[sample, row, …] ← units << productShift + bias[row], then (optionally) ReLU and
-    /// rounding to the grid 2^gridShift, in one pass; `rows` rows of equal length per sample.
-    /// Shifts are below 128 (the plan proved every value fits Int128), so masking shifts are exact.
-    mutating func addBias(_ bias: [Int128], rows: Int, productShift: Int, relu: Bool = false, gridShift: Int? = nil) {
-        precondition(bias.count == rows && size % rows == 0 && (0..<128).contains(productShift),
-                     "bias of \(bias.count) rows for a batch of shape \(shape)")
-        let perRow = size / rows, count = self.count, shift = productShift
-        let g = gridShift ?? 0
-        precondition((0..<128).contains(g), "grid shift \(g) outside 0…127")
-        let half: Int128 = g == 0 ? 0 : Int128(1) &<< (g - 1)
-        // Sample by sample and row by row: no division per element (it cost more than the int8
-        // product of a small convolution). One specialised loop per combination, so the inner
-        // loop has no branches but ReLU's.
-        units.withUnsafeMutableBufferPointer { u in
-            func run(_ step: (Int128) -> Int128) {
-                var i = 0
-                for _ in 0..<count {
-                    for o in 0..<rows {
-                        let b = bias[o]
-                        for _ in 0..<perRow {
-                            u[i] = step((u[i] &<< shift) &+ b)
-                            i += 1
-                        }
-                    }
-                }
-            }
-            switch (relu, gridShift != nil) {
-            case (false, false): run { $0 }
-            case (true, false): run { max($0, 0) }
-            case (false, true): run { ($0 &+ half) &>> g }
-            case (true, true): run { (max($0, 0) &+ half) &>> g }
-            }
-        }
-        if gridShift != nil { exponent += g }
+    /// The epilogue (bias, then ReLU and grid rounding if it says so) on every sample, whose
+    /// elements are `epilogue.bias.count` rows of equal length; the exponent follows the grid.
+    mutating func apply(_ epilogue: Epilogue) {
+        let count = self.count, perRow = size / max(epilogue.bias.count, 1)
+        precondition(perRow * epilogue.bias.count == size, "bias of \(epilogue.bias.count) rows for a batch of shape \(shape)")
+        units.withUnsafeMutableBufferPointer { epilogue.apply(to: $0, count: count, perRow: perRow) }
+        exponent += epilogue.gridShift ?? 0
     }
 
     /// Elementwise self − other (same count, shape and exponent).

@@ -26,8 +26,8 @@ extension ExactArithmetic {
     /// split (one byte per plane and element), then per pair of planes and block of 16 outputs,
     /// the micro-kernel over the padded inner length plus folding the 16 sums into 64 bits.
     static func prefersDigits(inner: Int, outputs: Int, vectorBits: Int, weightBits: Int) -> Bool {
-        let d = DigitProduct.digitBits(level: nil)
-        let a = Double((vectorBits + d - 1) / d), b = Double((weightBits + 8) / 8)
+        let d = DigitProduct.digitBits(level: nil), e = DigitProduct.weightDigitBits(level: nil)
+        let a = Double((vectorBits + d - 1) / d), b = Double((weightBits + e) / e)
         let blocks = Double((outputs + 15) / 16), kp = Double((inner + 3) & ~3)
         let n = Double(outputs), k = Double(inner)
         let blas = CostModel.blasConvert * (k + n) + CostModel.blasMultiplyAdd * n * k
@@ -56,6 +56,12 @@ extension ExactArithmetic {
         return nil
     }
 
+    /// The prepared planes if they were split for `level`'s kernel.
+    private static func planes(_ p: PreparedWeights?, _ level: Int?) -> SignedDigitWeights? {
+        guard let p, p.planes.digitBits == DigitProduct.weightDigitBits(level: level) else { return nil }
+        return p.planes
+    }
+
     /// The offset that makes every v >> shift non-negative, and bits(max of the result).
     private static func offsetAndBits(_ v: [Int128], shift: Int) -> (offset: Int128, bits: Int) {
         var lo: Int128 = 0, hi: Int128 = 0
@@ -70,10 +76,12 @@ extension ExactArithmetic {
     /// V·Wᵀ by digit planes (see `product`); sv, sw: the shared trailing zeros of V and W.
     static func digitProduct(_ v: [Int128], count: Int, inner: Int, _ w: [Int64], outputs: Int,
                              prepared: PreparedWeights?, vectorShift sv: Int, weightShift sw: Int, weightBits: Int,
-                             policy: ExactProductPolicy, times: ExactPhaseTimes? = nil) -> [Int128] {
+                             epilogue: Epilogue?, policy: ExactProductPolicy,
+                             times: ExactPhaseTimes? = nil) -> [Int128] {
         let level = level(policy), d = DigitProduct.digitBits(level: level)
-        let weights = prepared?.planes ?? ExactPhaseTimes.measure(times, \.weights) {
-            SignedDigitWeights(w, outputs: outputs, inner: inner, rightShift: sw)
+        let weights = planes(prepared, level) ?? ExactPhaseTimes.measure(times, \.weights) {
+            SignedDigitWeights(w, outputs: outputs, inner: inner, rightShift: sw,
+                               digitBits: DigitProduct.weightDigitBits(level: level))
         }
         let (offset, vBits) = ExactPhaseTimes.measure(times, \.split) { offsetAndBits(v, shift: sv) }
         // |V'·Wᵀ| < inner · 2^vBits · 2^weightBits: within 63 bits, wrapping Int64 is exact.
@@ -92,7 +100,8 @@ extension ExactArithmetic {
                                             digitBits: d, planeCount: planes)
                     }
                     ExactPhaseTimes.measure(times, \.product) {
-                        DigitProduct.product(a, weights, narrow: narrow, subtract: subtract, shift: sv + sw, level: level,
+                        DigitProduct.product(a, weights, narrow: narrow, subtract: subtract, shift: sv + sw,
+                                             epilogue: epilogue, level: level,
                                              into: op.baseAddress! + r0 * outputs,
                                              layout: .rowMajor(rows: rows, columns: outputs))
                     }
@@ -106,12 +115,13 @@ extension ExactArithmetic {
     /// digits once and the byte planes are patched, so no Int128 patch matrix is built.
     static func digitConvolution(_ x: [Int128], count: Int, channels: Int, height: Int, width: Int,
                                  _ w: [Int64], outputs outC: Int, prepared: PreparedWeights?, vectorShift sv: Int,
-                                 weightShift sw: Int, weightBits: Int, policy: ExactProductPolicy,
-                                 times: ExactPhaseTimes? = nil) -> [Int128] {
+                                 weightShift sw: Int, weightBits: Int, epilogue: Epilogue?,
+                                 policy: ExactProductPolicy, times: ExactPhaseTimes? = nil) -> [Int128] {
         let level = level(policy), d = DigitProduct.digitBits(level: level)
         let plane = height * width, inner = channels * 9, size = channels * plane
-        let weights = prepared?.planes ?? ExactPhaseTimes.measure(times, \.weights) {
-            SignedDigitWeights(w, outputs: outC, inner: inner, rightShift: sw)
+        let weights = planes(prepared, level) ?? ExactPhaseTimes.measure(times, \.weights) {
+            SignedDigitWeights(w, outputs: outC, inner: inner, rightShift: sw,
+                               digitBits: DigitProduct.weightDigitBits(level: level))
         }
         let (offset, vBits) = ExactPhaseTimes.measure(times, \.split) { offsetAndBits(x, shift: sv) }
         let narrow = vBits + weightBits + bits(Int64(inner)) <= 63
@@ -135,7 +145,7 @@ extension ExactArithmetic {
                     // Row (sample s, pixel q), column o goes to [s, o, q].
                     ExactPhaseTimes.measure(times, \.product) {
                         DigitProduct.product(patches, weights, narrow: narrow, subtract: subtract, shift: sv + sw,
-                                             level: level, into: op.baseAddress! + s0 * outC * plane,
+                                             epilogue: epilogue, level: level, into: op.baseAddress! + s0 * outC * plane,
                                              layout: DigitProduct.Layout(groupRows: plane, groupStride: outC * plane,
                                                                          rowStride: 1, columnStride: plane))
                     }

@@ -13,6 +13,10 @@ package final class ExactPhaseTimes {
     package var product = Duration.zero
     /// Reordering convolution outputs to [sample, channel, pixel] (the other paths only).
     package var reorder = Duration.zero
+    /// Every phase above.
+    package var total: Duration { weights + split + patches + product + reorder + epilogue }
+    /// The epilogue (bias, ReLU, grid) applied after a product that did not fuse it.
+    package var epilogue = Duration.zero
     /// The paths taken, in order (one per product).
     package var paths: [String] = []
 

@@ -10,7 +10,8 @@ package struct ExactLayerProfile: Sendable {
     package var paths: [String] = []
     package var weights = Duration.zero, split = Duration.zero, patches = Duration.zero
     package var product = Duration.zero, reorder = Duration.zero
-    /// Bias, ReLU, grid, pooling and flatten after the product.
+    /// Bias, ReLU, grid, pooling and flatten after the product (on the digit path bias, ReLU
+    /// and grid run inside the product, as its epilogue, and are counted there).
     package var activations = Duration.zero
 
     package var total: Duration { weights + split + patches + product + reorder + activations }
@@ -38,10 +39,10 @@ extension DirectEvaluator {
         let clock = ContinuousClock()
         for (index, stage) in plan.stages.enumerated() {
             let times = ExactPhaseTimes()
-            let raw = stage.rawProduct(h, operands: operands.stages[index], policy: network.productPolicy, times: times)
             let start = clock.now
-            h = stage.activated(raw, count: inputs.count, bias: operands.stages[index].bias)
-            profile[index].activations += clock.now - start
+            h = stage.activated(h, operands: operands.stages[index], policy: network.productPolicy, times: times)
+            // Unfused epilogues count as activations; everything timed elsewhere is not.
+            profile[index].activations += clock.now - start - times.total + times.epilogue
             profile[index].weights += times.weights
             profile[index].split += times.split
             profile[index].patches += times.patches

@@ -1,6 +1,7 @@
 // The layer sequence compiled for exact evaluation: one stage per linear layer with its
 // fixed-point exponents and shapes, and the proof (checked once) that nothing overflows Int128.
 import SRCore
+import SRKernels
 
 /// One linear layer (dense or 3×3 conv) and the steps g that follow it up to the next one.
 ///
@@ -48,33 +49,36 @@ struct ExactStage: Sendable {
         }
     }
 
-    /// Raw h·Wᵀ in units 2^{e_h + e_W}, laid out like z (per sample, C order over outputShape).
+    /// Raw h·Wᵀ in units 2^{e_h + e_W}, laid out like z (per sample, C order over outputShape),
+    /// or with `epilogue` that applied to it.
     func rawProduct(_ h: ExactBatch, operands: StageOperands, policy: ExactProductPolicy,
-                    times: ExactPhaseTimes? = nil) -> [Int128] {
+                    epilogue: Epilogue? = nil, times: ExactPhaseTimes? = nil) -> [Int128] {
         switch kind {
         case .dense(let inputs, let outputs):
             return ExactArithmetic.product(vectors: h.units, count: h.count, inner: inputs,
                                            weights: operands.weights, outputs: outputs, prepared: operands.digits,
-                                           policy: policy, times: times)
+                                           epilogue: epilogue, policy: policy, times: times)
         case .conv3x3(let c, let outC, let height, let width):
             return ExactArithmetic.convolution3x3(h.units, count: h.count, channels: c, height: height,
                                                   width: width, weights: operands.weights, outputs: outC,
-                                                  prepared: operands.digits, policy: policy, times: times)
+                                                  prepared: operands.digits, epilogue: epilogue, policy: policy,
+                                                  times: times)
         }
     }
 
     /// z = raw << productShift + bias (bias already in z's unit, one per row). O(count · size).
     func finish(_ raw: [Int128], count: Int, bias: [Int128]) -> ExactBatch {
         var z = ExactBatch(count: count, shape: outputShape, exponent: outputExponent, units: raw)
-        z.addBias(bias, rows: rows, productShift: productShift)
+        z.apply(Epilogue(shift: productShift, bias: bias))
         return z
     }
 
-    /// g(raw << productShift + bias): `finish` then the activations, in place and with the
-    /// leading ReLU and grid rounding done in the same pass as the bias. Every Int128 pass
-    /// over a layer's output costs about as much as its int8 product.
-    func activated(_ raw: [Int128], count: Int, bias: [Int128]) -> ExactBatch {
-        var z = ExactBatch(count: count, shape: outputShape, exponent: outputExponent, units: raw)
+    /// g(h·Wᵀ << productShift + bias): the product with the bias and g's leading ReLU and grid
+    /// rounding as its epilogue (inside the digit GEMM, on values still in registers), then
+    /// the rest of g in place. Every Int128 pass over a layer's output cost about as much as
+    /// its int8 product.
+    func activated(_ h: ExactBatch, operands: StageOperands, policy: ExactProductPolicy,
+                   times: ExactPhaseTimes? = nil) -> ExactBatch {
         var rest = activations[...]
         let relu = rest.first == .relu
         if relu { rest = rest.dropFirst() }
@@ -83,7 +87,9 @@ struct ExactStage: Sendable {
             grid = shift
             rest = rest.dropFirst()
         }
-        z.addBias(bias, rows: rows, productShift: productShift, relu: relu, gridShift: grid)
+        let epilogue = Epilogue(shift: productShift, bias: operands.bias, relu: relu, gridShift: grid)
+        let units = rawProduct(h, operands: operands, policy: policy, epilogue: epilogue, times: times)
+        var z = ExactBatch(count: h.count, shape: outputShape, exponent: outputExponent + (grid ?? 0), units: units)
         z.apply(rest)
         return z
     }

@@ -7,8 +7,9 @@ import SRKernels
 struct StageOperands: Sendable {
     let weights: [Int64]
     let bias: [Int128]
-    /// W without its shared trailing zero bits, as signed int8 digit planes (nil when W is all
-    /// zero or when the caller did not ask for them: products then split W themselves).
+    /// W without its shared trailing zero bits, as signed int8 digit planes for the best kernel
+    /// this CPU has (nil when W is all zero or when the caller did not ask for them: products
+    /// then split W themselves, as they do when a policy forces another kernel).
     let digits: PreparedWeights?
 
     init(weights: [Int64], bias: [Int128], outputs: Int, prepare: Bool) {
@@ -37,6 +38,7 @@ struct PreparedWeights: Sendable {
         guard m != 0 else { return nil }
         shift = m.trailingZeroBitCount
         bits = UInt64.bitWidth - (m >> shift).leadingZeroBitCount
-        planes = SignedDigitWeights(w, outputs: outputs, inner: w.count / outputs, rightShift: shift)
+        planes = SignedDigitWeights(w, outputs: outputs, inner: w.count / outputs, rightShift: shift,
+                                    digitBits: DigitProduct.weightDigitBits(level: nil))
     }
 }
