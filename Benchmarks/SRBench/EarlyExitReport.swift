@@ -141,7 +141,7 @@ struct EarlyExitReport: ParsableCommand {
         let families: [ExitRule.Family] = outputs == 1 ? [.grayZone, .margin, .entropy] : [.margin, .entropy, .stability]
         let calibrated = try families.map { family in
             try ExitCalibration.calibrate(family, logits: calibrationLogits, labels: calibration.labels.map(Int.init),
-                                          maxLoss: maxLoss / 100, safety: safety)
+                                          maxLoss: maxLoss / 100, safety: safety, costs: network.resolutionCosts())
         }
         let reference = outputs == 1 ? ExitRule.referenceGrayZone : ExitRule.referenceMargin
         log("running \(report.count) report images")

@@ -65,12 +65,19 @@ struct CalibrateModel: ParsableCommand {
         let inputs = try network.quantize(rows: file.samples, 0..<file.samples.rows)
         print("evaluating \(inputs.count) images at resolutions 1…\(manifest.resolutions)")
         let logits = try AdaptiveRunner.allResolutions(network, inputs: inputs)
+        // What each resolution costs relative to the others (weight digit planes × multiply-adds):
+        // calibration skips a resolution where too few images exit to pay for it.
+        let costs = network.resolutionCosts()
+        let last = costs.last ?? 1
+        print("cost per image at r = 1…\(costs.count), relative to R: " + costs.map { String(format: "%.2f", $0 / last) }.joined(separator: " "))
         var texts: [String] = []
         for family in families {
-            let c = try ExitCalibration.calibrate(family, logits: logits, labels: labels, maxLoss: maxLoss / 100, safety: safety)
+            let c = try ExitCalibration.calibrate(family, logits: logits, labels: labels, maxLoss: maxLoss / 100, safety: safety,
+                                                  costs: costs)
             texts.append(c.rule.text)
-            print("\(family.rawValue): " + String(format: "accuracy at R %.4f, adaptive %.4f (loss %.2f pp), skipped %.1f %% — ",
-                         c.referenceAccuracy, c.adaptiveAccuracy, 100 * c.accuracyLoss, 100 * c.skippedShare)
+            print("\(family.rawValue): " + String(format: "accuracy at R %.4f, adaptive %.4f (loss %.2f pp), skipped %.1f %%, cost %.1f %% of every resolution (%.2f × R alone) — ",
+                         c.referenceAccuracy, c.adaptiveAccuracy, 100 * c.accuracyLoss, 100 * c.skippedShare,
+                         100 * c.costShare, c.costShare * costs.reduce(0, +) / last)
                   + c.rule.text)
         }
         net.manifest.exitRules = texts

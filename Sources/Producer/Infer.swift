@@ -20,9 +20,11 @@ struct Infer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify images with a registered network under a deadline, refining only uncertain images.",
         discussion: """
-            Every image is evaluated exactly at resolution 1 first (tasks of --block images, \
-            priority by resolution); after each answer the aggregator applies the exit rule per \
-            image and asks for the next resolution only for the undecided ones. When all are \
+            Every image is evaluated exactly at the rule's first resolution (tasks of --block \
+            images, priority by resolution); after each answer the aggregator applies the exit \
+            rule per image and asks for the next resolution only for the undecided ones. A \
+            resolution where the rule can decide nothing (threshold inf, as calibration writes \
+            where too few images exit to pay for it) is skipped. When all are \
             decided — or the deadline fires — it publishes the final answer: for every image its \
             best label, the resolution reached (0 if none arrived in time) and its margin.
 
@@ -33,7 +35,7 @@ struct Infer: AsyncParsableCommand {
             Exit rules: margin:T1,T2,… (top-1 minus top-2 logit ≥ T_r), entropy:T1,… (softmax \
             entropy ≤ T_r), stability:T1,… (same label as at r − 1 and margin ≥ T_r), \
             gray-zone:LOW/HIGH,… (one-logit networks: decided when the sigmoid is outside \
-            [LOW, HIGH]), none (every image to R). One threshold per resolution, the last repeating. A family alone \
+            [LOW, HIGH]), none (every image through every resolution to R). One threshold per resolution, the last repeating. A family alone \
             (e.g. margin) takes the model's calibrated thresholds (`srproduce model calibrate`); \
             the default is the model's first calibrated rule, else none.
 
@@ -52,7 +54,7 @@ struct Infer: AsyncParsableCommand {
     @Option(name: .customLong("exit"), help: ArgumentHelp("Exit rule: FAMILY:T1,T2,…, a family alone (the model's calibrated thresholds), or none.", valueName: "rule"))
     var exitRule: String?
 
-    @Option(help: "Images per task at resolution 1.")
+    @Option(help: "Images per task at the first resolution.")
     var block: Int = 100
 
     @Flag(help: "Wait for the refinements, print progress and the final answer.")

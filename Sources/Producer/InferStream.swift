@@ -48,7 +48,7 @@ struct InferStream: AsyncParsableCommand {
     @Option(name: .customLong("exit"), help: ArgumentHelp("Exit rule, as for `srproduce infer` (default: the model's first calibrated rule, else none).", valueName: "rule"))
     var exitRule: String?
 
-    @Option(help: "Images per task at resolution 1 (default: --batch, one task per job and resolution).")
+    @Option(help: "Images per task at the first resolution (default: --batch, one task per job and resolution).")
     var block: Int?
 
     @Option(help: "Seed for the arrivals.")

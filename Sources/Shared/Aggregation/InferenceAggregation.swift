@@ -6,7 +6,8 @@ import SRProtocol
 
 /// One inference job over `sampleCount` samples and R resolutions. After a block of samples
 /// arrives at resolution r, each sample is decided by the exit rule (or by reaching R); only
-/// the undecided ones are asked for at r + 1 — frozen samples cost nothing more. At the
+/// the undecided ones are asked for at the next resolution of the rule's ladder (r + 1 unless
+/// the rule can decide nothing there) — frozen samples cost nothing more. At the
 /// deadline every sample has an answer: its label at the best resolution it reached.
 public struct InferenceAggregation: Sendable {
     /// What the caller must do after an input.
@@ -42,10 +43,13 @@ public struct InferenceAggregation: Sendable {
     /// Samples asked for at each resolution and not answered yet.
     var outstanding: [Int: Set<Int>] = [:]
     public private(set) var closedWith: OutputStatus?
-    /// (sample, resolution) pairs that were never requested because the sample was decided.
+    /// (sample, resolution) pairs that were never requested because the sample was decided
+    /// or the rule skips the resolution.
     public private(set) var skipped = 0
+    /// The resolutions samples go through (`ExitRule.ladder`).
+    let ladder: [Int]
 
-    /// A new job; returns the first action: evaluate every sample at resolution 1.
+    /// A new job; its first action: evaluate every sample at the ladder's first resolution.
     public init(job: String, sampleCount: Int, resolutions: Int, rule: ExitRule, deadline: Deadline) {
         precondition(sampleCount >= 1 && resolutions >= 1)
         self.job = job
@@ -53,11 +57,17 @@ public struct InferenceAggregation: Sendable {
         self.rule = rule
         self.deadline = deadline
         self.samples = Array(repeating: Sample(), count: sampleCount)
-        self.outstanding[1] = Set(0..<sampleCount)
+        self.ladder = rule.ladder(resolutions: resolutions)
+        self.firstResolution = ladder[0]
+        self.outstanding[firstResolution] = Set(0..<sampleCount)
     }
 
+    /// The first resolution the rule evaluates (`ExitRule.ladder`: 1 unless the rule can decide
+    /// nothing there); the producer publishes its tasks.
+    public let firstResolution: Int
+
     /// The request that starts the job.
-    public var initialAction: Action { .evaluate(resolution: 1, samples: Array(0..<samples.count)) }
+    public var initialAction: Action { .evaluate(resolution: firstResolution, samples: Array(0..<samples.count)) }
 
     public var isClosed: Bool { closedWith != nil }
 
@@ -79,7 +89,7 @@ public struct InferenceAggregation: Sendable {
             samples[s].resolution = r
             if r == resolutions || rule.decides(logits[i], previous: previous, resolution: r) {
                 samples[s].decided = true
-                skipped += resolutions - r
+                skipped += resolutions - ladder.count { $0 <= r }
             } else {
                 next.append(s)
             }
@@ -87,9 +97,9 @@ public struct InferenceAggregation: Sendable {
         }
         var actions: [Action] = []
         if !changed.isEmpty { actions.append(.refined(samples: changed)) }
-        if !next.isEmpty {
-            outstanding[r + 1, default: []].formUnion(next)
-            actions.append(.evaluate(resolution: r + 1, samples: next))
+        if !next.isEmpty, let up = ladder.first(where: { $0 > r }) {
+            outstanding[up, default: []].formUnion(next)
+            actions.append(.evaluate(resolution: up, samples: next))
         }
         if samples.allSatisfy(\.decided) {
             closedWith = .complete

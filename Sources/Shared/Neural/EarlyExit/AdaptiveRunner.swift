@@ -3,7 +3,8 @@
 import SRCore
 
 /// Runs a batch adaptively under an exit rule: resolution r evaluates only the samples the
-/// rule has not decided at 1…r−1, and at R every sample left is decided.
+/// rule has not decided at 1…r−1, and at R every sample left is decided. Resolutions the rule
+/// cannot decide at are skipped (`ExitRule.ladder`).
 ///
 /// The reference code this replaces updated every sample at every resolution and measured
 /// "adaptive" accuracy on another batch; here the work skipped is work not done, counted as
@@ -53,7 +54,8 @@ public struct AdaptiveRunner: Sendable {
 
     /// The adaptive loop on any evaluator: `evaluate(samples, r)` must return the logits of
     /// exactly those samples at resolution r, in that order. It is called once per resolution
-    /// with the samples still active (never with a decided one), and not at all once none are.
+    /// of the rule's ladder with the samples still active (never with a decided one), and not
+    /// at all once none are.
     /// Cost besides evaluation: O(N · R · classes).
     public func run<E: Error>(sampleCount n: Int,
                               evaluate: (_ samples: [Int], _ resolution: Int) throws(E) -> [[Double]]) throws(E) -> Run {
@@ -63,7 +65,14 @@ public struct AdaptiveRunner: Sendable {
         var exitLogits = [[Double]](repeating: [], count: n)
         var current = [Int](repeating: 0, count: n)
         var evaluated: [Int] = [], provisional: [[Int]] = []
+        let ladder = Set(rule.ladder(resolutions: resolutions))
         for r in 1...resolutions {
+            // A resolution the rule cannot decide at is not evaluated (`ExitRule.ladder`).
+            guard ladder.contains(r) else {
+                evaluated.append(0)
+                provisional.append(current)
+                continue
+            }
             evaluated.append(active.count)
             guard !active.isEmpty else {
                 provisional.append(current)
@@ -251,15 +260,20 @@ struct SampleEvaluator {
             let now = Set(samples)
             for i in lastSamples where !now.contains(i) { incremental!.freeze(i) }
             lastSamples = samples
-            precondition(samples.allSatisfy { incremental!.resolution(of: $0) == r - 1 },
-                         "incremental evaluation at resolution \(r) needs every sample at \(r - 1)")
+            precondition(samples.allSatisfy { incremental!.resolution(of: $0) == incremental!.resolution(of: samples[0]) }
+                         && samples.allSatisfy { incremental!.resolution(of: $0) < r },
+                         "incremental evaluation at resolution \(r) needs every sample at one resolution below it")
         }
         var start = 0
         while start < samples.count {
             let slice = Array(samples[start..<min(start + sliceSize, samples.count)])
-            let logits = incremental != nil
-                ? try incremental!.upgrade(slice)
-                : try direct.evaluate(slice.map { inputs[$0] }, resolution: r)
+            var logits: [ExactTensor]
+            if incremental != nil {
+                // One upgrade per resolution the ladder skipped, then the one asked for.
+                repeat { logits = try incremental!.upgrade(slice) } while incremental!.resolution(of: slice[0]) < r
+            } else {
+                logits = try direct.evaluate(slice.map { inputs[$0] }, resolution: r)
+            }
             out.append(contentsOf: logits.map(\.values))
             start += slice.count
         }

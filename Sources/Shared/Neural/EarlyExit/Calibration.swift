@@ -23,7 +23,7 @@ public struct ExitCalibration: Sendable, Equatable {
     public let allowedLoss: Int
     /// Samples exiting at r = 1…R.
     public let exitCounts: [Int]
-    /// Sample-resolutions never computed: Σ_i (R − exit_i).
+    /// Sample-resolutions never computed: Σ_i (R − resolutions of the ladder up to exit_i).
     public let skippedPairs: Int
     /// Samples right at R but wrong at their exit, and the reverse; lost − gained is the loss.
     public let lostSamples: Int
@@ -37,9 +37,15 @@ public struct ExitCalibration: Sendable, Equatable {
     public var accuracyLoss: Double { referenceAccuracy - adaptiveAccuracy }
     /// Share of the N·R sample-resolutions skipped.
     public var skippedShare: Double { Double(skippedPairs) / Double(max(sampleCount * resolutions, 1)) }
+    /// Cost of the adaptive run over the cost of evaluating every sample at every resolution,
+    /// by the per-resolution costs calibration was given (uniform: 1 − skippedShare).
+    public let costShare: Double
 
     /// Chooses thresholds for `family` on `logits[r − 1][i]` (every sample at every resolution
-    /// 1…R) with true `labels`, maximising skipped sample-resolutions subject to
+    /// 1…R) with true `labels`, minimising the cost of the sample-resolutions evaluated —
+    /// resolutions the rule skips outright (threshold +∞, `ExitRule.ladder`) cost nothing;
+    /// resolution r costs `costs[r − 1]` per sample (default 1 each; see
+    /// `QuantizedNetwork.resolutionCosts`) — subject to
     /// adaptive correct ≥ R correct − ⌊maxLoss · N⌋ on this split (`maxLoss` a fraction:
     /// 0.005 is half a percentage point).
     ///
@@ -49,9 +55,11 @@ public struct ExitCalibration: Sendable, Equatable {
     /// r = 1, 2, … takes the lowest candidate at which the samples still active that would exit
     /// there lose at most ε of them versus R (Σ correct_R − correct_r ≤ ε · exits); the
     /// feasible ε skipping most wins. It spreads the loss over resolutions instead of spending
-    /// it all at r = 1. (2) Coordinate ascent from there: each τ_r in turn is lowered to the
+    /// it all at r = 1. (2) Coordinate ascent from there: each τ_r in turn is moved to the
     /// candidate that skips most while the whole run stays feasible, until nothing improves.
-    /// Lowering any τ_r never skips less, so (2) only adds savings.
+    /// Moving τ_r to +∞ skips resolution r for everyone: worth it when too few samples exit
+    /// there to pay for evaluating it (a resolution-1 pass near chance, say). Each step only
+    /// adds savings.
     ///
     /// `safety` z > 0 guards against picking thresholds that are feasible on this split by luck
     /// (the search tries thousands): a run is feasible only if lost − gained + z·√(lost + gained)
@@ -60,17 +68,21 @@ public struct ExitCalibration: Sendable, Equatable {
     /// the plain constraint.
     /// Cost: O((grid + passes · R · candidates) · N · R).
     public static func calibrate(_ family: ExitRule.Family, logits: [[[Double]]], labels: [Int],
-                                 maxLoss: Double, safety z: Double = 0,
+                                 maxLoss: Double, safety z: Double = 0, costs: [Double]? = nil,
                                  candidates: Int = 200) throws(EarlyExitError) -> ExitCalibration {
         guard z >= 0 && z.isFinite else {
             throw EarlyExitError(.invalidInput, "the safety factor z must be finite and ≥ 0 (0: the plain constraint; 1.645: a one-sided 95 % bound)")
         }
+        let costs = costs ?? [Double](repeating: 1, count: logits.count)
+        guard costs.count == logits.count, costs.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw EarlyExitError(.invalidInput, "give one finite cost > 0 per resolution (\(logits.count)), got \(costs)")
+        }
         let problem = try Problem(family: family, logits: logits, labels: labels, maxLoss: maxLoss,
-                                  safety: z, candidateLimit: max(1, candidates))
+                                  safety: z, costs: costs, candidateLimit: max(1, candidates))
         var best = problem.outcome(problem.noExits)
         for epsilon in Self.epsilonGrid {
             let outcome = problem.outcome(problem.precisionThresholds(epsilon: epsilon))
-            if outcome.feasible && outcome.skipped > best.skipped { best = outcome }
+            if outcome.feasible && outcome.cost < best.cost { best = outcome }
         }
         best = problem.ascend(from: best)
         let τ = (0..<(problem.resolutions - 1)).map { problem.candidates[$0][best.choice[$0]] }
@@ -79,7 +91,8 @@ public struct ExitCalibration: Sendable, Equatable {
             sampleCount: problem.n, resolutions: problem.resolutions,
             referenceCorrect: problem.referenceCorrect, adaptiveCorrect: best.correct,
             allowedLoss: problem.allowedLoss, exitCounts: best.exits, skippedPairs: best.skipped,
-            lostSamples: best.lost, gainedSamples: best.gained, safety: z)
+            lostSamples: best.lost, gainedSamples: best.gained, safety: z,
+            costShare: best.cost / (Double(problem.n) * costs.reduce(0, +)))
     }
 
     /// Tolerated loss per exit in stage (1), from "never lose a sample" to "anything goes".
@@ -98,6 +111,8 @@ public struct ExitCalibration: Sendable, Equatable {
         let referenceCorrect: Int
         let allowedLoss: Int
         let safety: Double
+        /// Cost of evaluating one sample at resolution r = 1…R.
+        let costs: [Double]
         /// Per resolution 1…R−1: thresholds in decreasing order, +∞ first.
         let candidates: [[Double]]
 
@@ -105,6 +120,8 @@ public struct ExitCalibration: Sendable, Equatable {
             var choice: [Int]   // candidate index per resolution
             var correct: Int
             var skipped: Int
+            /// Σ over samples of the costs of the resolutions evaluated for it.
+            var cost: Double
             var exits: [Int]
             var lost: Int
             var gained: Int
@@ -112,7 +129,7 @@ public struct ExitCalibration: Sendable, Equatable {
         }
 
         init(family: ExitRule.Family, logits: [[[Double]]], labels: [Int], maxLoss: Double,
-             safety: Double, candidateLimit: Int) throws(EarlyExitError) {
+             safety: Double, costs: [Double], candidateLimit: Int) throws(EarlyExitError) {
             let r = logits.count
             guard r >= 1 else { throw EarlyExitError(.invalidInput, "no resolutions: logits must hold every sample at r = 1…R") }
             let n = labels.count
@@ -146,6 +163,7 @@ public struct ExitCalibration: Sendable, Equatable {
             // The small epsilon keeps ⌊0.005 · 2000⌋ = 10 despite 0.005 not being exact in binary.
             self.allowedLoss = Int((maxLoss * Double(n) + 1e-9).rounded(.down))
             self.safety = safety
+            self.costs = costs
             self.candidates = (0..<(r - 1)).map { level in
                 Self.candidateThresholds(Array(scores[(level * n)..<((level + 1) * n)]), limit: candidateLimit)
             }
@@ -175,6 +193,20 @@ public struct ExitCalibration: Sendable, Equatable {
             var right = 0, skipped = 0, lost = 0, gained = 0
             var exits = [Int](repeating: 0, count: resolutions)
             let last = (resolutions - 1) * n
+            // Resolutions the rule evaluates (`ExitRule.ladder`): evaluated[e − 1] is how many
+            // of 1…e a sample exiting at e cost.
+            let ladder = Set(family.rule(thresholds: τ + [.infinity]).ladder(resolutions: resolutions))
+            var evaluated = [Int](repeating: 0, count: resolutions), sum = 0
+            var spent = [Double](repeating: 0, count: resolutions), total = 0.0
+            for r in 1...resolutions {
+                if ladder.contains(r) {
+                    sum += 1
+                    total += costs[r - 1]
+                }
+                evaluated[r - 1] = sum
+                spent[r - 1] = total
+            }
+            var cost = 0.0
             for i in 0..<n {
                 var exit = resolutions
                 for level in 0..<(resolutions - 1) where family.passes(scores[level * n + i], threshold: τ[level]) {
@@ -182,14 +214,15 @@ public struct ExitCalibration: Sendable, Equatable {
                     break
                 }
                 exits[exit - 1] += 1
-                skipped += resolutions - exit
+                skipped += resolutions - evaluated[exit - 1]
+                cost += spent[exit - 1]
                 let here = correct[(exit - 1) * n + i], atR = correct[last + i]
                 if here { right += 1 }
                 if here != atR { if atR { lost += 1 } else { gained += 1 } }
             }
             // lost − gained = R correct − adaptive correct; integers, so z = 0 is exact.
             let bound = Double(lost - gained) + safety * Double(lost + gained).squareRoot()
-            return Outcome(choice: choice, correct: right, skipped: skipped, exits: exits, lost: lost, gained: gained,
+            return Outcome(choice: choice, correct: right, skipped: skipped, cost: cost, exits: exits, lost: lost, gained: gained,
                            feasible: right >= referenceCorrect - allowedLoss && bound <= Double(allowedLoss))
         }
 
@@ -218,8 +251,10 @@ public struct ExitCalibration: Sendable, Equatable {
             return choice
         }
 
-        /// Stage (2): lowers one threshold at a time to its best feasible candidate until no
-        /// single change skips more. Terminates: `skipped` strictly grows and is bounded.
+        /// Stage (2): moves one threshold at a time to its best feasible candidate until no
+        /// single change costs less — lower, or up to +∞, which skips the resolution (nothing
+        /// can exit there, so the runners do not evaluate it). Terminates: the cost strictly
+        /// falls and takes finitely many values.
         func ascend(from start: Outcome) -> Outcome {
             var best = start
             var improved = true
@@ -227,11 +262,11 @@ public struct ExitCalibration: Sendable, Equatable {
                 improved = false
                 for level in 0..<(resolutions - 1) {
                     let current = best.choice[level]
-                    for k in (current + 1)..<max(current + 1, candidates[level].count) {
+                    for k in candidates[level].indices where k != current {
                         var choice = best.choice
                         choice[level] = k
                         let o = outcome(choice)
-                        if o.feasible && o.skipped > best.skipped {
+                        if o.feasible && o.cost < best.cost {
                             best = o
                             improved = true
                         }

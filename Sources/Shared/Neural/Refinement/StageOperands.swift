@@ -42,3 +42,34 @@ struct PreparedWeights: Sendable {
                                     digitBits: DigitProduct.weightDigitBits(level: nil))
     }
 }
+
+extension QuantizedNetwork {
+    /// The relative cost of evaluating one sample directly at each resolution r = 1…R, for
+    /// calibration (`ExitCalibration.calibrate(costs:)`): per linear layer its multiply-adds
+    /// times (1 + the int8 digit planes of W^(r)), summed. The product runs once per weight
+    /// plane; splitting, patches and the epilogue cost about one plane more (`srbench
+    /// exact-inference --profile`: the VGG at r = 1, one plane, 1.1 s per 1 000 images; at
+    /// R, two planes, 1.9 s). 8-bit digits whatever this CPU's kernel uses, so that a
+    /// calibration does not depend on the machine it ran on. O(R · |W|).
+    public func resolutionCosts() -> [Double] {
+        (1...resolutions).map { r in
+            plan.stages.reduce(0.0) { sum, stage in
+                let w = tensors[stage.weights]!.units(atResolution: r)
+                let m = ExactArithmetic.magnitudes(w)
+                let planes = m == 0 ? 0 : SignedDigitWeights(w, outputs: stage.rows, inner: stage.inner,
+                                                             rightShift: m.trailingZeroBitCount).packed.count
+                return sum + Double(stage.multiplyAdds) * Double(1 + planes)
+            }
+        }
+    }
+}
+
+extension ExactStage {
+    /// Multiply-adds of one sample's product.
+    var multiplyAdds: Int {
+        switch kind {
+        case .dense(let inputs, let outputs): inputs * outputs
+        case .conv3x3(let c, let outC, let height, let width): height * width * outC * c * 9
+        }
+    }
+}

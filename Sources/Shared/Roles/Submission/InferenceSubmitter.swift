@@ -1,5 +1,5 @@
 // The producer side of distributed inference: check the request against the network, register
-// the images, publish the open record, the deadline timer and resolution 1 of every sample.
+// the images, publish the open record, the deadline timer and the first resolution of every sample.
 import SRCore
 import SRNeural
 import SRProtocol
@@ -15,7 +15,7 @@ public struct InferenceRequest: Sendable {
     public var images: Matrix<Double>
     public var rule: ExitRule
     public var deadline: Duration
-    /// Samples per task at resolution 1.
+    /// Samples per task at the first resolution.
     public var blockSize: Int
     public var id: String?
 
@@ -86,7 +86,7 @@ public struct InferenceSubmitter: Sendable {
         return job
     }
 
-    /// Publishes resolution 1 of every sample, then the open record, then the deadline timer.
+    /// Publishes the first resolution of every sample, then the open record, then the deadline timer.
     /// In that order so that a producer failing part-way never leaves an open job with samples
     /// nobody was asked for: without the open record the aggregator drops the early answers
     /// after a grace period (and the caller sees the error and resubmits); without the deadline
@@ -96,9 +96,11 @@ public struct InferenceSubmitter: Sendable {
         let relative = job.relativeDeadlineMs
         let delay = Topology.delayQueue(milliseconds: relative)
         try await Topology.declareDelayQueue(delay, on: transport)
+        // The first resolution the job's rule evaluates (1 unless it can decide nothing there).
+        let first = try job.rule().ladder(resolutions: job.resolutions)[0]
         // One batch in this order, confirms awaited together (one round trip for the job).
         var batch = stride(from: 0, to: job.samples, by: job.blockSize).map { start in
-            Publication(InferenceTask(job: job, resolution: 1, indices: Array(start..<min(job.samples, start + job.blockSize)))
+            Publication(InferenceTask(job: job, resolution: first, indices: Array(start..<min(job.samples, start + job.blockSize)))
                             .encode(expiration: .milliseconds(relative)), Topology.taskRoute)
         }
         batch.append(Publication(try InferenceOpen(job: job).encode(), Topology.openRoute))

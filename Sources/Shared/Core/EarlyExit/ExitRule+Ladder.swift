@@ -1,0 +1,35 @@
+// Which resolutions an adaptive run evaluates under a rule. A resolution at which the rule can
+// decide nothing cannot end any sample's refinement: evaluating it buys only a provisional
+// answer, at the price of a whole resolution for every sample still active. Runners skip it.
+
+extension ExitRule {
+    /// Whether the rule can decide any sample at resolution r < R: false where its threshold
+    /// is +∞ (margin), −∞ (entropy) or the gray zone is the whole line. Stability compares
+    /// with the previous resolution's class, so for it every resolution counts.
+    public func canDecide(atResolution r: Int) -> Bool {
+        precondition(r >= 1, "resolutions start at 1")
+        switch self {
+        case .margin(let t): return t[min(r, t.count) - 1] < .infinity
+        case .entropy(let t): return t[min(r, t.count) - 1] > -.infinity
+        case .stability: return true
+        case .grayZone(let z):
+            let zone = z[min(r, z.count) - 1]
+            return zone.low > -.infinity || zone.high < .infinity
+        }
+    }
+
+    /// The resolutions a sample goes through, in order, out of 1…R: every r < R at which the
+    /// rule can decide, then R. A rule that can decide at no r < R (`none`) walks all of them:
+    /// it asks for refinement without an exit, and its answers at every r are what a deadline
+    /// returns. O(R).
+    public func ladder(resolutions: Int) -> [Int] {
+        precondition(resolutions >= 1, "a network has at least one resolution")
+        let deciding = (1..<resolutions).filter { canDecide(atResolution: $0) }
+        return deciding.isEmpty ? Array(1...resolutions) : deciding + [resolutions]
+    }
+
+    /// The first resolution of the ladder after r (nil after R).
+    public func nextResolution(after r: Int, resolutions: Int) -> Int? {
+        ladder(resolutions: resolutions).first { $0 > r }
+    }
+}
