@@ -168,10 +168,7 @@ import Testing
 
     @Test func adaptiveRunOfATinyRandomNetwork() throws {
         var g = SplitMix64(seed: 99)
-        let (manifest, tensors) = RefinementFixture.mlp([12, 10, 8, 3], resolutions: 5, bits: 2, using: &g)
-        let samples = (0..<48).map { _ in RefinementFixture.tensor([12], scale: 1, using: &g) }
-        let net = try QuantizedNetwork(manifest: manifest, tensors: tensors,
-                                       inputPartition: QuantizedNetwork.fittedInputPartition(manifest: manifest, samples: samples))
+        let (manifest, tensors, samples, net) = try RefinementFixture.splitMLP([12, 10, 8, 3], resolutions: 5, samples: 48, using: &g)
         let inputs = try samples.map { try net.quantize(input: $0) }
         let direct = DirectEvaluator(network: net)
         // Labels: the float network's own classes, so R is nearly always right.

@@ -40,10 +40,7 @@ import Testing
 
     @Test func directAndIncrementalRunsAgreeAcrossSkippedResolutions() throws {
         var g = SplitMix64(seed: 7)
-        let (manifest, tensors) = RefinementFixture.mlp([12, 10, 8, 3], resolutions: 5, bits: 2, using: &g)
-        let samples = (0..<30).map { _ in RefinementFixture.tensor([12], scale: 1, using: &g) }
-        let net = try QuantizedNetwork(manifest: manifest, tensors: tensors,
-                                       inputPartition: QuantizedNetwork.fittedInputPartition(manifest: manifest, samples: samples))
+        let (_, _, samples, net) = try RefinementFixture.splitMLP([12, 10, 8, 3], resolutions: 5, samples: 30, using: &g)
         let inputs = try samples.map { try net.quantize(input: $0) }
         let full = try AdaptiveRunner.allResolutions(net, inputs: inputs)
         // r = 1, 2 and 4 skipped: the incremental evaluator upgrades 0 → 3 and 3 → 5 in one call each.

@@ -318,6 +318,17 @@ enum RefinementFixture {
         return (ModelManifest(input: [sizes[0]], layers: layers, resolutions: resolutions, bitsPerUpgrade: bits), tensors)
     }
 
+    /// A random MLP of `sizes`, `count` random samples and the network split with an input
+    /// partition fitted to them.
+    static func splitMLP(_ sizes: [Int], resolutions: Int, samples count: Int, using g: inout SplitMix64) throws
+        -> (manifest: ModelManifest, tensors: [String: Tensor], samples: [Tensor], network: QuantizedNetwork) {
+        let (manifest, tensors) = mlp(sizes, resolutions: resolutions, bits: 2, using: &g)
+        let samples = (0..<count).map { _ in tensor([sizes[0]], scale: 1, using: &g) }
+        let net = try QuantizedNetwork(manifest: manifest, tensors: tensors,
+                                       inputPartition: QuantizedNetwork.fittedInputPartition(manifest: manifest, samples: samples))
+        return (manifest, tensors, samples, net)
+    }
+
     /// [2, 6, 6] → conv(2→3) relu pool → conv(3→4) relu → flatten → dense(36→3) → softmax.
     static func cnn(resolutions: Int, bits: Int, using g: inout SplitMix64) -> (ModelManifest, [String: Tensor]) {
         let layers: [LayerSpec] = [.conv2d(weights: "c1", bias: "cb1"), .relu, .maxpool2,
