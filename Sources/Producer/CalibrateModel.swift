@@ -14,9 +14,12 @@ struct CalibrateModel: ParsableCommand {
         abstract: "Calibrate early-exit rules on labelled images and save them in the model's manifest.",
         discussion: """
             Evaluates the images exactly at every resolution, then picks per-resolution \
-            thresholds for each rule so that the adaptive run loses at most --max-loss percentage \
-            points against resolution R on these images (with a --safety margin against \
-            thresholds that fit by luck). Writes the rules to the manifest (`exitRules`, the \
+            thresholds for each rule so that the adaptive run costs least while it loses at most \
+            --max-loss percentage points against resolution R on these images (with a --safety \
+            margin against thresholds that fit by luck). Each resolution is weighed by its cost \
+            (per layer, multiply-adds times one plus the weights' int8 digit planes; printed \
+            first); where too few images would exit to pay for evaluating every image there, \
+            the threshold becomes inf and `infer` skips that resolution. Writes the rules to the manifest (`exitRules`, the \
             first listed is `srproduce infer`'s default) and fixes the input partition it \
             calibrated with (`partitions.input`). Use images the model was not trained on — and \
             not the ones you report on. Example: srproduce model calibrate --model DIR \
