@@ -20,7 +20,9 @@ struct ExactInference: ParsableCommand {
             the first policy bit for bit. --profile adds one more run per row with every linear \
             layer's time split into phases: weight digits, activation split (digits, or the \
             conversion inside BLAS products), im2col patches, the product with its recombination, \
-            the output reorder, and bias/activations. Example: \
+            the output reorder, and what follows the product (g: the bias, ReLU and grid \
+            rounding where the product did not do them as its epilogue, pooling, flatten). \
+            Example: \
             OPENBLAS_NUM_THREADS=1 .build/release/srbench exact-inference --model Tests/Models/fashion-mnist-mlp --profile
             """)
 
@@ -134,7 +136,7 @@ struct ExactInference: ParsableCommand {
         }
         for (title, layers) in profiles {
             print("\n\(title) — seconds per phase\n")
-            print("| layer | paths | weights | split | im2col | product | reorder | bias+g | total |")
+            print("| layer | paths | weights | split | im2col | product | reorder | g after | total |")
             print("|---|---|---|---|---|---|---|---|---|")
             for l in layers {
                 print("| \(l.name) | \(l.paths.joined(separator: ", ")) | \(fmt(l.weights.seconds)) | \(fmt(l.split.seconds)) | "

@@ -19,7 +19,10 @@ struct CalibrateModel: ParsableCommand {
             margin against thresholds that fit by luck). Each resolution is weighed by its cost \
             (per layer, multiply-adds times one plus the weights' int8 digit planes; printed \
             first); where too few images would exit to pay for evaluating every image there, \
-            the threshold becomes inf and `infer` skips that resolution. Writes the rules to the manifest (`exitRules`, the \
+            the threshold becomes inf and `infer` skips that resolution (entropy: -inf). Each \
+            rule's line gives its accuracy, the image-resolutions it skips, and its cost under \
+            that model as a share of evaluating every resolution and as a multiple of \
+            evaluating R alone. Rules: see `srproduce infer --help`. Writes the rules to the manifest (`exitRules`, the \
             first listed is `srproduce infer`'s default) and fixes the input partition it \
             calibrated with (`partitions.input`). Use images the model was not trained on — and \
             not the ones you report on. Example: srproduce model calibrate --model DIR \

@@ -23,8 +23,8 @@ struct Infer: AsyncParsableCommand {
             Every image is evaluated exactly at the rule's first resolution (tasks of --block \
             images, priority by resolution); after each answer the aggregator applies the exit \
             rule per image and asks for the next resolution only for the undecided ones. A \
-            resolution where the rule can decide nothing (threshold inf, as calibration writes \
-            where too few images exit to pay for it) is skipped. When all are \
+            resolution where the rule can decide nothing (threshold inf; -inf for entropy — as \
+            calibration writes where too few images exit to pay for it) is skipped. When all are \
             decided — or the deadline fires — it publishes the final answer: for every image its \
             best label, the resolution reached (0 if none arrived in time) and its margin.
 

@@ -58,7 +58,7 @@ struct InferenceProgress {
                             o.elapsedMs, o.answers.count { $0.resolution > 0 }, o.answers.count, o.answers.count(where: \.decided)))
         lines.append("  resolution reached: " + h.indices.filter { h[$0] > 0 }.map { "r\($0) \(h[$0])" }.joined(separator: ", "))
         let total = o.answers.count * o.resolutions
-        lines.append(String(format: "  skipped %d of %d image-resolutions (%.1f %%) by early exit", o.skipped, total,
+        lines.append(String(format: "  skipped %d of %d image-resolutions (%.1f %%): early exits and resolutions the rule skips", o.skipped, total,
                             100 * Double(o.skipped) / Double(max(total, 1))))
         if let c = correct(o) {
             lines.append(String(format: "  accuracy %.4f (%d/%d correct)", Double(c) / Double(max(o.answers.count, 1)), c, o.answers.count))
