@@ -78,13 +78,13 @@ note "embedded exact evaluator: $count images, $repeats runs of each mode"
 OPENBLAS_NUM_THREADS=1 "$bin/srbench" embedded-inference --model "$model" --images "$images" --labels "$labels" \
   --first "$first" --count "$count" --repeats "$repeats" --slice-size "$slice" --json >"$work/embedded.json"
 
-# 3. The pool: the same three modes through srproduce infer. Resolution 1 for every image is
-# the exit rule margin:0 (every margin is ≥ 0, so every image is decided at r = 1); the
-# calibrated exit is infer's default (the model's first rule); full resolution is --exit none,
-# which walks every image through r = 1…R in turn: infer cannot ask for R alone (one task per
-# block at R), so the pool's full row is every resolution, not a one-shot pass at R.
-modes=(res1 exit full)
-declare -A exit_args=([res1]="--exit margin:0" [exit]="" [full]="--exit none")
+# 3. The pool: the same three modes through srproduce infer, and every resolution in turn.
+# Resolution 1 for every image is the exit rule margin:0 (every margin is ≥ 0, so every image is
+# decided at r = 1); the calibrated exit is infer's default (the model's first rule); full
+# resolution is --exit final (R alone: one task per block at R); --exit none walks every image
+# through r = 1…R in turn (no exit, a deadline gets the best resolution reached).
+modes=(res1 exit full walk)
+declare -A exit_args=([res1]="--exit margin:0" [exit]="" [full]="--exit final" [walk]="--exit none")
 if ((!skip_pool)); then
   pool=$(bash scripts/local-pool.sh start --consumers "$consumers" --dir "$work/pool")
   # shellcheck disable=SC1090
@@ -129,7 +129,8 @@ emb_full = emb["modes"][-1]["accuracy"]
 pool_rows = []
 if not skip_pool:
     for mode, name in [("res1", "pool, resolution 1"), ("exit", "pool, calibrated exit"),
-                       ("full", f"pool, full (r = 1…{res} for every image)")]:
+                       ("full", f"pool, full (r = {res} alone, --exit final)"),
+                       ("walk", f"pool, every resolution (r = 1…{res} for every image, --exit none)")]:
         finals = [json.load(open(f"{work}/pool-{mode}-{k}.json")) for k in range(1, repeats + 1)]
         walls = [int(open(f"{work}/pool-{mode}-{k}.wall").read()) for k in range(1, repeats + 1)]
         assert all(f["status"] == "complete" for f in finals), f"a pool run of {mode} did not complete"
@@ -159,7 +160,7 @@ print("|---|---|---|---|---|---|---|---|")
 for i, (name, times, acc, cpu, extra) in enumerate(rows + pool_rows):
     med = statistics.median(times)
     pool = i >= len(rows)
-    full = pool_rows[-1][2] if pool else emb_full
+    full = pool_rows[2][2] if pool else emb_full  # the R-alone row
     ratio = "1" if i == 0 else f"{med / ort_ms:.2f}"
     print(f"| {name} | {fmt_ms(med)} | {fmt_range(min(times), max(times), med)} | {ratio} | "
           f"{'—' if cpu is None else fmt_ms(cpu)} | {acc:.4f} | {100 * (full - acc):.2f} | {extra or ''} |")

@@ -35,7 +35,9 @@ struct Infer: AsyncParsableCommand {
             Exit rules: margin:T1,T2,… (top-1 minus top-2 logit ≥ T_r), entropy:T1,… (softmax \
             entropy ≤ T_r), stability:T1,… (same label as at r − 1 and margin ≥ T_r), \
             gray-zone:LOW/HIGH,… (one-logit networks: decided when the sigmoid is outside \
-            [LOW, HIGH]), none (every image through every resolution to R). One threshold per resolution, the last repeating. A family alone \
+            [LOW, HIGH]), none (no exit: every image through every resolution to R, so a deadline \
+            returns the best resolution reached), final (R alone: one pass, no intermediate \
+            answers). One threshold per resolution, the last repeating. A family alone \
             (e.g. margin) takes the model's calibrated thresholds (`srproduce model calibrate`); \
             the default is the model's first calibrated rule, else none.
 
@@ -51,7 +53,7 @@ struct Infer: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Relative deadline with a unit, e.g. 1500ms, 5s, 1min (units us, ms, s, min, h).", valueName: "duration"), transform: Duration.parsedArgument)
     var deadline: Duration
 
-    @Option(name: .customLong("exit"), help: ArgumentHelp("Exit rule: FAMILY:T1,T2,…, a family alone (the model's calibrated thresholds), or none.", valueName: "rule"))
+    @Option(name: .customLong("exit"), help: ArgumentHelp("Exit rule: FAMILY:T1,T2,…, a family alone (the model's calibrated thresholds), none (every resolution, no exit) or final (R alone).", valueName: "rule"))
     var exitRule: String?
 
     @Option(help: "Images per task at the first resolution.")
@@ -181,8 +183,11 @@ struct Infer: AsyncParsableCommand {
         guard let text else {
             return try calibrated.first.map { try ExitRule(parsing: $0) } ?? ExitRule(parsing: "none")
         }
-        if text.contains(":") || text == "none" { return try ExitRule(parsing: text) }
-        guard let match = calibrated.first(where: { $0.hasPrefix(text + ":") }) else {
+        if text.contains(":") || text == "none" || text == "final" { return try ExitRule(parsing: text) }
+        // A calibrated rule that never exits early is written as `final` (margin, entropy,
+        // gray zone) or `none` (stability).
+        let never = text == "stability" ? "none" : "final"
+        guard let match = calibrated.first(where: { $0.hasPrefix(text + ":") || $0 == never }) else {
             throw ValidationError("""
                 the model has no calibrated \(text) rule (it has: \(calibrated.isEmpty ? "none" : calibrated.joined(separator: "; "))); \
                 give thresholds (--exit \(text):0.5,0.3) or calibrate with `srproduce model calibrate --rules \(text)`

@@ -131,7 +131,7 @@ import Testing
 
     @Test func frozenSamplesAreNeverEvaluatedAgain() {
         let data = SyntheticLogits(samples: 300, resolutions: 6, classes: 5, seed: 8)
-        for rule in [ExitRule.margin([1.5, 1.0, 0.8]), .entropy([0.3]), .stability(margin: [0.2]), .margin([.infinity])] {
+        for rule in [ExitRule.margin([1.5, 1.0, 0.8]), .entropy([0.3]), .stability(margin: [0.2]), .stability(margin: [.infinity])] {
             var pairs = 0
             var decided = Set<Int>()
             var lastExits: [Int: Int] = [:]
@@ -160,7 +160,7 @@ import Testing
             #expect((0..<300).allSatisfy { lastExits[$0] == run.exitResolution[$0] })
             #expect((0..<300).allSatisfy { run.exitLogits[$0] == data.logits[run.exitResolution[$0] - 1][$0] })
             #expect(run.undecided(after: 6) == 0)
-            if case .margin(let t) = rule, t == [.infinity] { #expect(run.skippedPairs == 0) }
+            if case .stability(let t) = rule, t == [.infinity] { #expect(run.skippedPairs == 0) }
         }
     }
 

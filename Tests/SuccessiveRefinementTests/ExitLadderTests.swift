@@ -14,8 +14,10 @@ import Testing
             .ladder(resolutions: 3) == [2, 3])
         // Stability compares with the resolution before, so it never skips one.
         #expect(ExitRule.stability(margin: [.infinity, 0.2]).ladder(resolutions: 4) == [1, 2, 3, 4])
-        // `none` decides nowhere before R: a walk through every resolution, not R alone.
+        // `none` decides nowhere before R but walks every resolution; `final` is R alone.
         #expect(try ExitRule(parsing: "none").ladder(resolutions: 5) == [1, 2, 3, 4, 5])
+        #expect(try ExitRule(parsing: "final").ladder(resolutions: 5) == [5])
+        #expect(ExitRule.entropy([-.infinity]).ladder(resolutions: 3) == [3])
         #expect(ExitRule.margin([.infinity, 2]).nextResolution(after: 0, resolutions: 4) == 2)
         #expect(ExitRule.margin([.infinity, 2]).nextResolution(after: 4, resolutions: 4) == nil)
     }
@@ -76,13 +78,19 @@ import Testing
         func logits(_ label: Int, _ m: Double) -> [Double] { (0..<3).map { $0 == label ? m : 0 } }
         let r1 = (0..<n).map { $0 < 5 ? logits(labels[$0], 4) : logits(($0 * 7) % 3, 0.1) }
         let r2 = (0..<n).map { logits(labels[$0], 2 + Double($0 % 4) / 4) }
-        let cal = try ExitCalibration.calibrate(.margin, logits: [r1, r2, r2], labels: labels, maxLoss: 0)
+        // R costs three times a lower resolution (a wider weight, say).
+        let cal = try ExitCalibration.calibrate(.margin, logits: [r1, r2, r2], labels: labels, maxLoss: 0, costs: [1, 1, 3])
         // Exiting 5 samples at r = 1 would cost 200 evaluations there to save about 5 later;
         // skipping r = 1: 150 exit at r = 2, the 50 with margin 2 go on to r = 3.
         #expect(cal.thresholds[0] == .infinity)
         #expect(cal.rule.ladder(resolutions: 3) == [2, 3])
         #expect(cal.exitCounts == [0, 150, 50])
         #expect(cal.skippedPairs == 3 * n - (n + 50), "r = 1 never evaluated, r = 3 only for 50")
+        #expect(abs(cal.costShare - Double(n + 50 * 3) / Double(5 * n)) < 1e-12)
+        // When every resolution costs the same, R alone (one pass each) is cheaper still.
+        let uniform = try ExitCalibration.calibrate(.margin, logits: [r1, r2, r2], labels: labels, maxLoss: 0)
+        #expect(uniform.rule.ladder(resolutions: 3) == [3])
+        #expect(uniform.exitCounts == [0, 0, n] && uniform.skippedPairs == 2 * n)
         #expect(cal.adaptiveCorrect == cal.referenceCorrect)
     }
 }

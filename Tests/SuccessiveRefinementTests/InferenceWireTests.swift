@@ -19,8 +19,10 @@ import Testing
         #expect(try ExitRule(parsing: "margin:0.27,0.5") == .margin([0.27, 0.5]))
         #expect(try ExitRule(parsing: "stability:0,inf") == .stability(margin: [0, .infinity]))
         #expect(try ExitRule(parsing: "entropy:-inf,1.25") == .entropy([-.infinity, 1.25]))
-        #expect(try ExitRule(parsing: "none") == .margin([.infinity]))
-        for rule: ExitRule in [.margin([0.1, 0.30000000000000004]), .entropy([1e-9]), .stability(margin: [0.5]), .margin([.infinity])] {
+        #expect(try ExitRule(parsing: "none") == .stability(margin: [.infinity]))
+        #expect(try ExitRule(parsing: "final") == .margin([.infinity]))
+        for rule: ExitRule in [.margin([0.1, 0.30000000000000004]), .entropy([1e-9]), .stability(margin: [0.5]), .margin([.infinity]),
+                               .stability(margin: [.infinity])] {
             #expect(try ExitRule(parsing: rule.text) == rule, "\(rule.text)")
         }
         let zone = try ExitRule(parsing: "gray-zone:0.3/0.6")

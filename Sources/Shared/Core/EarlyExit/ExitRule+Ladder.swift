@@ -19,13 +19,12 @@ extension ExitRule {
     }
 
     /// The resolutions a sample goes through, in order, out of 1…R: every r < R at which the
-    /// rule can decide, then R. A rule that can decide at no r < R (`none`) walks all of them:
-    /// it asks for refinement without an exit, and its answers at every r are what a deadline
-    /// returns. O(R).
+    /// rule can decide, then R. A margin rule that decides nowhere before R (`final`) is R
+    /// alone, one pass; `none` (stability that never decides) walks every resolution, so a
+    /// deadline returns the best one reached. O(R).
     public func ladder(resolutions: Int) -> [Int] {
         precondition(resolutions >= 1, "a network has at least one resolution")
-        let deciding = (1..<resolutions).filter { canDecide(atResolution: $0) }
-        return deciding.isEmpty ? Array(1...resolutions) : deciding + [resolutions]
+        return (1..<resolutions).filter { canDecide(atResolution: $0) } + [resolutions]
     }
 
     /// The first resolution of the ladder after r (nil after R).

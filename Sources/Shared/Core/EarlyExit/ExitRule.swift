@@ -96,6 +96,8 @@ public enum ExitRule: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         func list(_ v: [Double]) -> String { v.map { Self.format($0) }.joined(separator: ", ") }
         switch self {
+        case .margin(let t) where t == [.infinity]: return "final (resolution R alone)"
+        case .stability(let t) where t == [.infinity]: return "none (every resolution, no exit)"
         case .margin(let t): return "margin ≥ [\(list(t))]"
         case .entropy(let t): return "entropy ≤ [\(list(t))]"
         case .stability(let t): return "stable argmax and margin ≥ [\(list(t))]"

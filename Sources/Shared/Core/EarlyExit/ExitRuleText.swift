@@ -1,23 +1,29 @@
 // The textual form of an exit rule, as given on the command line and carried in an inference
-// job's open record: `FAMILY:t1,t2,…` (one threshold per resolution, the last repeating), or
-// `none` (every sample refines to R). Gray zones: `gray-zone:0.3/0.6,…` in sigmoid
+// job's open record: `FAMILY:t1,t2,…` (one threshold per resolution, the last repeating),
+// `none` (every sample refines through every resolution to R) or `final` (R alone). Gray zones: `gray-zone:0.3/0.6,…` in sigmoid
 // probabilities (how people state them), `gray-zone-logits:L/H,…` in logits (exact; what
 // `text` writes, because probabilities saturate and would not read back exactly).
 
 extension ExitRule {
     /// Parses `margin:0.27,0.65`, `entropy:1.2`, `stability:0,0.01`, `gray-zone:0.3/0.6` (sigmoid
-    /// probabilities, one low/high pair per resolution), `gray-zone-logits:-0.85/0.41` or `none`.
-    /// Thresholds may be `inf`.
+    /// probabilities, one low/high pair per resolution), `gray-zone-logits:-0.85/0.41`, `none`
+    /// (no exit: every resolution in turn, the stability rule with an infinite margin) or
+    /// `final` (no exit and no intermediate resolution: R alone, the margin rule with an
+    /// infinite threshold). Thresholds may be `inf`.
     public init(parsing text: String) throws(EarlyExitError) {
         let trimmed = String(text.filter { $0 != " " })
         if trimmed == "none" {
+            self = .stability(margin: [.infinity])
+            return
+        }
+        if trimmed == "final" {
             self = .margin([.infinity])
             return
         }
         let parts = trimmed.split(separator: ":", maxSplits: 1).map(String.init)
         guard parts.count == 2, !parts[1].isEmpty else {
             throw EarlyExitError(.invalidInput,
-                "exit rule '\(text)' needs thresholds: write FAMILY:t1,t2,… (e.g. margin:0.3,0.6), or none")
+                "exit rule '\(text)' needs thresholds: write FAMILY:t1,t2,… (e.g. margin:0.3,0.6), none or final")
         }
         let fields = parts[1].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         func numbers() throws(EarlyExitError) -> [Double] {
@@ -50,7 +56,7 @@ extension ExitRule {
             self = .grayZone(zones)
         default:
             throw EarlyExitError(.invalidInput,
-                "unknown exit rule family '\(parts[0])' in '\(text)': use margin, entropy, stability, gray-zone, gray-zone-logits or none")
+                "unknown exit rule family '\(parts[0])' in '\(text)': use margin, entropy, stability, gray-zone, gray-zone-logits, none or final")
         }
     }
 
@@ -58,9 +64,9 @@ extension ExitRule {
     public var text: String {
         func list(_ v: [Double]) -> String { v.map { $0 == .infinity ? "inf" : $0 == -.infinity ? "-inf" : "\($0)" }.joined(separator: ",") }
         switch self {
-        case .margin(let t): return t == [.infinity] ? "none" : "margin:\(list(t))"
+        case .margin(let t): return t == [.infinity] ? "final" : "margin:\(list(t))"
         case .entropy(let t): return "entropy:\(list(t))"
-        case .stability(let t): return "stability:\(list(t))"
+        case .stability(let t): return t == [.infinity] ? "none" : "stability:\(list(t))"
         case .grayZone(let z):
             return "gray-zone-logits:" + z.map { list([$0.low]) + "/" + list([$0.high]) }.joined(separator: ",")
         }
