@@ -70,6 +70,18 @@ import Testing
         #expect(agg.samples.map(\.resolution) == [2, 4, 4])
     }
 
+    @Test func anOldProducersResolutionOneStillStartsTheJob() throws {
+        // Producers before the ladder published resolution 1 whatever the rule.
+        var agg = InferenceAggregation(job: "j", sampleCount: 2, resolutions: 4, rule: .margin([.infinity, 1, .infinity]),
+                                       deadline: Deadline(epochMs: 0))
+        let a1 = try agg.receive(resolution: 1, indices: [0, 1], logits: [[5, 0, 0], [0, 0.2, 0]])
+        // Resolution 1 cannot decide under this rule: both go on to 2, the ladder's next.
+        #expect(a1 == [.refined(samples: [0, 1]), .evaluate(resolution: 2, samples: [0, 1])])
+        // Answered once: a second resolution-1 answer for them changes nothing.
+        #expect(try agg.receive(resolution: 1, indices: [0], logits: [[0, 9, 0]]).isEmpty)
+        #expect(agg.samples.map(\.resolution) == [1, 1])
+    }
+
     @Test func calibrationSkipsAResolutionThatDecidesTooFewToPayForItself() throws {
         // 200 samples, R = 3. At r = 1 only samples 0…4 are confident (and right); everyone
         // else is a coin toss with margin 0.1. At r = 2 and 3 everyone is right, with margins
@@ -87,8 +99,9 @@ import Testing
         #expect(cal.exitCounts == [0, 150, 50])
         #expect(cal.skippedPairs == 3 * n - (n + 50), "r = 1 never evaluated, r = 3 only for 50")
         #expect(abs(cal.costShare - Double(n + 50 * 3) / Double(5 * n)) < 1e-12)
-        // When every resolution costs the same, R alone (one pass each) is cheaper still.
-        let uniform = try ExitCalibration.calibrate(.margin, logits: [r1, r2, r2], labels: labels, maxLoss: 0)
+        // When every resolution costs the same, R alone (one pass each) is cheaper still: no
+        // ladder below R can cost less than one resolution per sample.
+        let uniform = try ExitCalibration.calibrate(.margin, logits: [r1, r2, r2], labels: labels, maxLoss: 0, costs: [1, 1, 1])
         #expect(uniform.rule.ladder(resolutions: 3) == [3])
         #expect(uniform.exitCounts == [0, 0, n] && uniform.skippedPairs == 2 * n)
         #expect(cal.adaptiveCorrect == cal.referenceCorrect)

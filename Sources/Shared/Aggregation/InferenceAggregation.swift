@@ -83,7 +83,14 @@ public struct InferenceAggregation: Sendable {
             guard logits[i].allSatisfy(\.isFinite), !logits[i].isEmpty else {
                 throw WireError("job \(job): sample \(s) has non-finite or empty logits")
             }
-            guard samples.indices.contains(s), outstanding[r]?.remove(s) != nil else { continue }
+            guard samples.indices.contains(s) else { continue }
+            if outstanding[r]?.remove(s) == nil {
+                // A producer from before the exit ladder publishes resolution 1 whatever the
+                // rule: take a first answer below the ladder's first resolution as the sample's
+                // start (the rule then asks for the ladder's next resolution).
+                guard r < firstResolution, samples[s].resolution == 0,
+                      outstanding[firstResolution]?.remove(s) != nil else { continue }
+            }
             let previous = samples[s].logits.isEmpty ? nil : samples[s].logits
             samples[s].logits = logits[i]
             samples[s].resolution = r

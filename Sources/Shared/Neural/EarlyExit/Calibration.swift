@@ -38,13 +38,13 @@ public struct ExitCalibration: Sendable, Equatable {
     /// Share of the N·R sample-resolutions skipped.
     public var skippedShare: Double { Double(skippedPairs) / Double(max(sampleCount * resolutions, 1)) }
     /// Cost of the adaptive run over the cost of evaluating every sample at every resolution,
-    /// by the per-resolution costs calibration was given (uniform: 1 − skippedShare).
+    /// by the per-resolution costs calibration was given.
     public let costShare: Double
 
     /// Chooses thresholds for `family` on `logits[r − 1][i]` (every sample at every resolution
     /// 1…R) with true `labels`, minimising the cost of the sample-resolutions evaluated —
     /// resolutions the rule skips outright (threshold +∞, `ExitRule.ladder`) cost nothing;
-    /// resolution r costs `costs[r − 1]` per sample (default 1 each; see
+    /// resolution r costs `costs[r − 1]` per sample (default r; a network's own costs come from
     /// `QuantizedNetwork.resolutionCosts`) — subject to
     /// adaptive correct ≥ R correct − ⌊maxLoss · N⌋ on this split (`maxLoss` a fraction:
     /// 0.005 is half a percentage point).
@@ -73,7 +73,9 @@ public struct ExitCalibration: Sendable, Equatable {
         guard z >= 0 && z.isFinite else {
             throw EarlyExitError(.invalidInput, "the safety factor z must be finite and ≥ 0 (0: the plain constraint; 1.645: a one-sided 95 % bound)")
         }
-        let costs = costs ?? [Double](repeating: 1, count: logits.count)
+        // Without a network's costs: resolution r costs r, as its operands have r chunks. (Equal
+        // costs would make R alone — one resolution per sample — always the cheapest.)
+        let costs = costs ?? (1...max(1, logits.count)).map(Double.init)
         guard costs.count == logits.count, costs.allSatisfy({ $0 > 0 && $0.isFinite }) else {
             throw EarlyExitError(.invalidInput, "give one finite cost > 0 per resolution (\(logits.count)), got \(costs)")
         }

@@ -124,8 +124,11 @@ extension AggregatorService.Core {
                                   elapsedMs: Double(now - job.createdMs)))
             changed = true
         case .inferenceOpenRecord(let job, _, _, _) where opened:
-            // Resolution 1 of every sample came from the producer, blockSize samples a task.
-            backlog.open(job.id, tasksPerLayer: [(job.samples + job.blockSize - 1) / max(1, job.blockSize)])
+            // The first resolution of the rule's ladder came from the producer, blockSize samples
+            // a task (resolution 1 unless the rule skips it).
+            let first = (try? job.rule().ladder(resolutions: job.resolutions).first) ?? 1
+            backlog.open(job.id, tasksPerLayer: [Int](repeating: 0, count: max(0, first - 1))
+                         + [(job.samples + job.blockSize - 1) / max(1, job.blockSize)])
             announce(OpenedNotice(job: job.id, of: job.resolutions, deadline: job.deadline,
                                   elapsedMs: Double(now - job.createdMs)))
             changed = true
