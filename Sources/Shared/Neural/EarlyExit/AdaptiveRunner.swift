@@ -205,8 +205,9 @@ extension AdaptiveRunner {
             allTime = min(allTime, total)
             finalTime = min(finalTime, try clock.measure {
                 var start = 0
+                let operands = network.operands(atResolution: r)
                 while start < n {
-                    _ = try direct.evaluate(Array(inputs[start..<min(start + sliceSize, n)]), resolution: r)
+                    _ = try direct.evaluate(Array(inputs[start..<min(start + sliceSize, n)]), resolution: r, operands: operands)
                     start += sliceSize
                 }
             })
@@ -243,6 +244,8 @@ struct SampleEvaluator {
     var incremental: IncrementalEvaluator?
     /// The samples upgraded last time: those missing now were frozen and can let go of state.
     var lastSamples: [Int] = []
+    /// Each resolution's operands (W's digit planes split once), built when first used.
+    var operands: [Int: ResolutionOperands] = [:]
 
     init(network: QuantizedNetwork, inputs: [QuantizedTensor], evaluation: AdaptiveRunner.Evaluation,
          sliceSize: Int) throws(RefinementError) {
@@ -272,7 +275,8 @@ struct SampleEvaluator {
                 // One upgrade per resolution the ladder skipped, then the one asked for.
                 repeat { logits = try incremental!.upgrade(slice) } while incremental!.resolution(of: slice[0]) < r
             } else {
-                logits = try direct.evaluate(slice.map { inputs[$0] }, resolution: r)
+                if operands[r] == nil { operands[r] = network.operands(atResolution: r) }
+                logits = try direct.evaluate(slice.map { inputs[$0] }, resolution: r, operands: operands[r])
             }
             out.append(contentsOf: logits.map(\.values))
             start += slice.count
